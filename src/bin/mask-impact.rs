@@ -1,0 +1,4 @@
+//! The `mask-impact` command-line tool.
+fn main() {
+    println!("mask-impact");
+}

@@ -1,0 +1,807 @@
+//! Building a [`Cube`] from Arrow record batches, whatever wrote them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, DictionaryArray, Float32Array, Int32Array, RecordBatch, StringArray};
+use arrow_buffer::{BooleanBuffer, NullBuffer};
+use arrow_schema::{DataType, Schema};
+
+use super::{variant_order, Cube, CubeError, Metric, Prompt};
+
+/// The largest token position the cube accepts (positions are laid out densely from 0).
+pub const MAX_POSITION: i64 = 1 << 22;
+/// The most metric values (cells × metrics) a cube may hold: 1.6 GB of `f32`.
+pub const MAX_CELLS: usize = 400_000_000;
+
+/// Known column names.
+const STEP: &str = "generation_step";
+const LAYER: &str = "layer";
+const POSITION: &str = "token_position";
+const TOKEN: &str = "token_masked";
+const VARIANT: &str = "variant";
+const PROMPT: &str = "prompt_name";
+const CONFIG_PROMPT: &str = "config_prompt";
+/// Metrics that are listed first, in this order.
+const KNOWN_METRICS: [&str; 2] = ["l2_distance", "cosine_distance"];
+/// Name of the only variant when a file has no `variant` column.
+pub(crate) const DEFAULT_VARIANT: &str = "Full";
+
+/// Which column of a file plays which role, found by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMap {
+    pub step: Option<String>,
+    pub layer: String,
+    pub position: String,
+    pub token: Option<String>,
+    pub variant: Option<String>,
+    pub prompt: Option<String>,
+    pub config_prompt: Option<String>,
+    /// Numeric metric columns, the known ones first.
+    pub metrics: Vec<String>,
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    t.is_integer() || t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
+}
+
+fn is_text(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_text(v),
+        _ => false,
+    }
+}
+
+/// Columns that writers add as an index and that are no metric.
+fn is_index_column(name: &str) -> bool {
+    name.is_empty()
+        || name.starts_with("__index_level_")
+        || name.starts_with("Unnamed: ")
+        || name == "index"
+}
+
+impl ColumnMap {
+    /// Find the columns of `schema`; `file` names the file in errors.
+    ///
+    /// Required: `layer`, `token_position` and at least one numeric metric. Everything else is
+    /// optional. Names match exactly, or else ignoring ASCII case.
+    pub fn from_schema(file: &str, schema: &Schema) -> Result<ColumnMap, CubeError> {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let find = |want: &str| -> Option<usize> {
+            names
+                .iter()
+                .position(|n| *n == want)
+                .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(want)))
+        };
+        let wrong = |i: usize, expected: &str| CubeError::WrongType {
+            file: file.to_string(),
+            column: names[i].to_string(),
+            found: schema.field(i).data_type().to_string(),
+            expected: expected.to_string(),
+        };
+        let int_col = |want: &str| -> Result<Option<usize>, CubeError> {
+            match find(want) {
+                Some(i) if is_numeric(schema.field(i).data_type()) => Ok(Some(i)),
+                Some(i) => Err(wrong(i, "it must hold whole numbers")),
+                None => Ok(None),
+            }
+        };
+        let text_col = |want: &str| -> Option<usize> {
+            find(want).filter(|&i| {
+                let t = schema.field(i).data_type();
+                is_text(t) || is_numeric(t)
+            })
+        };
+        let step = int_col(STEP)?;
+        let layer = int_col(LAYER)?;
+        let position = int_col(POSITION)?;
+        let token = text_col(TOKEN);
+        let variant = text_col(VARIANT);
+        let prompt = text_col(PROMPT);
+        let config_prompt = text_col(CONFIG_PROMPT);
+        let taken: Vec<usize> = [step, layer, position, token, variant, prompt, config_prompt]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut metrics: Vec<usize> = (0..names.len())
+            .filter(|i| !taken.contains(i))
+            .filter(|&i| is_numeric(schema.field(i).data_type()) && !is_index_column(names[i]))
+            .collect();
+        metrics.sort_by_key(|&i| {
+            KNOWN_METRICS
+                .iter()
+                .position(|k| *k == names[i])
+                .unwrap_or(KNOWN_METRICS.len())
+        });
+
+        let mut missing = Vec::new();
+        if layer.is_none() {
+            missing.push(LAYER.to_string());
+        }
+        if position.is_none() {
+            missing.push(POSITION.to_string());
+        }
+        if metrics.is_empty() {
+            missing.push("a numeric metric (e.g. `l2_distance`)".to_string());
+        }
+        let (Some(layer), Some(position), false) = (layer, position, metrics.is_empty()) else {
+            // A metric stored as text is the likeliest cause of "no metric": say so.
+            if metrics.is_empty() {
+                for known in KNOWN_METRICS {
+                    if let Some(i) = find(known) {
+                        return Err(wrong(i, "a metric must be numeric"));
+                    }
+                }
+            }
+            return Err(CubeError::MissingColumns {
+                file: file.to_string(),
+                missing,
+                found: names.iter().map(|s| s.to_string()).collect(),
+            });
+        };
+        let name = |i: usize| names[i].to_string();
+        Ok(ColumnMap {
+            step: step.map(name),
+            layer: name(layer),
+            position: name(position),
+            token: token.map(name),
+            variant: variant.map(name),
+            prompt: prompt.map(name),
+            config_prompt: config_prompt.map(name),
+            metrics: metrics.into_iter().map(name).collect(),
+        })
+    }
+
+    /// Every column name the cube needs, in no particular order (for a projection).
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = vec![self.layer.as_str(), self.position.as_str()];
+        for o in [&self.step, &self.token, &self.variant, &self.prompt, &self.config_prompt] {
+            if let Some(n) = o {
+                v.push(n.as_str());
+            }
+        }
+        v.extend(self.metrics.iter().map(|s| s.as_str()));
+        v
+    }
+}
+
+/// The values of one (prompt, step, variant, layer) row while the data streams in.
+struct Block {
+    prompt: u32,
+    step: i64,
+    variant: u32,
+    layer: i64,
+    /// One vector per metric, indexed by position, NaN where not (yet) seen.
+    values: Vec<Vec<f32>>,
+}
+
+/// Text interned to codes, in first-seen order.
+#[derive(Default)]
+struct Interner {
+    codes: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn code(&mut self, s: &str) -> u32 {
+        if let Some(&c) = self.codes.get(s) {
+            return c;
+        }
+        let c = self.names.len() as u32;
+        self.names.push(s.to_string());
+        self.codes.insert(s.to_string(), c);
+        c
+    }
+}
+
+struct PromptAcc {
+    text: Option<String>,
+    /// Token code per position, -1 where unknown.
+    tokens: Vec<i32>,
+}
+
+/// The source being read now.
+struct Source {
+    file: String,
+    columns: ColumnMap,
+    /// Global metric index of each of `columns.metrics`.
+    metric_ids: Vec<usize>,
+    /// Prompt used for rows without a prompt name.
+    default_prompt: u32,
+}
+
+/// Builds a [`Cube`] from record batches of one or more files.
+///
+/// Call [`begin_source`](Self::begin_source) for each file with its schema, then
+/// [`push_batch`](Self::push_batch) for each of its batches, and [`finish`](Self::finish) once.
+/// Rows may come in any order; a later duplicate of a cell replaces the earlier one.
+pub struct CubeBuilder {
+    source: Option<Source>,
+    sources: Vec<String>,
+    metric_names: Vec<String>,
+    variants: Interner,
+    prompts: Interner,
+    prompt_acc: Vec<PromptAcc>,
+    tokens: Interner,
+    blocks: Vec<Block>,
+    /// (prompt, step, layer) → index into `group_blocks`.
+    groups: HashMap<(u32, i64, i64), usize>,
+    /// Block id by variant code (`u32::MAX`: none yet), per (prompt, step, layer) group.
+    group_blocks: Vec<Vec<u32>>,
+    rows_read: u64,
+    rows_skipped: u64,
+    duplicates: u64,
+}
+
+impl Default for CubeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Casts any numeric column to Int64 (floats are truncated; unrepresentable values become null).
+fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    arrow_cast::cast(col, &DataType::Int64)
+}
+
+fn to_f32(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    arrow_cast::cast(col, &DataType::Float32)
+}
+
+/// Casts any text (or numeric) column to a dictionary of Utf8 with i32 keys.
+fn to_dict(col: &ArrayRef) -> Result<DictionaryArray<Int32Type>, arrow_schema::ArrowError> {
+    let want = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let col = if is_text(col.data_type()) {
+        col.clone()
+    } else {
+        arrow_cast::cast(col, &DataType::Utf8)?
+    };
+    let d = arrow_cast::cast(&col, &want)?;
+    Ok(d.as_dictionary::<Int32Type>().clone())
+}
+
+/// Maps each value of a dictionary to an interned code.
+fn dict_codes(d: &DictionaryArray<Int32Type>, interner: &mut Interner) -> Vec<u32> {
+    let values = d.values().as_string::<i32>();
+    (0..values.len())
+        .map(|i| interner.code(if values.is_null(i) { "" } else { values.value(i) }))
+        .collect()
+}
+
+fn file_stem(file: &str) -> String {
+    let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    match base.rfind('.') {
+        Some(i) if i > 0 => base[..i].to_string(),
+        _ => base.to_string(),
+    }
+}
+
+impl CubeBuilder {
+    pub fn new() -> CubeBuilder {
+        CubeBuilder {
+            source: None,
+            sources: Vec::new(),
+            metric_names: Vec::new(),
+            variants: Interner::default(),
+            prompts: Interner::default(),
+            prompt_acc: Vec::new(),
+            tokens: Interner::default(),
+            blocks: Vec::new(),
+            groups: HashMap::new(),
+            group_blocks: Vec::new(),
+            rows_read: 0,
+            rows_skipped: 0,
+            duplicates: 0,
+        }
+    }
+
+    /// Rows read so far.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    /// Rows skipped because their layer or position was null.
+    pub fn rows_skipped(&self) -> u64 {
+        self.rows_skipped
+    }
+
+    /// Rows that repeated a cell already seen (the later value is kept).
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Start reading a file with this schema. Returns the columns it will use.
+    pub fn begin_source(&mut self, file: &str, schema: &Schema) -> Result<ColumnMap, CubeError> {
+        let columns = ColumnMap::from_schema(file, schema)?;
+        let metric_ids = columns
+            .metrics
+            .iter()
+            .map(|m| match self.metric_names.iter().position(|n| n == m) {
+                Some(i) => i,
+                None => {
+                    self.metric_names.push(m.clone());
+                    self.metric_names.len() - 1
+                }
+            })
+            .collect();
+        let default_prompt = self.prompt_code(&file_stem(file));
+        self.sources.push(file.to_string());
+        self.source = Some(Source {
+            file: file.to_string(),
+            columns: columns.clone(),
+            metric_ids,
+            default_prompt,
+        });
+        Ok(columns)
+    }
+
+    fn prompt_code(&mut self, name: &str) -> u32 {
+        let c = self.prompts.code(name);
+        if c as usize == self.prompt_acc.len() {
+            self.prompt_acc.push(PromptAcc {
+                text: None,
+                tokens: Vec::new(),
+            });
+        }
+        c
+    }
+
+    /// Add the rows of one batch of the current source.
+    pub fn push_batch(&mut self, batch: &RecordBatch) -> Result<(), CubeError> {
+        let Some(source) = self.source.take() else {
+            return Err(CubeError::OutOfRange {
+                file: "(unknown)".into(),
+                message: "push_batch called before begin_source".into(),
+            });
+        };
+        let result = self.push_batch_of(&source, batch);
+        self.source = Some(source);
+        result
+    }
+
+    fn push_batch_of(&mut self, src: &Source, batch: &RecordBatch) -> Result<(), CubeError> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let file = &src.file;
+        let cols = &src.columns;
+        let column = |name: &str| -> Result<&ArrayRef, CubeError> {
+            batch.column_by_name(name).ok_or_else(|| CubeError::MissingColumns {
+                file: file.clone(),
+                missing: vec![name.to_string()],
+                found: batch.schema().fields().iter().map(|f| f.name().clone()).collect(),
+            })
+        };
+        let cast_err = |name: &str, e: arrow_schema::ArrowError| CubeError::WrongType {
+            file: file.clone(),
+            column: name.to_string(),
+            found: batch
+                .column_by_name(name)
+                .map(|c| c.data_type().to_string())
+                .unwrap_or_default(),
+            expected: format!("its values could not be converted: {e}"),
+        };
+        let ints = |name: &str| -> Result<ArrayRef, CubeError> {
+            to_i64(column(name)?).map_err(|e| cast_err(name, e))
+        };
+        let dict = |name: &str| -> Result<DictionaryArray<Int32Type>, CubeError> {
+            to_dict(column(name)?).map_err(|e| cast_err(name, e))
+        };
+
+        let layer = ints(&cols.layer)?;
+        let layer = layer.as_primitive::<Int64Type>();
+        let position = ints(&cols.position)?;
+        let position = position.as_primitive::<Int64Type>();
+        let step = cols.step.as_deref().map(ints).transpose()?;
+        let step = step.as_ref().map(|s| s.as_primitive::<Int64Type>());
+
+        let variant = cols.variant.as_deref().map(dict).transpose()?;
+        let variant_codes = variant.as_ref().map(|d| dict_codes(d, &mut self.variants));
+        let default_variant = self.variants.code(DEFAULT_VARIANT);
+
+        let prompt = cols.prompt.as_deref().map(dict).transpose()?;
+        let prompt_codes: Option<Vec<u32>> = prompt.as_ref().map(|d| {
+            let values = d.values().as_string::<i32>();
+            (0..values.len())
+                .map(|i| {
+                    if values.is_null(i) || values.value(i).is_empty() {
+                        src.default_prompt
+                    } else {
+                        self.prompt_code(values.value(i))
+                    }
+                })
+                .collect()
+        });
+        let config = cols.config_prompt.as_deref().map(dict).transpose()?;
+        let token = cols.token.as_deref().map(dict).transpose()?;
+        // Global token code of each dictionary value of this batch, interned on first use.
+        let mut token_codes: Vec<i32> = vec![-1; token.as_ref().map_or(0, |t| t.values().len())];
+
+        let metrics: Vec<Float32Array> = cols
+            .metrics
+            .iter()
+            .map(|m| {
+                let c = to_f32(column(m)?).map_err(|e| cast_err(m, e))?;
+                Ok(c.as_primitive::<Float32Type>().clone())
+            })
+            .collect::<Result<_, CubeError>>()?;
+        let n_metrics_total = self.metric_names.len();
+
+        let mut last_group: Option<((u32, i64, i64), usize)> = None;
+        for row in 0..n {
+            if layer.is_null(row) || position.is_null(row) {
+                self.rows_skipped += 1;
+                continue;
+            }
+            let l = layer.value(row);
+            let pos = position.value(row);
+            if !(0..=MAX_POSITION).contains(&pos) {
+                return Err(CubeError::OutOfRange {
+                    file: file.clone(),
+                    message: format!(
+                        "`{}` is {pos} in data row {}; positions must be between 0 and {MAX_POSITION}",
+                        cols.position,
+                        self.rows_read + row as u64 + 1
+                    ),
+                });
+            }
+            let pos = pos as usize;
+            let s = match step {
+                Some(s) if !s.is_null(row) => s.value(row),
+                _ => 0,
+            };
+            let v = match (&variant, &variant_codes) {
+                (Some(d), Some(codes)) if !d.is_null(row) => codes[d.keys().value(row) as usize],
+                _ => default_variant,
+            };
+            let p = match (&prompt, &prompt_codes) {
+                (Some(d), Some(codes)) if !d.is_null(row) => codes[d.keys().value(row) as usize],
+                _ => src.default_prompt,
+            };
+
+            // Token text and prompt text, first value wins.
+            let acc = &mut self.prompt_acc[p as usize];
+            if acc.tokens.len() <= pos {
+                acc.tokens.resize(pos + 1, -1);
+            }
+            if acc.tokens[pos] < 0 {
+                if let Some(t) = &token {
+                    if !t.is_null(row) {
+                        let k = t.keys().value(row) as usize;
+                        if token_codes[k] < 0 {
+                            let values = t.values().as_string::<i32>();
+                            token_codes[k] = self.tokens.code(values.value(k)) as i32;
+                        }
+                        acc.tokens[pos] = token_codes[k];
+                    }
+                }
+            }
+            if acc.text.is_none() {
+                if let Some(c) = &config {
+                    if !c.is_null(row) {
+                        let k = c.keys().value(row) as usize;
+                        acc.text = Some(c.values().as_string::<i32>().value(k).to_string());
+                    }
+                }
+            }
+
+            // Find the block of (p, s, v, l): the (p, s, l) group is cached between rows, so
+            // both row orders writers use (variant fastest, or position fastest) stay cheap.
+            let key = (p, s, l);
+            let group = match last_group {
+                Some((k, g)) if k == key => g,
+                _ => {
+                    let next = self.group_blocks.len();
+                    let g = *self.groups.entry(key).or_insert(next);
+                    if g == next {
+                        self.group_blocks.push(Vec::new());
+                    }
+                    last_group = Some((key, g));
+                    g
+                }
+            };
+            let ids = &mut self.group_blocks[group];
+            if ids.len() <= v as usize {
+                ids.resize(v as usize + 1, u32::MAX);
+            }
+            let block_id = if ids[v as usize] == u32::MAX {
+                let id = self.blocks.len() as u32;
+                ids[v as usize] = id;
+                self.blocks.push(Block {
+                    prompt: p,
+                    step: s,
+                    variant: v,
+                    layer: l,
+                    values: vec![Vec::new(); n_metrics_total],
+                });
+                id
+            } else {
+                ids[v as usize]
+            };
+            let block = &mut self.blocks[block_id as usize];
+            if block.values.len() < n_metrics_total {
+                block.values.resize(n_metrics_total, Vec::new());
+            }
+            let mut duplicate = false;
+            for (m, values) in metrics.iter().enumerate() {
+                let slot = &mut block.values[src.metric_ids[m]];
+                if slot.len() <= pos {
+                    slot.resize(pos + 1, f32::NAN);
+                } else if !slot[pos].is_nan() {
+                    duplicate = true;
+                }
+                slot[pos] = if values.is_null(row) {
+                    f32::NAN
+                } else {
+                    values.value(row)
+                };
+            }
+            if duplicate {
+                self.duplicates += 1;
+            }
+        }
+        self.rows_read += n as u64;
+        Ok(())
+    }
+
+    /// Lay the data out densely and return the cube.
+    pub fn finish(self) -> Result<Cube, CubeError> {
+        let file = self.sources.join(", ");
+        if self.blocks.is_empty() {
+            return Err(CubeError::Empty { file });
+        }
+        let mut steps: Vec<i64> = self.blocks.iter().map(|b| b.step).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let mut layers: Vec<i64> = self.blocks.iter().map(|b| b.layer).collect();
+        layers.sort_unstable();
+        layers.dedup();
+        let mut used_variants: Vec<u32> = self.blocks.iter().map(|b| b.variant).collect();
+        used_variants.sort_unstable();
+        used_variants.dedup();
+        let mut variant_names: Vec<&str> = used_variants
+            .iter()
+            .map(|&c| self.variants.names[c as usize].as_str())
+            .collect();
+        variant_names.sort_by(|a, b| variant_order(a, b));
+        let mut variant_slot = vec![usize::MAX; self.variants.names.len()];
+        for (i, name) in variant_names.iter().enumerate() {
+            variant_slot[self.variants.codes[*name] as usize] = i;
+        }
+        let variants: Vec<String> = variant_names.iter().map(|s| s.to_string()).collect();
+
+        // Prompts that have data, in first-seen order, with their position counts.
+        let n_prompt_codes = self.prompts.names.len();
+        let mut n_positions = vec![0usize; n_prompt_codes];
+        let mut has_data = vec![false; n_prompt_codes];
+        for b in &self.blocks {
+            let p = b.prompt as usize;
+            has_data[p] = true;
+            let len = b.values.iter().map(Vec::len).max().unwrap_or(0);
+            n_positions[p] = n_positions[p].max(len);
+        }
+        let (ns, nv, nl) = (steps.len(), variants.len(), layers.len());
+        let mut prompt_slot = vec![usize::MAX; n_prompt_codes];
+        let mut offsets = Vec::new();
+        let mut total = 0usize;
+        for p in 0..n_prompt_codes {
+            if !has_data[p] {
+                continue;
+            }
+            n_positions[p] = n_positions[p].max(self.prompt_acc[p].tokens.len());
+            prompt_slot[p] = offsets.len();
+            offsets.push(total);
+            total = ns
+                .checked_mul(nv)
+                .and_then(|x| x.checked_mul(nl))
+                .and_then(|x| x.checked_mul(n_positions[p]))
+                .and_then(|x| x.checked_add(total))
+                .unwrap_or(usize::MAX);
+        }
+        let n_metrics = self.metric_names.len();
+        if total.saturating_mul(n_metrics.max(1)) > MAX_CELLS {
+            return Err(CubeError::OutOfRange {
+                file,
+                message: format!(
+                    "the data spans {ns} steps × {nv} variants × {nl} layers × up to {} positions = {total} cells per metric, more than the viewer can hold ({MAX_CELLS} values in all)",
+                    n_positions.iter().max().unwrap_or(&0)
+                ),
+            });
+        }
+
+        let mut dense: Vec<Vec<f32>> = (0..n_metrics).map(|_| vec![f32::NAN; total]).collect();
+        let step_index = |s: i64| steps.binary_search(&s).unwrap_or(0);
+        let layer_index = |l: i64| layers.binary_search(&l).unwrap_or(0);
+        for b in self.blocks {
+            let p = b.prompt as usize;
+            let np = n_positions[p];
+            let row = (step_index(b.step) * nv + variant_slot[b.variant as usize]) * nl
+                + layer_index(b.layer);
+            let start = offsets[prompt_slot[p]] + row * np;
+            for (m, values) in b.values.into_iter().enumerate() {
+                dense[m][start..start + values.len()].copy_from_slice(&values);
+            }
+        }
+        let metrics = self
+            .metric_names
+            .into_iter()
+            .zip(dense)
+            .map(|(name, values)| {
+                let valid = BooleanBuffer::collect_bool(values.len(), |i| !values[i].is_nan());
+                let nulls = NullBuffer::new(valid);
+                let nulls = (nulls.null_count() > 0).then_some(nulls);
+                Metric {
+                    name,
+                    values: Float32Array::new(values.into(), nulls),
+                }
+            })
+            .collect();
+
+        let token_values: ArrayRef = Arc::new(StringArray::from_iter_values(self.tokens.names.iter()));
+        let mut prompts = Vec::new();
+        for p in 0..n_prompt_codes {
+            if !has_data[p] {
+                continue;
+            }
+            let acc = &self.prompt_acc[p];
+            let keys: Int32Array = (0..n_positions[p])
+                .map(|i| acc.tokens.get(i).copied().filter(|&k| k >= 0))
+                .collect();
+            let tokens = DictionaryArray::try_new(keys, token_values.clone())
+                .map_err(|e| CubeError::Ipc(e.to_string()))?;
+            prompts.push(Prompt {
+                name: self.prompts.names[p].clone(),
+                text: acc.text.clone(),
+                tokens,
+                cell_offset: offsets[prompt_slot[p]],
+            });
+        }
+        Ok(Cube {
+            sources: self.sources,
+            rows_read: self.rows_read,
+            steps,
+            layers,
+            variants,
+            prompts,
+            metrics,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::record_batch;
+    use arrow_schema::Field;
+
+    fn build(batches: &[RecordBatch]) -> Result<Cube, CubeError> {
+        let mut b = CubeBuilder::new();
+        b.begin_source("t.parquet", &batches[0].schema())?;
+        for batch in batches {
+            b.push_batch(batch)?;
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn missing_columns_are_listed() {
+        let batch = record_batch!(("layer", Int64, [1]), ("variant", Utf8, ["Full"])).unwrap();
+        let err = build(&[batch]).unwrap_err().to_string();
+        assert!(err.starts_with("t.parquet: missing required column(s) `token_position`, `a numeric metric"), "{err}");
+        assert!(err.contains("Found columns: `layer`, `variant`"), "{err}");
+    }
+
+    #[test]
+    fn text_metric_is_named() {
+        let batch = record_batch!(
+            ("layer", Int64, [1]),
+            ("token_position", Int64, [1]),
+            ("l2_distance", Utf8, ["abc"])
+        )
+        .unwrap();
+        let err = build(&[batch]).unwrap_err().to_string();
+        assert!(err.contains("column `l2_distance` has type Utf8, but a metric must be numeric"), "{err}");
+    }
+
+    #[test]
+    fn dense_layout_with_gaps_and_any_order() {
+        // Two steps, two variants, two layers; position 2 missing in one row; rows shuffled.
+        let batch = record_batch!(
+            ("generation_step", Int8, [1, 0, 0, 1, 0]),
+            ("layer", UInt16, [3, 3, 5, 3, 3]),
+            ("token_position", Int32, [3, 0, 1, 0, 3]),
+            ("variant", Utf8, ["Head_10", "Full", "Full", "Head_2", "Full"]),
+            ("token_masked", Utf8, ["c", "<s>", "a", "<s>", "c"]),
+            ("l2_distance", Float64, [Some(4.0), Some(1.0), Some(2.0), None, Some(f64::NAN)]),
+            ("kl", Int32, [1, 2, 3, 4, 5])
+        )
+        .unwrap();
+        let cube = build(&[batch]).unwrap();
+        assert_eq!(cube.steps, [0, 1]);
+        assert_eq!(cube.layers, [3, 5]);
+        assert_eq!(cube.variants, ["Full", "Head_2", "Head_10"]);
+        assert_eq!(cube.metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["l2_distance", "kl"]);
+        let p = &cube.prompts[0];
+        assert_eq!(p.name, "t");
+        assert_eq!(p.n_positions(), 4);
+        assert_eq!(p.token(0), Some("<s>"));
+        assert_eq!(p.token(2), None);
+        assert_eq!(p.token(3), Some("c"));
+        let l2 = 0;
+        // step 0, Full, layer 3: pos 0 = 1.0, pos 3 = NaN → missing, pos 1/2 missing.
+        let at = cube.cell(0, 0, 0, 0);
+        assert_eq!(cube.value(l2, at, 0), Some(1.0));
+        assert_eq!(cube.value(l2, at, 1), None);
+        assert_eq!(cube.value(l2, at, 3), None);
+        assert_eq!(cube.value(1, at, 3), Some(5.0));
+        // step 0, Full, layer 5: pos 1 = 2.0
+        assert_eq!(cube.value(l2, cube.cell(0, 0, 0, 1), 1), Some(2.0));
+        // step 1, Head_10, layer 3: pos 3 = 4.0
+        assert_eq!(cube.value(l2, cube.cell(0, 1, 2, 0), 3), Some(4.0));
+        // step 1, Head_2, layer 3: pos 0 is null → missing, but kl there = 4.
+        assert_eq!(cube.value(l2, cube.cell(0, 1, 1, 0), 0), None);
+        assert_eq!(cube.value(1, cube.cell(0, 1, 1, 0), 0), Some(4.0));
+        assert_eq!(cube.rows_read, 5);
+        // Null bitmap agrees with NaN.
+        let m = &cube.metrics[0].values;
+        assert_eq!(m.null_count(), m.values().iter().filter(|v| v.is_nan()).count());
+    }
+
+    #[test]
+    fn optional_columns_default() {
+        let batch = record_batch!(
+            ("layer", Int64, [0, 1]),
+            ("token_position", Int64, [0, 0]),
+            ("cosine_distance", Float32, [0.5, 0.25])
+        )
+        .unwrap();
+        let cube = build(&[batch]).unwrap();
+        assert_eq!(cube.steps, [0]);
+        assert_eq!(cube.variants, ["Full"]);
+        assert_eq!(cube.prompts[0].token(0), None);
+        assert_eq!(cube.value(0, cube.cell(0, 0, 0, 1), 0), Some(0.25));
+    }
+
+    #[test]
+    fn prompts_have_own_positions() {
+        let batch = record_batch!(
+            ("prompt_name", Utf8, ["a", "b", "b"]),
+            ("config_prompt", Utf8, ["text a", "text b", "text b"]),
+            ("layer", Int64, [0, 0, 0]),
+            ("token_position", Int64, [1, 0, 4]),
+            ("l2_distance", Float32, [1.0, 2.0, 3.0])
+        )
+        .unwrap();
+        let cube = build(&[batch]).unwrap();
+        assert_eq!(cube.prompts.len(), 2);
+        assert_eq!(cube.prompts[0].name, "a");
+        assert_eq!(cube.prompts[0].n_positions(), 2);
+        assert_eq!(cube.prompts[1].n_positions(), 5);
+        assert_eq!(cube.prompts[1].text.as_deref(), Some("text b"));
+        assert_eq!(cube.value(0, cube.cell(1, 0, 0, 0), 4), Some(3.0));
+        assert_eq!(cube.value(0, cube.cell(0, 0, 0, 0), 1), Some(1.0));
+    }
+
+    #[test]
+    fn empty_and_negative() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("layer", DataType::Int64, true),
+            Field::new("token_position", DataType::Int64, true),
+            Field::new("l2_distance", DataType::Float32, true),
+        ]));
+        let err = build(&[RecordBatch::new_empty(schema)]).unwrap_err().to_string();
+        assert_eq!(err, "t.parquet: the file holds no data rows");
+        let batch = record_batch!(
+            ("layer", Int64, [0]),
+            ("token_position", Int64, [-1]),
+            ("l2_distance", Float32, [1.0])
+        )
+        .unwrap();
+        let err = build(&[batch]).unwrap_err().to_string();
+        assert!(err.contains("`token_position` is -1 in data row 1"), "{err}");
+    }
+}

@@ -1,0 +1,277 @@
+//! The [`Cube`]: a compact, columnar, dense store of one result set.
+//!
+//! A result file is a long table with one row per (prompt, generation step, variant, layer,
+//! token position). The cube keeps the metric values dense, laid out as
+//!
+//! ```text
+//! prompt → step → variant → layer → position
+//! ```
+//!
+//! so that one heatmap row (all positions of one layer) is one contiguous slice, and any cell is
+//! found by arithmetic, without a per-row key. Each metric is one arrow `Float32Array`; a cell
+//! that the data does not have (or holds null or NaN) is NaN in the values and null in the
+//! validity bitmap: "no data", never zero.
+//!
+//! Axes (steps, layers, variants) are shared by all prompts; each prompt has its own positions
+//! (`0..n_positions`, every position up to the largest one seen) and token texts, held as a
+//! dictionary-encoded string array (image tokens repeat hundreds of times).
+//!
+//! ```
+//! use mask_impact::cube::{Cube, CubeBuilder};
+//! use arrow_array::{record_batch, RecordBatch};
+//!
+//! let batch: RecordBatch = record_batch!(
+//!     ("layer", Int64, [0, 0, 1, 1]),
+//!     ("token_position", Int64, [0, 1, 0, 1]),
+//!     ("l2_distance", Float32, [Some(1.0), Some(2.0), Some(3.0), None])
+//! ).unwrap();
+//! let mut builder = CubeBuilder::new();
+//! builder.begin_source("example.parquet", &batch.schema()).unwrap();
+//! builder.push_batch(&batch).unwrap();
+//! let cube: Cube = builder.finish().unwrap();
+//! let l2 = cube.metric_index("l2_distance").unwrap();
+//! let at = cube.cell(0, 0, 0, 1);
+//! assert_eq!(cube.value(l2, at, 0), Some(3.0));
+//! assert_eq!(cube.value(l2, at, 1), None); // missing, not zero
+//! ```
+
+mod builder;
+mod ipc;
+
+pub use builder::{ColumnMap, CubeBuilder, MAX_CELLS, MAX_POSITION};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{Array, DictionaryArray, Float32Array};
+
+/// What can go wrong while building or reading a cube. Messages are written for the person
+/// holding the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CubeError {
+    /// Required columns are missing.
+    #[error(
+        "{file}: missing required column(s) {}. Found columns: {}. Needed: `layer`, `token_position` and at least one numeric metric column (e.g. `l2_distance`)",
+        list(missing),
+        list(found)
+    )]
+    MissingColumns {
+        file: String,
+        missing: Vec<String>,
+        found: Vec<String>,
+    },
+    /// A column has a type that cannot hold what it must.
+    #[error("{file}: column `{column}` has type {found}, but {expected}")]
+    WrongType {
+        file: String,
+        column: String,
+        found: String,
+        expected: String,
+    },
+    /// A value is out of the range the cube supports.
+    #[error("{file}: {message}")]
+    OutOfRange { file: String, message: String },
+    /// The sources held no rows.
+    #[error("{file}: the file holds no data rows")]
+    Empty { file: String },
+    /// The serialised form is damaged.
+    #[error("cannot read the transferred cube: {0}")]
+    Ipc(String),
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "(none)".to_string();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One prompt of a result set: its own positions and tokens.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// `prompt_name` from the file; the file's stem when the file has no such column.
+    pub name: String,
+    /// `config_prompt` (the prompt text), when the file has it.
+    pub text: Option<String>,
+    /// Token text of each position `0..n_positions`; null where the data has none.
+    pub tokens: DictionaryArray<Int32Type>,
+    /// Where this prompt's cells start in the metric arrays.
+    pub cell_offset: usize,
+}
+
+impl Prompt {
+    /// Number of token positions (the largest position seen + 1).
+    pub fn n_positions(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The token text at `position`, if the data has one.
+    pub fn token(&self, position: usize) -> Option<&str> {
+        if position >= self.tokens.len() || self.tokens.is_null(position) {
+            return None;
+        }
+        let key = self.tokens.keys().value(position) as usize;
+        Some(self.tokens.values().as_string::<i32>().value(key))
+    }
+}
+
+/// One metric column (e.g. `l2_distance`): dense values, NaN/null where there is no data.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    pub name: String,
+    pub values: Float32Array,
+}
+
+/// Coordinates of one heatmap row: a (prompt, step, variant, layer) as indexes into the axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowAt {
+    pub prompt: usize,
+    pub step: usize,
+    pub variant: usize,
+    pub layer: usize,
+}
+
+/// The compact columnar store of one loaded result set. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Cube {
+    /// Names of the files it was read from.
+    pub sources: Vec<String>,
+    /// Number of data rows read.
+    pub rows_read: u64,
+    /// Generation steps, ascending.
+    pub steps: Vec<i64>,
+    /// Layers, ascending.
+    pub layers: Vec<i64>,
+    /// Variants: `Full`, `Attn`, `Head_0`…`Head_N` (numeric order), then any others.
+    pub variants: Vec<String>,
+    /// Prompts in the order first seen.
+    pub prompts: Vec<Prompt>,
+    /// Metrics: `l2_distance`, `cosine_distance` first, then other numeric columns.
+    pub metrics: Vec<Metric>,
+}
+
+impl Cube {
+    /// Index of a metric by name.
+    pub fn metric_index(&self, name: &str) -> Option<usize> {
+        self.metrics.iter().position(|m| m.name == name)
+    }
+
+    /// Index of a variant by name.
+    pub fn variant_index(&self, name: &str) -> Option<usize> {
+        self.variants.iter().position(|v| v == name)
+    }
+
+    /// Index of a step value.
+    pub fn step_index(&self, step: i64) -> Option<usize> {
+        self.steps.binary_search(&step).ok()
+    }
+
+    /// Index of a layer value.
+    pub fn layer_index(&self, layer: i64) -> Option<usize> {
+        self.layers.binary_search(&layer).ok()
+    }
+
+    /// Index of a prompt by name.
+    pub fn prompt_index(&self, name: &str) -> Option<usize> {
+        self.prompts.iter().position(|p| p.name == name)
+    }
+
+    /// Shorthand for a [`RowAt`].
+    pub fn cell(&self, prompt: usize, step: usize, variant: usize, layer: usize) -> RowAt {
+        RowAt {
+            prompt,
+            step,
+            variant,
+            layer,
+        }
+    }
+
+    /// Offset of the first cell of a row in the metric arrays.
+    fn row_offset(&self, at: RowAt) -> usize {
+        let p = &self.prompts[at.prompt];
+        let rows_before =
+            (at.step * self.variants.len() + at.variant) * self.layers.len() + at.layer;
+        p.cell_offset + rows_before * p.n_positions()
+    }
+
+    /// The values of one row (positions `0..n_positions` of the prompt): NaN where no data.
+    ///
+    /// # Panics
+    /// When an index in `at` is out of range of the axes.
+    pub fn row(&self, metric: usize, at: RowAt) -> &[f32] {
+        let start = self.row_offset(at);
+        let n = self.prompts[at.prompt].n_positions();
+        &self.metrics[metric].values.values()[start..start + n]
+    }
+
+    /// One cell's value, `None` where the data has none (missing, null or NaN).
+    pub fn value(&self, metric: usize, at: RowAt, position: usize) -> Option<f32> {
+        let row = self.row(metric, at);
+        row.get(position).copied().filter(|v| !v.is_nan())
+    }
+
+    /// Total number of cells per metric.
+    pub fn n_cells(&self) -> usize {
+        self.metrics.first().map_or(0, |m| m.values.len())
+    }
+
+    /// Bytes held by the cube's arrays (metrics and tokens).
+    pub fn memory_bytes(&self) -> usize {
+        let metrics: usize = self
+            .metrics
+            .iter()
+            .map(|m| m.values.get_array_memory_size())
+            .sum();
+        let tokens: usize = self
+            .prompts
+            .iter()
+            .map(|p| p.tokens.get_array_memory_size())
+            .sum();
+        metrics + tokens
+    }
+
+    /// Serialise to bytes (Arrow IPC streams) to move the cube from the decode worker to the
+    /// page. See [`Cube::from_ipc_bytes`].
+    pub fn to_ipc_bytes(&self) -> Result<Vec<u8>, CubeError> {
+        ipc::write(self)
+    }
+
+    /// Read a cube written by [`Cube::to_ipc_bytes`].
+    pub fn from_ipc_bytes(bytes: &[u8]) -> Result<Cube, CubeError> {
+        ipc::read(bytes)
+    }
+}
+
+/// Order variants as researchers expect: `Full`, `Attn`, `Head_0`, `Head_1`, …, `Head_10`, then
+/// the rest alphabetically.
+pub fn variant_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn rank(v: &str) -> (u8, u64, &str) {
+        match v {
+            "Full" => (0, 0, v),
+            "Attn" => (1, 0, v),
+            _ => match v.strip_prefix("Head_").and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) => (2, n, v),
+                None => (3, 0, v),
+            },
+        }
+    }
+    rank(a).cmp(&rank(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_sort_numerically() {
+        let mut v = vec!["Head_10", "Attn", "Head_2", "zeta", "Full", "Head_0", "MLP"];
+        v.sort_by(|a, b| variant_order(a, b));
+        assert_eq!(
+            v,
+            ["Full", "Attn", "Head_0", "Head_2", "Head_10", "MLP", "zeta"]
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! Sans-IO decoders: bytes in, [`Cube`] out.
+//!
+//! An [`Ingest`] never reads a file itself. It says which byte ranges it needs next
+//! ([`Ingest::poll`] → [`Poll::NeedsData`]), the caller fetches them however it can (`Blob.slice`
+//! in the browser worker, `std::fs` in the CLI, HTTP range requests) and pushes them back with
+//! [`Ingest::push`]. Parquet is read footer first, then only the column chunks the cube needs;
+//! CSV and JSON are fed in chunks of [`TEXT_CHUNK_BYTES`] and never held whole.
+//!
+//! ```
+//! use mask_impact::ingest::{read_bytes, Format};
+//! let csv = b"layer,token_position,token_masked,l2_distance\n0,0,\"a,b\",1.5\n0,1,x,\n";
+//! let cube = mask_impact::ingest::read_bytes("tiny.csv", csv).unwrap();
+//! assert_eq!(cube.prompts[0].token(0), Some("a,b"));
+//! assert_eq!(cube.value(0, cube.cell(0, 0, 0, 0), 0), Some(1.5));
+//! assert_eq!(cube.value(0, cube.cell(0, 0, 0, 0), 1), None);
+//! ```
+
+mod parquet;
+mod text;
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::cube::{ColumnMap, Cube, CubeBuilder, CubeError};
+
+pub use self::parquet::ParquetSource;
+pub use self::text::TextSource;
+
+/// Size of the chunks CSV and JSON are read in.
+pub const TEXT_CHUNK_BYTES: u64 = 8 << 20;
+/// How many leading bytes are read to recognise the format.
+pub const SNIFF_BYTES: u64 = 64 << 10;
+
+/// The input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Parquet,
+    Csv,
+    /// A JSON array of row objects (pandas `orient="records"`) or JSON Lines.
+    Json,
+}
+
+/// What can go wrong reading a file. Every message starts with the file name.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{file}: the file is empty")]
+    EmptyFile { file: String },
+    #[error("{file}: {what}, not a result table (Parquet, CSV or JSON)")]
+    NotData { file: String, what: String },
+    #[error("{file}: cannot read it as Parquet: {message}")]
+    Parquet { file: String, message: String },
+    #[error("{file}: cannot read it as CSV: {message}")]
+    Csv { file: String, message: String },
+    #[error("{file}: cannot read it as JSON: {message}")]
+    Json { file: String, message: String },
+    #[error(transparent)]
+    Cube(#[from] CubeError),
+    #[error("{file}: reading failed: {message}")]
+    Read { file: String, message: String },
+    #[error("{file}: loading was cancelled")]
+    Cancelled { file: String },
+}
+
+/// Recognise the format from the first bytes (the name is used only to word errors).
+pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
+    let not = |what: &str| IngestError::NotData {
+        file: file.to_string(),
+        what: what.to_string(),
+    };
+    if head.is_empty() {
+        return Err(IngestError::EmptyFile {
+            file: file.to_string(),
+        });
+    }
+    if head.starts_with(b"PAR1") {
+        return Ok(Format::Parquet);
+    }
+    const MAGICS: [(&[u8], &str); 9] = [
+        (b"\x89PNG", "a PNG image"),
+        (b"\xff\xd8\xff", "a JPEG image"),
+        (b"GIF8", "a GIF image"),
+        (b"PK\x03\x04", "a ZIP archive"),
+        (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
+        (b"%PDF", "a PDF document"),
+        (b"ARROW1", "an Arrow IPC file"),
+        (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (decompress it first)"),
+        (b"RIFF", "a RIFF (image/audio) file"),
+    ];
+    for (magic, what) in MAGICS {
+        if head.starts_with(magic) {
+            return Err(not(&format!("this is {what}")));
+        }
+    }
+    let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let first = text.iter().copied().find(|b| !b.is_ascii_whitespace());
+    let looks_binary = text.iter().take(4096).any(|&b| b == 0);
+    if looks_binary {
+        if text.len() >= 4 && file.to_ascii_lowercase().ends_with(".parquet") {
+            return Err(IngestError::Parquet {
+                file: file.to_string(),
+                message: "it does not start with the Parquet magic bytes `PAR1` (damaged, or not Parquet)".into(),
+            });
+        }
+        return Err(not("this is a binary file of an unknown kind"));
+    }
+    match first {
+        None => Err(IngestError::EmptyFile {
+            file: file.to_string(),
+        }),
+        Some(b'[') | Some(b'{') => Ok(Format::Json),
+        Some(_) => Ok(Format::Csv),
+    }
+}
+
+/// Progress of a load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Progress {
+    /// Bytes handed to the decoder so far.
+    pub bytes_read: u64,
+    /// Size of the file.
+    pub bytes_total: u64,
+    /// Data rows decoded so far.
+    pub rows: u64,
+}
+
+/// What an [`Ingest`] wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll {
+    /// Fetch these byte ranges and [`push`](Ingest::push) them.
+    NeedsData(Vec<Range<u64>>),
+    /// The file has been read whole; call [`Ingest::into_builder`] or [`Ingest::finish`].
+    Finished,
+}
+
+enum State {
+    Sniffing,
+    Parquet(Box<ParquetSource>),
+    Text(Box<TextSource>),
+    Done,
+}
+
+/// A sans-IO reader of one file into a [`CubeBuilder`]. See the [module docs](self).
+pub struct Ingest {
+    file: String,
+    file_len: u64,
+    state: State,
+    builder: CubeBuilder,
+    format: Option<Format>,
+    columns: Option<ColumnMap>,
+}
+
+impl Ingest {
+    /// Read the file `file` (a name, for messages) of `file_len` bytes into a new cube.
+    pub fn new(file: &str, file_len: u64) -> Ingest {
+        Ingest::with_builder(file, file_len, CubeBuilder::new())
+    }
+
+    /// Read one more file into an existing builder (several files make one cube).
+    pub fn with_builder(file: &str, file_len: u64, builder: CubeBuilder) -> Ingest {
+        Ingest {
+            file: file.to_string(),
+            file_len,
+            state: State::Sniffing,
+            builder,
+            format: None,
+            columns: None,
+        }
+    }
+
+    /// The format, once recognised.
+    pub fn format(&self) -> Option<Format> {
+        self.format
+    }
+
+    /// The columns used, once the schema is known.
+    pub fn columns(&self) -> Option<&ColumnMap> {
+        self.columns.as_ref()
+    }
+
+    pub fn progress(&self) -> Progress {
+        let bytes_read = match &self.state {
+            State::Sniffing => 0,
+            State::Parquet(p) => p.bytes_read(),
+            State::Text(t) => t.bytes_read(),
+            State::Done => self.file_len,
+        };
+        Progress {
+            bytes_read,
+            bytes_total: self.file_len,
+            rows: self.builder.rows_read(),
+        }
+    }
+
+    /// What is needed next.
+    pub fn poll(&mut self) -> Result<Poll, IngestError> {
+        match &mut self.state {
+            State::Sniffing => {
+                if self.file_len == 0 {
+                    return Err(IngestError::EmptyFile {
+                        file: self.file.clone(),
+                    });
+                }
+                Ok(Poll::NeedsData(vec![0..self.file_len.min(SNIFF_BYTES)]))
+            }
+            State::Parquet(p) => p.poll(&mut self.builder),
+            State::Text(t) => t.poll(&mut self.builder),
+            State::Done => Ok(Poll::Finished),
+        }
+        .inspect(|p| {
+            if *p == Poll::Finished {
+                self.state = State::Done;
+            }
+        })
+    }
+
+    /// Hand over the bytes of the ranges asked for by [`poll`](Self::poll).
+    pub fn push(&mut self, ranges: Vec<Range<u64>>, data: Vec<Bytes>) -> Result<(), IngestError> {
+        match &mut self.state {
+            State::Sniffing => {
+                let head = data.first().cloned().unwrap_or_default();
+                let format = sniff(&self.file, &head)?;
+                self.format = Some(format);
+                self.state = match format {
+                    Format::Parquet => {
+                        State::Parquet(Box::new(ParquetSource::new(&self.file, self.file_len)?))
+                    }
+                    Format::Csv | Format::Json => {
+                        // The text source reads from byte 0 again: the head is small.
+                        State::Text(Box::new(TextSource::new(&self.file, self.file_len, format)))
+                    }
+                };
+                Ok(())
+            }
+            State::Parquet(p) => {
+                p.push(ranges, data, &mut self.builder)?;
+                if self.columns.is_none() {
+                    self.columns = p.columns().cloned();
+                }
+                Ok(())
+            }
+            State::Text(t) => {
+                t.push(ranges, data, &mut self.builder)?;
+                if self.columns.is_none() {
+                    self.columns = t.columns().cloned();
+                }
+                Ok(())
+            }
+            State::Done => Ok(()),
+        }
+    }
+
+    /// The builder, to read more files into it or to [`finish`](CubeBuilder::finish) it.
+    pub fn into_builder(self) -> CubeBuilder {
+        self.builder
+    }
+
+    /// Finish the cube of this one file.
+    pub fn finish(self) -> Result<Cube, IngestError> {
+        Ok(self.builder.finish()?)
+    }
+}
+
+/// Drive an [`Ingest`] to the end with a synchronous `fetch` of byte ranges. `progress` is
+/// called after each push; returning `false` cancels.
+pub fn drive(
+    ingest: &mut Ingest,
+    mut fetch: impl FnMut(Range<u64>) -> Result<Bytes, String>,
+    mut progress: impl FnMut(&Progress) -> bool,
+) -> Result<(), IngestError> {
+    loop {
+        match ingest.poll()? {
+            Poll::Finished => return Ok(()),
+            Poll::NeedsData(ranges) => {
+                let data = ranges
+                    .iter()
+                    .map(|r| {
+                        fetch(r.clone()).map_err(|message| IngestError::Read {
+                            file: ingest.file.clone(),
+                            message,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                ingest.push(ranges, data)?;
+                if !progress(&ingest.progress()) {
+                    return Err(IngestError::Cancelled {
+                        file: ingest.file.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Read a whole in-memory file into a cube (tests, the CLI on small files).
+pub fn read_bytes(file: &str, bytes: &[u8]) -> Result<Cube, IngestError> {
+    let bytes = Bytes::copy_from_slice(bytes);
+    let mut ingest = Ingest::new(file, bytes.len() as u64);
+    drive(
+        &mut ingest,
+        |r| Ok(bytes.slice(r.start as usize..r.end as usize)),
+        |_| true,
+    )?;
+    ingest.finish()
+}
+
+/// Read a file from disk into a cube, by byte ranges (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_path(path: &std::path::Path) -> Result<Cube, IngestError> {
+    let mut ingest = open_path(path, CubeBuilder::new())?;
+    drive_path(&mut ingest, path, |_| true)?;
+    ingest.finish()
+}
+
+/// An [`Ingest`] for a file on disk (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_path(path: &std::path::Path, builder: CubeBuilder) -> Result<Ingest, IngestError> {
+    let name = path.display().to_string();
+    let len = std::fs::metadata(path)
+        .map_err(|e| IngestError::Read {
+            file: name.clone(),
+            message: e.to_string(),
+        })?
+        .len();
+    Ok(Ingest::with_builder(&name, len, builder))
+}
+
+/// Drive `ingest` from the file at `path` with positioned reads (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn drive_path(
+    ingest: &mut Ingest,
+    path: &std::path::Path,
+    progress: impl FnMut(&Progress) -> bool,
+) -> Result<(), IngestError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| IngestError::Read {
+        file: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    drive(
+        ingest,
+        |r| {
+            f.seek(SeekFrom::Start(r.start)).map_err(|e| e.to_string())?;
+            let mut buf = vec![0; (r.end - r.start) as usize];
+            f.read_exact(&mut buf).map_err(|e| e.to_string())?;
+            Ok(Bytes::from(buf))
+        },
+        progress,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff("a", b"PAR1xxxx").unwrap(), Format::Parquet);
+        assert_eq!(sniff("a", b"  [{\"a\":1}]").unwrap(), Format::Json);
+        assert_eq!(sniff("a", b"\xef\xbb\xbf{\"a\":1}\n").unwrap(), Format::Json);
+        assert_eq!(sniff("a", b"layer,x\n").unwrap(), Format::Csv);
+        assert_eq!(
+            sniff("pic.parquet", b"\x89PNG\r\n\x1a\n").unwrap_err().to_string(),
+            "pic.parquet: this is a PNG image, not a result table (Parquet, CSV or JSON)"
+        );
+        assert_eq!(sniff("e.csv", b"").unwrap_err().to_string(), "e.csv: the file is empty");
+        assert_eq!(sniff("e.csv", b" \n ").unwrap_err().to_string(), "e.csv: the file is empty");
+        assert!(sniff("x.parquet", b"\0\0\0\0garbage").unwrap_err().to_string().contains("PAR1"));
+    }
+}

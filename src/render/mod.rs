@@ -1,0 +1,1 @@
+//! View → RGBA pixels, axes, colourbars and SVG/PNG figures.

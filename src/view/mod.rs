@@ -1,0 +1,2 @@
+//! The pure view model: state (serialisable to the URL hash), slicing, normalisation, colour
+//! scales, layout and hit-testing. No web types.
