@@ -1,0 +1,127 @@
+//! Building the viewer's WebAssembly: `cargo build --lib --release --target wasm32-unknown-unknown`
+//! (in its own target dir, `target/wasm`), wasm-bindgen (`--target no-modules`, used as a
+//! library, pinned to the root crate's `wasm-bindgen` version) and `wasm-opt -Oz` when binaryen
+//! is installed.
+
+use crate::prereq::WASM_TARGET;
+use crate::util::{self, on_path, repo_root, step};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Name of the wasm file next to the loader in `dist/` (the loader fetches it by this name).
+pub const WASM_FILE_NAME: &str = "mask_impact_bg.wasm";
+
+/// The built viewer: wasm-bindgen glue and the (optimised) wasm.
+pub struct WasmBuild {
+    /// The `--target no-modules` glue: a classic script defining the global `wasm_bindgen`.
+    pub glue_js: String,
+    /// The final wasm bytes.
+    pub wasm: Vec<u8>,
+}
+
+/// Builds the wasm, binds it and optimises it; prints the sizes.
+pub fn build_wasm() -> Result<WasmBuild> {
+    let root = repo_root();
+    let target_dir = root.join("target/wasm");
+    step("building the viewer's wasm (release, LTO; the first build takes a few minutes)");
+    let mut cargo = util::cargo();
+    cargo
+        .args(["build", "--lib", "--release", "--target", WASM_TARGET, "--target-dir"])
+        .arg(&target_dir);
+    if std::env::var_os("AR_wasm32_unknown_unknown").is_none() {
+        // cc (for zstd-sys) needs an archiver that writes a symbol index for wasm objects.
+        if let Some(llvm_ar) = find_llvm_ar() {
+            cargo.env("AR_wasm32_unknown_unknown", llvm_ar);
+        }
+    }
+    util::run(&mut cargo)?;
+    let raw_wasm = target_dir.join(WASM_TARGET).join("release/mask_impact.wasm");
+
+    step("wasm-bindgen (no-modules)");
+    let bindgen_dir = target_dir.join("bindgen");
+    std::fs::create_dir_all(&bindgen_dir)?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&raw_wasm)
+        .out_name("mask_impact")
+        .no_modules(true)?
+        .typescript(false)
+        .generate(&bindgen_dir)
+        .with_context(|| format!("wasm-bindgen on {}", raw_wasm.display()))?;
+    let glue_path = bindgen_dir.join("mask_impact.js");
+    let glue_js = std::fs::read_to_string(&glue_path)
+        .with_context(|| format!("reading {}", glue_path.display()))?;
+    let bound_wasm = bindgen_dir.join(WASM_FILE_NAME);
+
+    let final_wasm = optimise(&bound_wasm, &bindgen_dir.join("mask_impact_bg.opt.wasm"));
+    let wasm = std::fs::read(&final_wasm).with_context(|| format!("reading {}", final_wasm.display()))?;
+    let raw_bytes = std::fs::metadata(&bound_wasm).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "wasm: {} bytes ({} gzipped); before wasm-opt {} bytes; glue {} bytes",
+        wasm.len(),
+        gzip_len(&wasm),
+        raw_bytes,
+        glue_js.len()
+    );
+    Ok(WasmBuild { glue_js, wasm })
+}
+
+/// Runs `wasm-opt -Oz` from `input` to `output` and returns the file to use: `output`, or `input`
+/// when binaryen is missing or fails (the viewer works without it, only larger).
+fn optimise(input: &Path, output: &Path) -> PathBuf {
+    if !on_path("wasm-opt") {
+        eprintln!("note: wasm-opt (Debian package binaryen) not found; the wasm is not size-optimised");
+        return input.to_path_buf();
+    }
+    step("wasm-opt -Oz");
+    // rustc's default wasm32 features; wasm-opt must accept them to read the module.
+    let mut command = Command::new("wasm-opt");
+    command
+        .arg("-Oz")
+        .args([
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+            "--enable-sign-ext",
+            "--enable-mutable-globals",
+            "--enable-multivalue",
+            "--enable-reference-types",
+        ])
+        .arg(input)
+        .arg("-o")
+        .arg(output);
+    match util::run(&mut command) {
+        Ok(()) => output.to_path_buf(),
+        Err(err) => {
+            eprintln!("warning: {err:#}; using the wasm without wasm-opt");
+            input.to_path_buf()
+        }
+    }
+}
+
+/// The size of `bytes` gzipped at the best level (what a static host would send).
+pub fn gzip_len(bytes: &[u8]) -> usize {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    if encoder.write_all(bytes).is_err() {
+        return 0;
+    }
+    encoder.finish().map(|out| out.len()).unwrap_or(0)
+}
+
+/// An `llvm-ar` (Debian installs it as `llvm-ar-NN` with clang), if any.
+fn find_llvm_ar() -> Option<PathBuf> {
+    if on_path("llvm-ar") {
+        return Some(PathBuf::from("llvm-ar"));
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/bin")
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("llvm-ar-"))
+        })
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
