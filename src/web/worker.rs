@@ -1,0 +1,157 @@
+//! The decode worker: its own wasm instance, reading `File`/`Blob` byte ranges synchronously
+//! with `FileReaderSync` and driving the sans-IO [`Ingest`](crate::ingest::Ingest).
+//!
+//! Messages (plain objects, `type` selects):
+//!
+//! | direction     | `type`     | fields                                                           |
+//! |---------------|------------|------------------------------------------------------------------|
+//! | worker → page | `ready`    | (sent once the handler is installed)                             |
+//! | page → worker | `open`     | `id`, `blobs` (array of `Blob`/`File`), `names` (array of text)  |
+//! | page → worker | `demo`     | `id`                                                             |
+//! | worker → page | `progress` | `id`, `file`, `bytesRead`, `bytesTotal`, `rows` (all files)      |
+//! | worker → page | `done`     | `id`, `cube` (`ArrayBuffer`, transferred: [`Cube::to_ipc_bytes`]), `rows` |
+//! | worker → page | `error`    | `id`, `message` (the ingest error text, naming the file)        |
+//!
+//! A panic aborts the instance; the page sees the worker's `error` event and starts a new one.
+
+use bytes::Bytes;
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Blob, DedicatedWorkerGlobalScope, FileReaderSync, MessageEvent};
+
+use crate::cube::{Cube, CubeBuilder};
+use crate::ingest::{drive, Ingest};
+use crate::synth::{self, SynthConfig};
+
+/// Least time between two progress messages.
+const PROGRESS_INTERVAL_MS: f64 = 100.0;
+
+/// Entry point of the worker's instance (called by the loader's worker script).
+#[wasm_bindgen]
+pub fn worker_main() {
+    console_error_panic_hook::set_once();
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        on_message(event.data());
+    });
+    scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+    // The handler lives as long as the worker.
+    handler.forget();
+    post(&message(&[("type", "ready".into())]), None);
+}
+
+/// A plain object from `(key, value)` pairs.
+pub(crate) fn message(fields: &[(&str, JsValue)]) -> JsValue {
+    let obj = Object::new();
+    for (k, v) in fields {
+        // Setting a property on a fresh plain object cannot fail.
+        let _ = Reflect::set(&obj, &JsValue::from_str(k), v);
+    }
+    obj.into()
+}
+
+/// Read a property (undefined when absent).
+pub(crate) fn field(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn post(msg: &JsValue, transfer: Option<&JsValue>) {
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let result = match transfer {
+        Some(t) => scope.post_message_with_transfer(msg, &Array::of1(t)),
+        None => scope.post_message(msg),
+    };
+    if let Err(e) = result {
+        web_sys::console::error_2(&"mask-impact worker: postMessage failed".into(), &e);
+    }
+}
+
+fn on_message(data: JsValue) {
+    let id = field(&data, "id");
+    let result = match field(&data, "type").as_string().as_deref() {
+        Some("open") => open(&id, &data),
+        Some("demo") => synth::cube(SynthConfig::demo(), "demo").map_err(|e| e.to_string()),
+        other => Err(format!("the decoder got an unknown request {other:?}")),
+    };
+    match result.and_then(|cube| cube.to_ipc_bytes().map_err(|e| e.to_string()).map(|b| (cube.rows_read, b))) {
+        Ok((rows, bytes)) => {
+            let array = Uint8Array::new_with_length(bytes.len() as u32);
+            array.copy_from(&bytes);
+            drop(bytes);
+            let buffer = array.buffer();
+            let msg = message(&[
+                ("type", "done".into()),
+                ("id", id),
+                ("cube", buffer.clone().into()),
+                ("rows", (rows as f64).into()),
+            ]);
+            post(&msg, Some(&buffer.into()));
+        }
+        Err(text) => post(
+            &message(&[("type", "error".into()), ("id", id), ("message", text.into())]),
+            None,
+        ),
+    }
+}
+
+/// Decode every blob of the request into one cube.
+fn open(id: &JsValue, data: &JsValue) -> Result<Cube, String> {
+    let blobs: Array = field(data, "blobs").dyn_into().map_err(|_| "no files were given".to_string())?;
+    let names: Array = field(data, "names").dyn_into().unwrap_or_default();
+    let mut sources: Vec<(String, Blob)> = Vec::new();
+    for (i, b) in blobs.iter().enumerate() {
+        let blob: Blob = b.dyn_into().map_err(|_| format!("item {i} is not a file"))?;
+        let name = names.get(i as u32).as_string().unwrap_or_else(|| format!("file {}", i + 1));
+        sources.push((name, blob));
+    }
+    if sources.is_empty() {
+        return Err("no files were given".to_string());
+    }
+    let reader = FileReaderSync::new().map_err(|e| format!("cannot read files in this browser: {}", js_text(&e)))?;
+    let bytes_total: f64 = sources.iter().map(|(_, b)| b.size()).sum();
+    let mut bytes_before = 0.0f64;
+    let mut last_post_ms = f64::NEG_INFINITY;
+    let mut builder = CubeBuilder::new();
+    for (name, blob) in &sources {
+        let len = blob.size() as u64;
+        let mut ingest = Ingest::with_builder(name, len, builder);
+        let fetch = |r: std::ops::Range<u64>| -> Result<Bytes, String> {
+            let slice = blob
+                .slice_with_f64_and_f64(r.start as f64, r.end as f64)
+                .map_err(|e| js_text(&e))?;
+            let buffer = reader.read_as_array_buffer(&slice).map_err(|e| js_text(&e))?;
+            Ok(Bytes::from(Uint8Array::new(&buffer).to_vec()))
+        };
+        let progress = |p: &crate::ingest::Progress| {
+            let now = js_sys::Date::now();
+            if now - last_post_ms >= PROGRESS_INTERVAL_MS {
+                last_post_ms = now;
+                post(
+                    &message(&[
+                        ("type", "progress".into()),
+                        ("id", id.clone()),
+                        ("file", name.as_str().into()),
+                        ("bytesRead", (bytes_before + p.bytes_read as f64).into()),
+                        ("bytesTotal", bytes_total.into()),
+                        ("rows", (p.rows as f64).into()),
+                    ]),
+                    None,
+                );
+            }
+            true
+        };
+        drive(&mut ingest, fetch, progress).map_err(|e| e.to_string())?;
+        bytes_before += len as f64;
+        builder = ingest.into_builder();
+    }
+    builder.finish().map_err(|e| e.to_string())
+}
+
+/// Text of a JS exception or value.
+pub(crate) fn js_text(v: &JsValue) -> String {
+    if let Some(e) = v.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    v.as_string().unwrap_or_else(|| format!("{v:?}"))
+}
