@@ -20,6 +20,7 @@
 //!
 //! Lower layers never import higher ones.
 
+#[cfg(not(target_arch = "wasm32"))] pub mod cli;
 pub mod cube;
 pub mod ingest;
 pub mod render;

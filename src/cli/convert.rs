@@ -1,0 +1,534 @@
+//! Writing a [`Cube`] as Parquet tuned for this data (and as CSV).
+//!
+//! The rows are produced from the dense cube in bounded batches, step by step, skipping cells
+//! that have no value in any metric. Metrics are rounded to a number of decimals and stored as
+//! `float32`; text columns are dictionary-encoded; `generation_step`, `layer` and
+//! `token_position` use the narrowest signed integer type that holds their values; pages are
+//! zstd-compressed; each generation step is one row group with statistics (and a page index),
+//! so readers skip steps they do not need.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, DictionaryArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::{CliError, Loaded};
+use crate::cube::Cube;
+
+/// Column names written (the names the viewer and the Python side use).
+pub const STEP: &str = "generation_step";
+pub const LAYER: &str = "layer";
+pub const TOKEN: &str = "token_masked";
+pub const POSITION: &str = "token_position";
+pub const VARIANT: &str = "variant";
+pub const PROMPT: &str = "prompt_name";
+pub const CONFIG_PROMPT: &str = "config_prompt";
+
+/// The order of rows within a generation step (steps always come first, then prompts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowOrder {
+    /// variant → layer → position: one heatmap (variant) after another (the cube's layout).
+    VariantLayerPosition,
+    /// layer → variant → position: the variants of one layer together. Smallest on the real
+    /// data (similar variants of one layer sit side by side).
+    #[default]
+    LayerVariantPosition,
+    /// layer → position → variant: the order the Python writer uses.
+    LayerPositionVariant,
+}
+
+/// How metric (float) columns are encoded in the Parquet pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FloatEncoding {
+    /// `BYTE_STREAM_SPLIT`: the bytes of each float grouped by significance, which zstd
+    /// compresses well.
+    ByteStreamSplit,
+    /// Dictionary (falls back to plain when the dictionary grows too large).
+    #[default]
+    Dictionary,
+    /// Plain.
+    Plain,
+}
+
+/// Options of a conversion.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Round metrics to this many decimals; `None` keeps the `float32` value as read.
+    pub decimals: Option<u32>,
+    /// zstd compression level (1–22).
+    pub zstd_level: i32,
+    pub order: RowOrder,
+    pub float_encoding: FloatEncoding,
+    /// Rows per record batch handed to the writer.
+    pub batch_rows: usize,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            decimals: Some(4),
+            zstd_level: 9,
+            order: RowOrder::default(),
+            float_encoding: FloatEncoding::default(),
+            batch_rows: 64 * 1024,
+        }
+    }
+}
+
+/// Which columns are written, with which types, and the dictionaries of the text columns.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub schema: SchemaRef,
+    with_step: bool,
+    with_token: bool,
+    with_variant: bool,
+    with_prompt: bool,
+    with_config_prompt: bool,
+    step_type: DataType,
+    layer_type: DataType,
+    position_type: DataType,
+    /// All distinct token texts.
+    token_values: ArrayRef,
+    /// Per prompt, per position: key into `token_values`.
+    token_keys: Vec<Vec<Option<i32>>>,
+    variant_values: ArrayRef,
+    prompt_values: ArrayRef,
+    /// Per prompt: key into `config_values`.
+    config_keys: Vec<Option<i32>>,
+    config_values: ArrayRef,
+    metric_names: Vec<String>,
+}
+
+/// The narrowest signed integer type holding `min..=max`.
+pub fn narrow_int_type(min: i64, max: i64) -> DataType {
+    let fits = |lo: i64, hi: i64| min >= lo && max <= hi;
+    if fits(i8::MIN.into(), i8::MAX.into()) {
+        DataType::Int8
+    } else if fits(i16::MIN.into(), i16::MAX.into()) {
+        DataType::Int16
+    } else if fits(i32::MIN.into(), i32::MAX.into()) {
+        DataType::Int32
+    } else {
+        DataType::Int64
+    }
+}
+
+fn dict_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+fn range_of(values: &[i64]) -> (i64, i64) {
+    let min = values.iter().copied().min().unwrap_or(0);
+    let max = values.iter().copied().max().unwrap_or(0);
+    (min, max)
+}
+
+impl Plan {
+    /// Plan the output of `loaded`: columns the inputs had (plus `prompt_name` when several
+    /// prompts were merged). With `partitioned`, the step column is left to the folder names.
+    pub fn new(loaded: &Loaded, partitioned: bool) -> Plan {
+        let cube = &loaded.cube;
+        let with_step = !partitioned && loaded.any(|c| c.step.is_some());
+        let with_token = loaded.any(|c| c.token.is_some());
+        let with_variant = loaded.any(|c| c.variant.is_some());
+        let with_prompt = loaded.any(|c| c.prompt.is_some()) || cube.prompts.len() > 1;
+        let with_config_prompt = cube.prompts.iter().any(|p| p.text.is_some());
+
+        let (smin, smax) = range_of(&cube.steps);
+        let (lmin, lmax) = range_of(&cube.layers);
+        let max_pos = cube.prompts.iter().map(|p| p.n_positions()).max().unwrap_or(1) as i64 - 1;
+        let step_type = narrow_int_type(smin, smax);
+        let layer_type = narrow_int_type(lmin, lmax);
+        let position_type = narrow_int_type(0, max_pos.max(0));
+
+        // One dictionary of token texts for all prompts.
+        let mut token_index: std::collections::HashMap<&str, i32> = Default::default();
+        let mut token_texts: Vec<&str> = Vec::new();
+        let token_keys = cube
+            .prompts
+            .iter()
+            .map(|p| {
+                (0..p.n_positions())
+                    .map(|pos| {
+                        p.token(pos).map(|t| {
+                            *token_index.entry(t).or_insert_with(|| {
+                                token_texts.push(t);
+                                (token_texts.len() - 1) as i32
+                            })
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut config_texts: Vec<&str> = Vec::new();
+        let config_keys = cube
+            .prompts
+            .iter()
+            .map(|p| {
+                p.text.as_deref().map(|t| match config_texts.iter().position(|c| *c == t) {
+                    Some(i) => i as i32,
+                    None => {
+                        config_texts.push(t);
+                        (config_texts.len() - 1) as i32
+                    }
+                })
+            })
+            .collect();
+
+        let mut fields = Vec::new();
+        if with_step {
+            fields.push(Field::new(STEP, step_type.clone(), false));
+        }
+        fields.push(Field::new(LAYER, layer_type.clone(), false));
+        if with_token {
+            fields.push(Field::new(TOKEN, dict_type(), true));
+        }
+        fields.push(Field::new(POSITION, position_type.clone(), false));
+        if with_variant {
+            fields.push(Field::new(VARIANT, dict_type(), false));
+        }
+        for m in &cube.metrics {
+            fields.push(Field::new(&m.name, DataType::Float32, true));
+        }
+        if with_prompt {
+            fields.push(Field::new(PROMPT, dict_type(), false));
+        }
+        if with_config_prompt {
+            fields.push(Field::new(CONFIG_PROMPT, dict_type(), true));
+        }
+        Plan {
+            schema: Arc::new(Schema::new(fields)),
+            with_step,
+            with_token,
+            with_variant,
+            with_prompt,
+            with_config_prompt,
+            step_type,
+            layer_type,
+            position_type,
+            token_values: Arc::new(StringArray::from(token_texts)),
+            token_keys,
+            variant_values: Arc::new(StringArray::from(cube.variants.clone())),
+            prompt_values: Arc::new(StringArray::from(
+                cube.prompts.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            )),
+            config_keys,
+            config_values: Arc::new(StringArray::from(config_texts)),
+            metric_names: cube.metrics.iter().map(|m| m.name.clone()).collect(),
+        }
+    }
+
+    /// Names of the metric columns.
+    pub fn metric_names(&self) -> &[String] {
+        &self.metric_names
+    }
+
+    /// Produce the rows of the step with index `step` (into `cube.steps`) in record batches
+    /// of at most `options.batch_rows` rows, handing each to `sink`. Returns the rows produced.
+    pub fn step_batches(
+        &self,
+        cube: &Cube,
+        step: usize,
+        options: &ConvertOptions,
+        mut sink: impl FnMut(RecordBatch) -> Result<(), CliError>,
+    ) -> Result<u64, CliError> {
+        let mut rows = Rows::new(cube.metrics.len(), options.batch_rows);
+        let round = Rounder::new(options.decimals);
+        let mut total = 0u64;
+        let mut cells: Vec<f32> = vec![0.0; cube.metrics.len()];
+        let (nv, nl) = (cube.variants.len(), cube.layers.len());
+        for p in 0..cube.prompts.len() {
+            let n = cube.prompts[p].n_positions();
+            // Loop sizes, outermost first, and how a loop index maps to (variant, layer, position).
+            let (sizes, pick): ([usize; 3], fn([usize; 3]) -> (usize, usize, usize)) = match options.order {
+                RowOrder::VariantLayerPosition => ([nv, nl, n], |i| (i[0], i[1], i[2])),
+                RowOrder::LayerVariantPosition => ([nl, nv, n], |i| (i[1], i[0], i[2])),
+                RowOrder::LayerPositionVariant => ([nl, n, nv], |i| (i[2], i[0], i[1])),
+            };
+            for a in 0..sizes[0] {
+                for b in 0..sizes[1] {
+                    for c in 0..sizes[2] {
+                        let (v, l, pos) = pick([a, b, c]);
+                        let at = cube.cell(p, step, v, l);
+                        for (m, cell) in cells.iter_mut().enumerate() {
+                            *cell = cube.row(m, at)[pos];
+                        }
+                        if cells.iter().all(|c| c.is_nan()) {
+                            continue;
+                        }
+                        rows.push(p, l, pos, v, &cells, &round);
+                        if rows.len() >= options.batch_rows {
+                            total += rows.len() as u64;
+                            sink(self.batch(cube, step, &mut rows)?)?;
+                        }
+                    }
+                }
+            }
+        }
+        if rows.len() > 0 {
+            total += rows.len() as u64;
+            sink(self.batch(cube, step, &mut rows)?)?;
+        }
+        Ok(total)
+    }
+
+    /// Turn the buffered rows into a record batch and clear the buffer.
+    fn batch(&self, cube: &Cube, step: usize, rows: &mut Rows) -> Result<RecordBatch, CliError> {
+        let n = rows.len();
+        let cast = |values: Vec<i64>, t: &DataType| -> Result<ArrayRef, CliError> {
+            let a: ArrayRef = Arc::new(Int64Array::from(values));
+            arrow_cast::cast(&a, t).map_err(|e| CliError::Usage(format!("internal: integer narrowing failed: {e}")))
+        };
+        let dict = |keys: Int32Array, values: &ArrayRef| -> Result<ArrayRef, CliError> {
+            DictionaryArray::<Int32Type>::try_new(keys, values.clone())
+                .map(|d| Arc::new(d) as ArrayRef)
+                .map_err(|e| CliError::Usage(format!("internal: dictionary column failed: {e}")))
+        };
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        if self.with_step {
+            columns.push(cast(vec![cube.steps[step]; n], &self.step_type)?);
+        }
+        let layers: Vec<i64> = rows.layer.iter().map(|&l| cube.layers[l as usize]).collect();
+        columns.push(cast(layers, &self.layer_type)?);
+        if self.with_token {
+            let keys: Int32Array = rows
+                .prompt
+                .iter()
+                .zip(&rows.position)
+                .map(|(&p, &pos)| self.token_keys[p as usize][pos as usize])
+                .collect();
+            columns.push(dict(keys, &self.token_values)?);
+        }
+        let positions: Vec<i64> = rows.position.iter().map(|&p| p as i64).collect();
+        columns.push(cast(positions, &self.position_type)?);
+        if self.with_variant {
+            let keys = Int32Array::from(rows.variant.iter().map(|&v| v as i32).collect::<Vec<_>>());
+            columns.push(dict(keys, &self.variant_values)?);
+        }
+        for values in rows.metrics.iter_mut() {
+            let v: Vec<Option<f32>> = values.drain(..).map(|x| (!x.is_nan()).then_some(x)).collect();
+            columns.push(Arc::new(Float32Array::from(v)));
+        }
+        if self.with_prompt {
+            let keys = Int32Array::from(rows.prompt.iter().map(|&p| p as i32).collect::<Vec<_>>());
+            columns.push(dict(keys, &self.prompt_values)?);
+        }
+        if self.with_config_prompt {
+            let keys: Int32Array = rows.prompt.iter().map(|&p| self.config_keys[p as usize]).collect();
+            columns.push(dict(keys, &self.config_values)?);
+        }
+        rows.clear();
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| CliError::Usage(format!("internal: batch does not match the plan: {e}")))
+    }
+}
+
+/// Rounds to a number of decimals (half away from zero), through `f64`.
+struct Rounder {
+    scale: Option<f64>,
+}
+
+impl Rounder {
+    fn new(decimals: Option<u32>) -> Rounder {
+        Rounder {
+            scale: decimals.map(|d| 10f64.powi(d as i32)),
+        }
+    }
+
+    fn apply(&self, v: f32) -> f32 {
+        match self.scale {
+            Some(s) if v.is_finite() => {
+                let r = ((v as f64) * s).round() / s;
+                // -0.0 reads as a surprise in spreadsheets.
+                if r == 0.0 {
+                    0.0
+                } else {
+                    r as f32
+                }
+            }
+            _ => v,
+        }
+    }
+}
+
+/// Row buffer between the cube and a record batch.
+struct Rows {
+    prompt: Vec<u32>,
+    layer: Vec<u32>,
+    position: Vec<u32>,
+    variant: Vec<u32>,
+    metrics: Vec<Vec<f32>>,
+}
+
+impl Rows {
+    fn new(n_metrics: usize, capacity: usize) -> Rows {
+        Rows {
+            prompt: Vec::with_capacity(capacity),
+            layer: Vec::with_capacity(capacity),
+            position: Vec::with_capacity(capacity),
+            variant: Vec::with_capacity(capacity),
+            metrics: (0..n_metrics).map(|_| Vec::with_capacity(capacity)).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.layer.len()
+    }
+
+    fn push(&mut self, p: usize, l: usize, pos: usize, v: usize, cells: &[f32], round: &Rounder) {
+        self.prompt.push(p as u32);
+        self.layer.push(l as u32);
+        self.position.push(pos as u32);
+        self.variant.push(v as u32);
+        for (m, &c) in cells.iter().enumerate() {
+            self.metrics[m].push(round.apply(c));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.prompt.clear();
+        self.layer.clear();
+        self.position.clear();
+        self.variant.clear();
+        for m in &mut self.metrics {
+            m.clear();
+        }
+    }
+}
+
+/// The Parquet writer settings for a plan.
+pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<WriterProperties, CliError> {
+    let level = ZstdLevel::try_new(options.zstd_level)
+        .map_err(|e| CliError::Usage(format!("--level {}: {e}", options.zstd_level)))?;
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        // Row groups are cut by the writer at step boundaries only.
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(None)
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "mask_impact.writer".to_string(),
+            format!("mask-impact {} convert", env!("CARGO_PKG_VERSION")),
+        )]));
+    if plan.with_step {
+        props = props.set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]));
+    }
+    // Positions count up by one within each run: delta encoding makes them almost free.
+    let position = ColumnPath::from(POSITION);
+    props = props
+        .set_column_dictionary_enabled(position.clone(), false)
+        .set_column_encoding(position, Encoding::DELTA_BINARY_PACKED);
+    for name in &plan.metric_names {
+        let col = ColumnPath::from(name.as_str());
+        props = match options.float_encoding {
+            FloatEncoding::Dictionary => props,
+            FloatEncoding::Plain => props
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, Encoding::PLAIN),
+            FloatEncoding::ByteStreamSplit => props
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, Encoding::BYTE_STREAM_SPLIT),
+        };
+    }
+    Ok(props.build())
+}
+
+/// What a Parquet write produced.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Written {
+    pub rows: u64,
+    pub row_groups: usize,
+}
+
+/// Write the steps `steps` (indexes into `cube.steps`) of `cube` as one Parquet file to `out`,
+/// one row group per step. `progress` gets the rows written so far.
+pub fn write_parquet<W: Write + Send>(
+    cube: &Cube,
+    plan: &Plan,
+    options: &ConvertOptions,
+    steps: &[usize],
+    out: W,
+    path_for_errors: &str,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Written, CliError> {
+    let werr = |e: parquet::errors::ParquetError| CliError::ParquetWrite {
+        path: path_for_errors.to_string(),
+        message: e.to_string(),
+    };
+    let props = writer_properties(plan, options)?;
+    let mut writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(props)).map_err(werr)?;
+    let mut written = Written::default();
+    for &s in steps {
+        let rows = plan.step_batches(cube, s, options, |batch| {
+            writer.write(&batch).map_err(werr)?;
+            written.rows += batch.num_rows() as u64;
+            progress(written.rows);
+            Ok(())
+        })?;
+        if rows > 0 {
+            writer.flush().map_err(werr)?;
+            written.row_groups += 1;
+        }
+    }
+    let mut inner = writer.into_inner().map_err(werr)?;
+    inner.flush().map_err(|e| CliError::Io {
+        path: path_for_errors.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(written)
+}
+
+/// Write the steps `steps` of `cube` as CSV (pandas style: header, `float32` shortest form,
+/// empty for no value) to `out`.
+pub fn write_csv<W: Write>(
+    cube: &Cube,
+    plan: &Plan,
+    options: &ConvertOptions,
+    steps: &[usize],
+    out: W,
+    path_for_errors: &str,
+) -> Result<u64, CliError> {
+    let mut csv = super::text::CsvWriter::new(out, path_for_errors);
+    let mut rows = 0;
+    for &s in steps {
+        rows += plan.step_batches(cube, s, options, |batch| csv.write(&batch))?;
+    }
+    csv.finish()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrow_types() {
+        assert_eq!(narrow_int_type(0, 127), DataType::Int8);
+        assert_eq!(narrow_int_type(0, 128), DataType::Int16);
+        assert_eq!(narrow_int_type(-129, 0), DataType::Int16);
+        assert_eq!(narrow_int_type(0, 1052), DataType::Int16);
+        assert_eq!(narrow_int_type(0, 40_000), DataType::Int32);
+        assert_eq!(narrow_int_type(0, 1 << 40), DataType::Int64);
+    }
+
+    #[test]
+    fn rounding() {
+        let r = Rounder::new(Some(4));
+        assert_eq!(r.apply(1.23456), 1.2346);
+        assert_eq!(r.apply(-0.00001), 0.0);
+        assert!(r.apply(f32::NAN).is_nan());
+        assert_eq!(Rounder::new(None).apply(1.23456), 1.23456);
+    }
+}

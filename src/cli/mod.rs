@@ -1,0 +1,237 @@
+//! The shared logic of the `mask-impact` command-line tool (native only).
+//!
+//! - [`load`]: read one or more result files (Parquet, CSV, JSON) into a [`Cube`] through
+//!   [`crate::ingest`], with a progress callback. Memory follows the cube (the cells), not the
+//!   input bytes.
+//! - [`convert`]: write a cube as Parquet tuned for this data (rounded `float32` metrics,
+//!   dictionary text, narrow integers, zstd, one row group per generation step), optionally
+//!   partitioned by step, and as CSV.
+//! - [`inspect`]: what a file holds and what is wrong with it.
+//! - [`text`]: CSV and JSON written the way pandas writes them (`generate`, `convert --csv`).
+//! - [`AtomicOutput`]: outputs are written under a temporary name in the target folder and
+//!   renamed when complete, so a failed run never leaves a partial file under the final name.
+
+pub mod convert;
+pub mod inspect;
+pub mod text;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use crate::cube::{ColumnMap, Cube, CubeBuilder};
+use crate::ingest::{self, Format, IngestError};
+
+/// What can go wrong in the command-line tool. Messages name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Reading an input failed (format, content).
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// A file could not be created, written or renamed.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// Writing Parquet failed.
+    #[error("{path}: cannot write Parquet: {message}")]
+    ParquetWrite { path: String, message: String },
+    /// Reading Parquet metadata failed.
+    #[error("{path}: cannot read the Parquet metadata: {message}")]
+    ParquetRead { path: String, message: String },
+    /// The options do not make sense together.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CliError {
+    pub(crate) fn io(path: &Path, e: impl std::fmt::Display) -> CliError {
+        CliError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Progress of a [`load`] over all its files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadProgress {
+    /// Index of the file being read.
+    pub file_index: usize,
+    /// Bytes read over all files so far.
+    pub bytes_read: u64,
+    /// Size of all files together.
+    pub bytes_total: u64,
+    /// Data rows read over all files so far.
+    pub rows: u64,
+}
+
+/// What [`load`] read.
+#[derive(Debug)]
+pub struct Loaded {
+    pub cube: Cube,
+    /// The columns found in each input, in order.
+    pub columns: Vec<ColumnMap>,
+    /// The format of each input, in order.
+    pub formats: Vec<Format>,
+    /// Size of each input in bytes.
+    pub input_bytes: Vec<u64>,
+    /// Rows that repeated a cell already seen (the later one is kept).
+    pub duplicates: u64,
+    /// Rows skipped because their layer or position was null.
+    pub rows_skipped: u64,
+}
+
+impl Loaded {
+    /// Whether any input has a column of this role.
+    fn any(&self, f: impl Fn(&ColumnMap) -> bool) -> bool {
+        self.columns.iter().any(f)
+    }
+}
+
+/// Read `paths` into one cube. `progress` is called after each chunk read.
+pub fn load(paths: &[PathBuf], mut progress: impl FnMut(&LoadProgress)) -> Result<Loaded, CliError> {
+    let input_bytes = paths
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).map_err(|e| CliError::io(p, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes_total = input_bytes.iter().sum();
+    let mut builder = CubeBuilder::new();
+    let mut columns = Vec::new();
+    let mut formats = Vec::new();
+    let mut bytes_before = 0u64;
+    for (file_index, path) in paths.iter().enumerate() {
+        let mut ingest = ingest::open_path(path, builder)?;
+        ingest::drive_path(&mut ingest, path, |p| {
+            progress(&LoadProgress {
+                file_index,
+                bytes_read: bytes_before + p.bytes_read,
+                bytes_total,
+                rows: p.rows,
+            });
+            true
+        })?;
+        bytes_before += input_bytes[file_index];
+        if let Some(c) = ingest.columns() {
+            columns.push(c.clone());
+        }
+        if let Some(f) = ingest.format() {
+            formats.push(f);
+        }
+        builder = ingest.into_builder();
+    }
+    let duplicates = builder.duplicates();
+    let rows_skipped = builder.rows_skipped();
+    let cube = builder.finish().map_err(IngestError::from)?;
+    Ok(Loaded {
+        cube,
+        columns,
+        formats,
+        input_bytes,
+        duplicates,
+        rows_skipped,
+    })
+}
+
+/// A file (or folder) written under a temporary name beside its final path, renamed into place
+/// by [`commit`](Self::commit). Dropped without commit, the temporary is removed.
+#[derive(Debug)]
+pub struct AtomicOutput {
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    is_dir: bool,
+    committed: bool,
+}
+
+impl AtomicOutput {
+    fn temp_name(final_path: &Path) -> PathBuf {
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        final_path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+    }
+
+    /// Prepare to write the file `final_path`; returns the output and a buffered writer on
+    /// the temporary file.
+    pub fn file(final_path: &Path) -> Result<(AtomicOutput, BufWriter<File>), CliError> {
+        let temp_path = Self::temp_name(final_path);
+        let f = File::create(&temp_path).map_err(|e| CliError::io(&temp_path, e))?;
+        Ok((
+            AtomicOutput {
+                final_path: final_path.to_path_buf(),
+                temp_path,
+                is_dir: false,
+                committed: false,
+            },
+            BufWriter::with_capacity(1 << 20, f),
+        ))
+    }
+
+    /// Prepare to write the folder `final_path`; files go into [`path`](Self::path).
+    pub fn dir(final_path: &Path) -> Result<AtomicOutput, CliError> {
+        let temp_path = Self::temp_name(final_path);
+        std::fs::create_dir_all(&temp_path).map_err(|e| CliError::io(&temp_path, e))?;
+        Ok(AtomicOutput {
+            final_path: final_path.to_path_buf(),
+            temp_path,
+            is_dir: true,
+            committed: false,
+        })
+    }
+
+    /// Where to write now.
+    pub fn path(&self) -> &Path {
+        &self.temp_path
+    }
+
+    /// Move the complete output to its final name (replacing what was there).
+    pub fn commit(mut self) -> Result<PathBuf, CliError> {
+        if self.is_dir && self.final_path.exists() {
+            // A folder cannot be renamed over a non-empty one: move the old one aside first.
+            let old = self.final_path.with_file_name(format!(
+                ".{}.old-{}",
+                self.final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                std::process::id()
+            ));
+            std::fs::rename(&self.final_path, &old).map_err(|e| CliError::io(&self.final_path, e))?;
+            std::fs::rename(&self.temp_path, &self.final_path)
+                .map_err(|e| CliError::io(&self.final_path, e))?;
+            let removed = if old.is_dir() {
+                std::fs::remove_dir_all(&old)
+            } else {
+                std::fs::remove_file(&old)
+            };
+            removed.map_err(|e| CliError::io(&old, e))?;
+        } else {
+            std::fs::rename(&self.temp_path, &self.final_path)
+                .map_err(|e| CliError::io(&self.final_path, e))?;
+        }
+        self.committed = true;
+        Ok(self.final_path.clone())
+    }
+}
+
+impl Drop for AtomicOutput {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: the temporary is ours alone.
+            let _ = if self.is_dir {
+                std::fs::remove_dir_all(&self.temp_path)
+            } else {
+                std::fs::remove_file(&self.temp_path)
+            };
+        }
+    }
+}
+
+/// Size of a file, or of all files under a folder.
+pub fn size_on_disk(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| size_on_disk(&e.path())).sum())
+        .unwrap_or(0)
+}

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Independent checks of the `mask-impact` command-line tool, run by tests/cli_tool.rs.
+
+Every check reads the tool's output with the Python data stack (pyarrow, pandas, polars,
+duckdb) and compares it with the input read by pandas, or with pyarrow's own view of a file.
+Needs: pip install pyarrow pandas polars duckdb numpy
+
+Usage:
+  check.py make-input DIR                  write in.csv, in.json, in.jsonl (pandas) into DIR
+  check.py roundtrip SRC OUT DECIMALS      OUT (Parquet) holds SRC's values to the rounding
+  check.py partitioned SRC DIR DECIMALS    DIR (Hive folder) holds SRC's values
+  check.py inspect FILE REPORT.json        the inspect report agrees with pyarrow
+  check.py generate FILE FORMAT STEPS LAYERS POSITIONS HEADS GRID PROMPTS
+"""
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+KEYS = ["generation_step", "prompt_name", "variant", "layer", "token_position"]
+METRICS = ["l2_distance", "cosine_distance"]
+
+
+def fail(msg):
+    print(f"CHECK FAILED: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def make_input(out_dir):
+    """A small result table with awkward content: unrounded values, NaN cells, missing rows,
+    tokens with commas, quotes, line breaks and non-ASCII text."""
+    rng = np.random.default_rng(42)
+    tokens = ["<|im_start|>", "user", "a,b", 'say "hi"', "\n", "é/ü", "<|image_pad|>", "?"]
+    rows = []
+    for step in range(3):
+        for layer in range(5):
+            for pos in range(12 + step):  # later steps have one more position
+                for variant in ["Full", "Attn", "Head_0", "Head_1"]:
+                    if (step, layer, pos, variant) == (1, 2, 3, "Attn"):
+                        continue  # a missing row
+                    l2 = float(rng.uniform(0, 300) if pos == 0 else rng.uniform(0, 3))
+                    cos = float(rng.uniform(0, 1))
+                    if (step + layer + pos) % 17 == 5 and variant == "Head_1":
+                        cos = float("nan")
+                    rows.append(
+                        {
+                            "generation_step": step,
+                            "layer": layer,
+                            "token_masked": tokens[pos % len(tokens)],
+                            "token_position": pos,
+                            "variant": variant,
+                            "l2_distance": l2,
+                            "cosine_distance": cos,
+                        }
+                    )
+    df = pd.DataFrame(rows)
+    df.to_csv(os.path.join(out_dir, "in.csv"), index=False)
+    df.to_json(os.path.join(out_dir, "in.json"), orient="records")
+    df.to_json(os.path.join(out_dir, "in.jsonl"), orient="records", lines=True)
+
+
+def read_source(path):
+    if path.endswith(".csv"):
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if path.endswith(".jsonl"):
+        return pd.read_json(path, orient="records", lines=True)
+    if path.endswith(".json"):
+        return pd.read_json(path, orient="records")
+    return pq.read_table(path).to_pandas()
+
+
+def normalise(df):
+    df = df.copy()
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.CategoricalDtype) or df[c].dtype == object:
+            df[c] = df[c].astype(str)
+    if "generation_step" not in df:
+        df["generation_step"] = 0
+    if "prompt_name" not in df:
+        df["prompt_name"] = ""
+    for k in ["generation_step", "layer", "token_position"]:
+        df[k] = df[k].astype("int64")
+    # Rows without any metric value are not written (no data).
+    present = df[[m for m in METRICS if m in df]].notna().any(axis=1)
+    return df[present].sort_values(KEYS).reset_index(drop=True)
+
+
+def compare(src, out, decimals, what):
+    src = normalise(src)
+    out = normalise(out)
+    check(len(src) == len(out), f"{what}: {len(out)} rows, expected {len(src)}")
+    for k in KEYS + ["token_masked"]:
+        if k in src:
+            check((src[k].values == out[k].values).all(), f"{what}: column {k} differs")
+    for m in METRICS:
+        a = src[m].to_numpy(dtype="float64")
+        b = out[m].to_numpy(dtype="float64")
+        check((np.isnan(a) == np.isnan(b)).all(), f"{what}: {m}: missing values differ")
+        ok = ~np.isnan(a)
+        a, b = a[ok], b[ok]
+        spacing = np.spacing(np.abs(a).astype("float32")).astype("float64")
+        if decimals is None:
+            tol = spacing
+        else:
+            tol = 0.5 * 10.0 ** (-decimals) + 2 * spacing
+            # And the output is rounded: where float32 can hold the decimals, it does.
+            small = np.abs(b) < 10.0
+            r = np.round(b[small], decimals)
+            check(
+                (np.abs(b[small] - r) <= 2 * np.spacing(np.abs(r).astype("float32"))).all(),
+                f"{what}: {m}: values are not rounded to {decimals} decimals",
+            )
+        worst = np.max(np.abs(a - b) - tol) if len(a) else -1
+        check(worst <= 0, f"{what}: {m}: a value differs by more than the rounding (excess {worst})")
+
+
+def check_parquet_layout(path, expect_step_column=True):
+    f = pq.ParquetFile(path)
+    schema = f.schema_arrow
+    md = f.metadata
+    for m in METRICS:
+        check(schema.field(m).type == pa.float32(), f"{path}: {m} is {schema.field(m).type}, not float32")
+    for c in ["token_masked", "variant"]:
+        check(pa.types.is_dictionary(schema.field(c).type), f"{path}: {c} is not dictionary-encoded")
+    for c in ["layer", "token_position"] + (["generation_step"] if expect_step_column else []):
+        t = schema.field(c).type
+        check(t in (pa.int8(), pa.int16()), f"{path}: {c} is {t}, expected a narrow integer type")
+    for rg in range(md.num_row_groups):
+        for i in range(md.num_columns):
+            col = md.row_group(rg).column(i)
+            check(col.compression == "ZSTD", f"{path}: {col.path_in_schema} uses {col.compression}")
+    if expect_step_column:
+        steps = pq.read_table(path, columns=["generation_step"]).column(0).to_numpy()
+        check(md.num_row_groups == len(set(steps.tolist())), f"{path}: {md.num_row_groups} row groups for {len(set(steps.tolist()))} steps")
+        idx = schema.get_field_index("generation_step")
+        seen = []
+        for rg in range(md.num_row_groups):
+            st = md.row_group(rg).column(idx).statistics
+            check(st is not None and st.has_min_max, f"{path}: row group {rg} has no step statistics")
+            check(st.min == st.max, f"{path}: row group {rg} spans steps {st.min}..{st.max}")
+            seen.append(st.min)
+        check(seen == sorted(seen), f"{path}: row groups are not in step order")
+
+
+def roundtrip(src_path, out_path, decimals):
+    decimals = None if decimals == "none" else int(decimals)
+    src = read_source(src_path)
+    check_parquet_layout(out_path)
+    compare(src, pq.read_table(out_path).to_pandas(), decimals, "pyarrow")
+    compare(src, pd.read_parquet(out_path), decimals, "pandas")
+    import polars as pl
+
+    compare(src, pl.read_parquet(out_path).to_pandas(), decimals, "polars")
+    import duckdb
+
+    compare(src, duckdb.sql(f"SELECT * FROM read_parquet('{out_path}')").df(), decimals, "duckdb")
+
+
+def partitioned(src_path, out_dir, decimals):
+    src = read_source(src_path)
+    steps = sorted(set(src["generation_step"].tolist()))
+    names = sorted(os.listdir(out_dir))
+    check(names == sorted(f"generation_step={s}" for s in steps), f"{out_dir}: folders {names}")
+    for s in steps:
+        part = os.path.join(out_dir, f"generation_step={s}", "part-0.parquet")
+        check(os.path.exists(part), f"{part} is missing")
+        check_parquet_layout(part, expect_step_column=False)
+    t = ds.dataset(out_dir, format="parquet", partitioning="hive").to_table()
+    compare(src, t.to_pandas(), int(decimals), "pyarrow.dataset")
+    import duckdb
+
+    df = duckdb.sql(f"SELECT * FROM read_parquet('{out_dir}/*/*.parquet', hive_partitioning = true)").df()
+    compare(src, df, int(decimals), "duckdb hive")
+
+
+def inspect(path, report_path):
+    with open(report_path) as fh:
+        r = json.load(fh)
+    f = pq.ParquetFile(path)
+    md = f.metadata
+    p = r["parquet"]
+    check(p["created_by"] == md.created_by, f"created_by {p['created_by']!r} vs {md.created_by!r}")
+    check(p["rows"] == md.num_rows, f"rows {p['rows']} vs {md.num_rows}")
+    check(p["row_groups"] == md.num_row_groups, "row groups")
+    check([c["name"] for c in p["columns"]] == [md.schema.column(i).path for i in range(md.num_columns)], "column names")
+    for i, c in enumerate(p["columns"]):
+        comp = sum(md.row_group(g).column(i).total_compressed_size for g in range(md.num_row_groups))
+        unc = sum(md.row_group(g).column(i).total_uncompressed_size for g in range(md.num_row_groups))
+        codecs = sorted({md.row_group(g).column(i).compression for g in range(md.num_row_groups)})
+        check(c["compressed_bytes"] == comp, f"{c['name']}: compressed {c['compressed_bytes']} vs {comp}")
+        check(c["uncompressed_bytes"] == unc, f"{c['name']}: uncompressed {c['uncompressed_bytes']} vs {unc}")
+        check(c["codecs"] == codecs, f"{c['name']}: codecs {c['codecs']} vs {codecs}")
+        check(c["physical_type"] == md.schema.column(i).physical_type, f"{c['name']}: physical type")
+    check([s["name"] for s in p["schema"]] == f.schema_arrow.names, "schema names")
+    df = f.read().to_pandas()
+    check(r["rows"] == len(df), "data rows")
+    check(r["steps"] == sorted(df["generation_step"].unique().tolist()), "steps")
+    check(r["layers"]["count"] == df["layer"].nunique(), "layer count")
+    check(r["layers"]["min"] == df["layer"].min() and r["layers"]["max"] == df["layer"].max(), "layer range")
+    check(sorted(r["variants"]) == sorted(df["variant"].astype(str).unique().tolist()), "variants")
+    check(r["prompts"][0]["positions"] == df["token_position"].max() + 1, "positions")
+    pads = df.drop_duplicates("token_position")
+    n_pad = int((pads["token_masked"].astype(str) == "<|image_pad|>").sum())
+    check(r["prompts"][0]["image_tokens"] == n_pad, f"image tokens {r['prompts'][0]['image_tokens']} vs {n_pad}")
+    for m in r["metrics"]:
+        col = df[m["name"]].astype("float64")
+        check(m["values"] == int(col.notna().sum()), f"{m['name']}: value count")
+        check(math.isclose(m["min"], col.min(), abs_tol=1e-6), f"{m['name']}: min {m['min']} vs {col.min()}")
+        check(math.isclose(m["max"], col.max(), abs_tol=1e-6), f"{m['name']}: max {m['max']} vs {col.max()}")
+    dup = int(df.duplicated(["generation_step", "variant", "layer", "token_position"]).sum())
+    check(r["duplicates"] == dup, f"duplicates {r['duplicates']} vs {dup}")
+    grid = 0
+    n_var, n_layer = df["variant"].nunique(), df["layer"].nunique()
+    n_steps, n_pos = df["generation_step"].nunique(), df["token_position"].max() + 1
+    grid = n_steps * n_var * n_layer * n_pos
+    present = len(df.drop_duplicates(["generation_step", "variant", "layer", "token_position"]))
+    check(r["grid_cells"] == grid, f"grid {r['grid_cells']} vs {grid}")
+    check(r["missing_cells"] == grid - present, f"missing {r['missing_cells']} vs {grid - present}")
+
+
+def generate(path, fmt, steps, layers, positions, heads, grid, prompts):
+    steps, layers, positions, heads, prompts = map(int, (steps, layers, positions, heads, prompts))
+    if fmt == "parquet":
+        f = pq.ParquetFile(path)
+        s = f.schema_arrow
+        for c in ["generation_step", "layer", "token_position"]:
+            check(s.field(c).type == pa.int64(), f"{c} is {s.field(c).type}, pandas writes int64")
+        for c in ["token_masked", "variant"]:
+            check(pa.types.is_dictionary(s.field(c).type), f"{c} is not dictionary")
+        for c in METRICS:
+            check(s.field(c).type == pa.float32(), f"{c} is not float32")
+        md = f.metadata
+        check(all(md.row_group(0).column(i).compression == "ZSTD" for i in range(md.num_columns)), "codec")
+        df = f.read().to_pandas()
+    elif fmt == "csv":
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    elif fmt == "json":
+        with open(path, "rb") as fh:
+            check(fh.read(2) == b'[{', "JSON does not start like pandas orient=records")
+        df = pd.read_json(path, orient="records")
+    else:
+        df = pd.read_json(path, orient="records", lines=True)
+    n_var = 2 + heads
+    expected = prompts * steps * layers * positions * n_var
+    check(len(df) == expected, f"{len(df)} rows, expected {expected}")
+    cols = ["generation_step", "layer", "token_masked", "token_position", "variant"] + METRICS
+    if prompts > 1:
+        cols += ["prompt_name", "config_prompt"]
+    check(list(df.columns) == cols, f"columns {list(df.columns)}")
+    check(df["generation_step"].nunique() == steps, "steps")
+    check(df["layer"].nunique() == layers, "layers")
+    check(df["token_position"].nunique() == positions, "positions")
+    check(df["variant"].nunique() == n_var, "variants")
+    want = ["Full", "Attn"] + [f"Head_{h}" for h in range(heads)]
+    check(sorted(df["variant"].astype(str).unique()) == sorted(want), "variant names")
+    if grid != "none":
+        r, c = map(int, grid.split("x"))
+        one = df[(df["generation_step"] == 0) & (df["layer"] == 0) & (df["variant"].astype(str) == "Full")]
+        if prompts > 1:
+            one = one[one["prompt_name"].astype(str) == "prompt_0"]
+        check(int((one["token_masked"].astype(str) == "<|image_pad|>").sum()) == r * c, "image grid")
+    check(not df.duplicated(["generation_step", "layer", "token_position", "variant"] + (["prompt_name"] if prompts > 1 else [])).any(), "duplicate cells")
+    for m in METRICS:
+        v = df[m].astype("float64")
+        check(v.notna().all() and (v >= 0).all(), f"{m}: missing or negative values")
+
+
+def main(argv):
+    cmd, args = argv[1], argv[2:]
+    {
+        "make-input": make_input,
+        "roundtrip": roundtrip,
+        "partitioned": partitioned,
+        "inspect": inspect,
+        "generate": generate,
+    }[cmd](*args)
+    print(f"ok: {cmd}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
