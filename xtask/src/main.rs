@@ -4,6 +4,7 @@
 //! `pub fn run(args: &[String]) -> anyhow::Result<()>` and add one line to [`SUBCOMMANDS`]
 //! (plus the `mod` line).
 
+mod bench;
 mod build;
 mod dist;
 mod prereq;
@@ -21,6 +22,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     ("prereq", "check (and, as root on Debian, install) what the build and the tests need [--test]", prereq::run),
     ("dist", "build the wasm and write dist/ (static site + single-file mask-impact-viewer.html)", dist::run),
     ("serve", "dist, then serve dist/ on http://127.0.0.1:8000/ [--port N] [--no-build]", serve::run),
+    ("bench", "benchmark our page against parquet-wasm + Arrow.js, hyparquet (headless Chromium); rewrites BENCHMARKS.md [--quick]", bench::run),
     ("test", "run every test: cargo test --workspace, dist, end-to-end tests in headless Chromium", test::run),
 ];
 
