@@ -109,7 +109,7 @@ pub fn gzip_len(bytes: &[u8]) -> usize {
 }
 
 /// An `llvm-ar` (Debian installs it as `llvm-ar-NN` with clang), if any.
-fn find_llvm_ar() -> Option<PathBuf> {
+pub fn find_llvm_ar() -> Option<PathBuf> {
     if on_path("llvm-ar") {
         return Some(PathBuf::from("llvm-ar"));
     }

@@ -37,12 +37,15 @@ struct Package {
 pub fn ensure(needs: Needs) -> Result<()> {
     step("checking prerequisites");
     ensure_wasm_target()?;
-    let mut packages = vec![Package {
-        program: "clang",
-        package: "clang",
-        why: "zstd-sys compiles C code for wasm32",
-        required: true,
-    }];
+    let mut packages = vec![
+        Package { program: "clang", package: "clang", why: "zstd-sys compiles C code for wasm32", required: true },
+        Package {
+            program: "llvm-ar",
+            package: "llvm",
+            why: "archives zstd-sys's wasm32 objects with a symbol index",
+            required: true,
+        },
+    ];
     if needs == Needs::Test {
         packages.extend([
             Package { program: "chromium", package: "chromium", why: "end-to-end tests", required: true },
@@ -60,9 +63,9 @@ pub fn ensure(needs: Needs) -> Result<()> {
             },
         ]);
     }
-    let missing: Vec<&Package> = packages.iter().filter(|p| !on_path(p.program)).collect();
+    let missing: Vec<&Package> = packages.iter().filter(|p| !present(p.program)).collect();
     for package in &packages {
-        if on_path(package.program) {
+        if present(package.program) {
             eprintln!("ok: {} ({})", package.program, package.why);
         }
     }
@@ -89,6 +92,14 @@ pub fn ensure(needs: Needs) -> Result<()> {
         return Ok(());
     }
     bail!("missing prerequisites; install them with:\n    sudo sh -c '{command}'")
+}
+
+/// Whether `program` is installed (`llvm-ar` also as Debian's versioned `llvm-ar-NN`).
+fn present(program: &str) -> bool {
+    if program == "llvm-ar" {
+        return crate::build::find_llvm_ar().is_some();
+    }
+    on_path(program)
 }
 
 /// Whether we may install packages ourselves: root on a Debian-like system with apt-get.
