@@ -48,3 +48,9 @@ pub use state::{
 
 #[cfg(test)]
 mod tests;
+
+/// Test fixtures shared with `render`'s tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::grid_cube;
+}

@@ -1,1 +1,495 @@
+//! Unit tests of the view model, with hand-computed expectations.
 
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
+
+use super::*;
+use crate::cube::{Cube, CubeBuilder};
+
+/// One input row: (step, layer, position, variant, token, l2_distance).
+type Row<'a> = (i64, i64, i64, &'a str, &'a str, Option<f32>);
+
+pub(crate) fn cube_from(rows: &[Row]) -> Cube {
+    let col_i = |f: fn(&Row) -> i64| Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+    let batch = RecordBatch::try_from_iter([
+        ("generation_step", col_i(|r| r.0)),
+        ("layer", col_i(|r| r.1)),
+        ("token_position", col_i(|r| r.2)),
+        ("variant", Arc::new(StringArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())) as ArrayRef),
+        ("token_masked", Arc::new(StringArray::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())) as ArrayRef),
+        ("l2_distance", Arc::new(Float32Array::from(rows.iter().map(|r| r.5).collect::<Vec<_>>())) as ArrayRef),
+        (
+            "cosine_distance",
+            Arc::new(Float32Array::from(rows.iter().map(|r| r.5.map(|v| v / 100.0)).collect::<Vec<_>>())) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let mut b = CubeBuilder::new();
+    b.begin_source("test.parquet", &batch.schema()).unwrap();
+    b.push_batch(&batch).unwrap();
+    b.finish().unwrap()
+}
+
+/// A layers-view cube: steps `steps`, one variant `Full`, `layers` × `positions`, value
+/// `f(step, layer, position)`.
+pub(crate) fn grid_cube(steps: i64, layers: i64, positions: i64, f: impl Fn(i64, i64, i64) -> Option<f32>) -> Cube {
+    let mut rows = Vec::new();
+    for s in 0..steps {
+        for l in 0..layers {
+            for p in 0..positions {
+                rows.push((s, l, p, "Full", "tok", f(s, l, p)));
+            }
+        }
+    }
+    cube_from(&rows)
+}
+
+fn close(a: f32, b: f32) -> bool {
+    (a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-5
+}
+
+fn assert_row(m: &Matrix, row: usize, expected: &[f32]) {
+    let got: Vec<f32> = (0..m.n_positions).map(|p| m.intensity_at(row, p)).collect();
+    assert!(got.len() == expected.len() && got.iter().zip(expected).all(|(a, b)| close(*a, *b)), "row {row}: got {got:?}, expected {expected:?}");
+}
+
+fn three_variant_cube() -> Cube {
+    // Steps 0 and 3; layers 0..3; variants Full, Attn, Head_0; 4 positions.
+    let mut rows = Vec::new();
+    for s in [0, 3] {
+        for l in 0..3 {
+            for (v, k) in [("Full", 2.0), ("Attn", 1.0), ("Head_0", 0.5)] {
+                for p in 0..4 {
+                    rows.push((s, l, p, v, ["<s>", " a", "\n", "b"][p as usize], Some(k * (p + 1) as f32)));
+                }
+            }
+        }
+    }
+    cube_from(&rows)
+}
+
+#[test]
+fn defaults_follow_the_original_viewer() {
+    let cube = three_variant_cube();
+    let s = ViewState::for_cube(&cube);
+    assert_eq!(s.step, StepSelection::One(0));
+    assert_eq!(s.variant, "Full");
+    assert_eq!(s.metric, "l2_distance");
+    assert_eq!(s.view, ViewKind::Layers);
+    assert_eq!(s.norm, Normalisation::Row);
+    assert_eq!(s.scale, Scale::Linear);
+    assert_eq!(s.cmap, ColourMap::Reds);
+    assert!(s.exclude0 && s.heatmap);
+    assert_eq!(s.prompt, None);
+
+    // No `Full`: the first variant (in the cube's order).
+    let cube = cube_from(&[(2, 0, 0, "Head_3", "a", Some(1.0)), (2, 0, 0, "Attn", "a", Some(1.0))]);
+    let s = ViewState::for_cube(&cube);
+    assert_eq!(s.variant, "Attn");
+    assert_eq!(s.step, StepSelection::One(2));
+}
+
+#[test]
+fn hash_round_trip() {
+    let cube = three_variant_cube();
+    let mut s = ViewState::for_cube(&cube);
+    s.view = ViewKind::Heads;
+    s.step = StepSelection::All;
+    s.variant = "Head_0".into();
+    s.metric = "cosine_distance".into();
+    s.layer = 2;
+    s.layers = Some(InclusiveRange { first: 1, last: 2 });
+    s.norm = Normalisation::Column;
+    s.scale = Scale::Percentile;
+    s.clip_percentile = Some(99.5);
+    s.exclude0 = false;
+    s.heatmap = false;
+    s.values = true;
+    s.cmap = ColourMap::Magma;
+    s.share = true;
+    s.pin = Some(3);
+    s.zoom = Some(InclusiveRange { first: 1, last: 2 });
+    s.grid = Some(GridShape { rows: 2, cols: 8 });
+    s.opacity = 0.25;
+    s.gridlines = false;
+    let hash = s.to_hash();
+    assert_eq!(
+        hash,
+        "view=heads&step=all&variant=Head_0&metric=cosine_distance&layer=2&layers=1-2&norm=column&scale=percentile&clip=99.5&exclude0=off&heatmap=off&values=on&cmap=magma&share=on&pin=3&zoom=1-2&grid=2x8&opacity=0.25&gridlines=off"
+    );
+    assert_eq!(ViewState::from_hash(&format!("#{hash}"), &cube), s);
+    let d = ViewState::for_cube(&cube);
+    assert_eq!(ViewState::from_hash(&d.to_hash(), &cube), d);
+    // serde: the same keys, typed values, and back.
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["step"], "all");
+    assert_eq!(json["layer"], 2);
+    assert_eq!(json["share"], true);
+    let back: ViewState = serde_json::from_value(json).unwrap();
+    assert_eq!(back.validated(&cube), s);
+}
+
+#[test]
+fn hash_parsing_is_lenient() {
+    let cube = three_variant_cube();
+    let d = ViewState::for_cube(&cube);
+    for junk in ["", "#", "&&&", "=", "%", "%zz=%", "nonsense", "a=b=c", "#view", "step=%FF%FE"] {
+        assert_eq!(ViewState::from_hash(junk, &cube), d, "{junk:?}");
+    }
+    let s = ViewState::from_hash(
+        "view=pie&step=7&variant=Nope&metric=speed&layer=99&norm=diag&scale=cubic&clip=0&exclude0=maybe&cmap=jet&pin=x&zoom=5-2&grid=0x3&opacity=2&unknown=1",
+        &cube,
+    );
+    assert_eq!(s, d);
+    // Valid keys among invalid ones still apply; values are percent-decoded.
+    let s = ViewState::from_hash("step=3&variant=Attn&bogus=%41&scale=sqrt&layers=2", &cube);
+    assert_eq!(s.step, StepSelection::One(3));
+    assert_eq!(s.variant, "Attn");
+    assert_eq!(s.scale, Scale::Sqrt);
+    assert_eq!(s.layers, Some(InclusiveRange { first: 2, last: 2 }));
+    // A zoom past the end is clamped; covering everything is no zoom.
+    assert_eq!(ViewState::from_hash("zoom=2-400", &cube).zoom, Some(InclusiveRange { first: 2, last: 3 }));
+    assert_eq!(ViewState::from_hash("zoom=0-400", &cube).zoom, None);
+    assert_eq!(ViewState::from_hash("pin=4", &cube).pin, None);
+}
+
+#[test]
+fn percent_encoding() {
+    assert_eq!(percent_encode("Head 1&x=é"), "Head%201%26x%3D%C3%A9");
+    assert_eq!(percent_decode("Head%201%26x%3D%C3%A9"), "Head 1&x=é");
+    assert_eq!(percent_decode("100%"), "100%");
+    let cube = cube_from(&[(0, 0, 0, "my var&=", "a", Some(1.0)), (0, 0, 0, "Full", "a", Some(1.0))]);
+    let mut s = ViewState::for_cube(&cube);
+    s.variant = "my var&=".into();
+    assert_eq!(ViewState::from_hash(&s.to_hash(), &cube), s);
+}
+
+#[test]
+fn keyboard_helpers() {
+    let cube = three_variant_cube();
+    let s = ViewState::for_cube(&cube);
+    assert_eq!(s.shift_layer(&cube, 1).layer, 1);
+    assert_eq!(s.shift_layer(&cube, -1).layer, 0);
+    assert_eq!(s.shift_layer(&cube, 1).shift_layer(&cube, 1).shift_layer(&cube, 1).layer, 2);
+    assert_eq!(s.shift_step(&cube, 1).step, StepSelection::One(3));
+    assert_eq!(s.shift_step(&cube, 1).shift_step(&cube, 1).step, StepSelection::One(3));
+    let all = ViewState { step: StepSelection::All, ..s.clone() };
+    assert_eq!(all.shift_step(&cube, 1).step, StepSelection::One(0));
+    assert_eq!(all.shift_step(&cube, -1).step, StepSelection::One(3));
+    assert_eq!(s.next_metric(&cube).metric, "cosine_distance");
+    assert_eq!(s.next_metric(&cube).next_metric(&cube).metric, "l2_distance");
+    assert_eq!(s.next_variant(&cube).variant, "Attn");
+    assert_eq!(s.next_scale().scale, Scale::Sqrt);
+    assert_eq!(s.next_scale().next_scale().next_scale().next_scale().scale, Scale::Linear);
+    assert_eq!(s.next_view().view, ViewKind::Grid);
+    assert_eq!(s.next_view().next_view().view, ViewKind::Heads);
+}
+
+#[test]
+fn slicing_keeps_missing_cells_as_no_data() {
+    // Layer 0 has positions 0, 1, 3 (2 missing); layer 1 has position 1 only, holding a null.
+    let cube = cube_from(&[
+        (0, 0, 0, "Full", "<s>", Some(8.0)),
+        (0, 0, 1, "Full", "a", Some(2.0)),
+        (0, 0, 3, "Full", "c", Some(4.0)),
+        (0, 1, 1, "Full", "a", None),
+    ]);
+    let s = ViewState::for_cube(&cube);
+    let m = Matrix::build(&cube, &s);
+    assert_eq!(m.n_positions, 4);
+    assert_eq!(m.rows.len(), 2);
+    assert!(m.value(0, 2).is_nan() && m.value(1, 0).is_nan() && m.value(1, 1).is_nan());
+    assert_eq!(m.value(0, 3), 4.0);
+    // Row max without position 0 is 4: [8→clamped 1, 2/4, no data, 4/4].
+    assert_row(&m, 0, &[1.0, 0.5, f32::NAN, 1.0]);
+    assert_row(&m, 1, &[f32::NAN; 4]);
+    // Without exclude0 the max is 8.
+    let m = Matrix::build(&cube, &ViewState { exclude0: false, ..s });
+    assert_row(&m, 0, &[1.0, 0.25, f32::NAN, 0.5]);
+}
+
+#[test]
+fn column_and_global_normalisation() {
+    // L0 = [10, 2, 1], L1 = [5, 4, 3]
+    let vals = [[10.0, 2.0, 1.0], [5.0, 4.0, 3.0]];
+    let cube = grid_cube(1, 2, 3, |_, l, p| Some(vals[l as usize][p as usize]));
+    let s = ViewState::for_cube(&cube);
+    let m = Matrix::build(&cube, &ViewState { norm: Normalisation::Column, ..s.clone() });
+    assert_row(&m, 0, &[1.0, 0.5, 1.0 / 3.0]);
+    assert_row(&m, 1, &[0.5, 1.0, 1.0]);
+    // Global, position 0 excluded: max over positions 1.. = 4.
+    let m = Matrix::build(&cube, &ViewState { norm: Normalisation::Global, ..s.clone() });
+    assert_row(&m, 0, &[1.0, 0.5, 0.25]);
+    assert_row(&m, 1, &[1.0, 1.0, 0.75]);
+    assert_eq!(m.reference_max, 4.0);
+    let m = Matrix::build(&cube, &ViewState { norm: Normalisation::Global, exclude0: false, ..s.clone() });
+    assert_row(&m, 0, &[1.0, 0.2, 0.1]);
+    assert_row(&m, 1, &[0.5, 0.4, 0.3]);
+    // Layer filter keeps layer 1 only.
+    let m = Matrix::build(&cube, &ViewState { layers: Some(InclusiveRange { first: 1, last: 1 }), ..s });
+    assert_eq!(m.rows.len(), 1);
+    assert_eq!(m.rows[0].layer, 1);
+}
+
+#[test]
+fn sqrt_log_percentile_and_clip() {
+    // One row: position 0 = 100 (excluded), then 0, 1, 4, NaN.
+    let vals = [Some(100.0), Some(0.0), Some(1.0), Some(4.0), None];
+    let cube = grid_cube(1, 1, 5, |_, _, p| vals[p as usize]);
+    let s = ViewState::for_cube(&cube);
+    let m = Matrix::build(&cube, &ViewState { scale: Scale::Sqrt, ..s.clone() });
+    assert_row(&m, 0, &[1.0, 0.0, 0.5, 1.0, f32::NAN]);
+    // log10(1 + 999·0.25) / 3 = log10(250.75) / 3 = 0.799755…
+    let m = Matrix::build(&cube, &ViewState { scale: Scale::Log, ..s.clone() });
+    assert_row(&m, 0, &[1.0, 0.0, 0.799_755, 1.0, f32::NAN]);
+    // Ranks among {0, 1, 4}: 0 → 1/3, 1 → 2/3, 4 → 1; position 0 (100) → 3/3.
+    let m = Matrix::build(&cube, &ViewState { scale: Scale::Percentile, ..s.clone() });
+    assert_row(&m, 0, &[1.0, 1.0 / 3.0, 2.0 / 3.0, 1.0, f32::NAN]);
+
+    // Clip at the 90th percentile of 1..=10 (nearest rank: the 9th value, 9).
+    let cube = grid_cube(1, 1, 11, |_, _, p| Some(if p == 0 { 100.0 } else { p as f32 }));
+    let m = Matrix::build(&cube, &ViewState { clip_percentile: Some(90.0), ..ViewState::for_cube(&cube) });
+    assert!(close(m.intensity_at(0, 3), 3.0 / 9.0));
+    assert_eq!(m.intensity_at(0, 9), 1.0);
+    assert_eq!(m.intensity_at(0, 10), 1.0);
+}
+
+#[test]
+fn step_all_groups_rows_by_step() {
+    let cube = grid_cube(3, 2, 2, |s, l, p| Some((s * 100 + l * 10 + p) as f32));
+    let s = ViewState { step: StepSelection::All, ..ViewState::for_cube(&cube) };
+    let m = Matrix::build(&cube, &s);
+    assert_eq!(m.rows.len(), 6);
+    assert_eq!(m.groups.len(), 3);
+    assert_eq!((m.groups[2].first_row, m.groups[2].n_rows, m.groups[2].step), (4, 2, 2));
+    assert_eq!(m.value(5, 1), 211.0);
+    assert_eq!(m.rows[5].group, 2);
+}
+
+#[test]
+fn heads_view_and_share_of_full() {
+    let cube = cube_from(&[
+        (0, 0, 0, "Full", "a", Some(2.0)),
+        (0, 0, 1, "Full", "b", Some(4.0)),
+        (0, 0, 0, "Attn", "a", Some(1.0)),
+        (0, 0, 1, "Attn", "b", Some(1.0)),
+        (0, 0, 0, "Head_0", "a", Some(0.5)),
+        (0, 0, 1, "Head_0", "b", None),
+    ]);
+    let s = ViewState { view: ViewKind::Heads, share: true, exclude0: false, ..ViewState::for_cube(&cube) };
+    let m = Matrix::build(&cube, &s);
+    assert_eq!(m.rows.iter().map(|r| r.variant).collect::<Vec<_>>(), [0, 1, 2]);
+    let vals: Vec<Vec<f32>> = (0..3).map(|r| (0..2).map(|p| m.value(r, p)).collect()).collect();
+    assert_eq!(vals[0], [1.0, 1.0]);
+    assert_eq!(vals[1], [0.5, 0.25]);
+    assert!(vals[2][0] == 0.25 && vals[2][1].is_nan());
+    let hit = Hit { row: 1, position: 1 };
+    let probe = Probe::of(&cube, &m, &s, hit).unwrap();
+    assert_eq!((probe.value, probe.raw_value), (Some(0.25), Some(1.0)));
+    assert_eq!(probe.variant, "Attn");
+}
+
+#[test]
+fn colour_levels() {
+    assert_eq!(REDS_LEVELS, 21);
+    assert_eq!(reds_colour(0), [255, 255, 255, 255]);
+    assert_eq!(reds_colour(10), [255, 128, 128, 255]); // 127.5 rounds up
+    assert_eq!(reds_colour(1), [255, 242, 242, 255]); // 255·19/20 = 242.25
+    assert_eq!(reds_colour(20), [255, 0, 0, 255]);
+    assert_eq!(reds_level(0.0), 0);
+    assert_eq!(reds_level(0.524), 10);
+    assert_eq!(reds_level(0.526), 11);
+    assert_eq!(reds_level(1.0), 20);
+    assert_eq!(ColourMap::Reds.colour(1.0), [255, 0, 0, 255]);
+    assert_eq!(ColourMap::Viridis.colour(0.0), [0x44, 0x01, 0x54, 255]);
+    assert_eq!(ColourMap::Viridis.colour(1.0), [0xfd, 0xe7, 0x25, 255]);
+    assert_eq!(ColourMap::Magma.colour(0.5), [0xb5, 0x36, 0x7a, 255]);
+    assert_eq!(ColourMap::Diverging.colour(0.0), [0xf7, 0xf7, 0xf7, 255]);
+    assert_eq!(ColourMap::Diverging.colour(-1.0), [0x21, 0x66, 0xac, 255]);
+    for c in [ColourMap::Reds, ColourMap::Viridis, ColourMap::Magma, ColourMap::Diverging] {
+        assert_eq!(c.colour(f32::NAN), NO_DATA);
+        for i in 0..=100 {
+            assert_ne!(c.colour(i as f32 / 100.0), NO_DATA, "{c:?} at {i}%");
+        }
+    }
+}
+
+#[test]
+fn colourbar_caption_and_ticks() {
+    let cube = grid_cube(1, 1, 3, |_, _, p| Some(p as f32));
+    let s = ViewState { scale: Scale::Sqrt, ..ViewState::for_cube(&cube) };
+    let m = Matrix::build(&cube, &s);
+    let bar = Colourbar::describe(&m, &s, "l2_distance");
+    assert_eq!(bar.caption, "l2_distance · relative to row max (position 0 excluded) · sqrt");
+    assert_eq!(bar.ticks[2].label, "0.5");
+    assert!(close(bar.ticks[2].at, 0.5f32.sqrt()));
+    assert_eq!(bar.ticks[4].label, "1 × max");
+    let g = ViewState { norm: Normalisation::Global, exclude0: false, ..s };
+    let m = Matrix::build(&cube, &g);
+    let bar = Colourbar::describe(&m, &g, "l2_distance");
+    assert_eq!(bar.caption, "l2_distance · global scale · sqrt");
+    assert_eq!(bar.ticks.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), ["0", "0.5", "1", "1.5", "2"]);
+}
+
+#[test]
+fn hit_test_and_locate_are_inverse() {
+    let cube = grid_cube(1, 5, 40, |_, l, p| Some((l + p) as f32));
+    for (zoom, dpr) in [(None, 1.0), (Some(InclusiveRange { first: 10, last: 29 }), 2.0)] {
+        let s = ViewState { zoom, ..ViewState::for_cube(&cube) };
+        let m = Matrix::build(&cube, &s);
+        let layout = Layout::compute(Viewport::new(700.0, 400.0, dpr), &cube, &m, &s);
+        let (first, n) = visible_window(zoom, 40);
+        for layer in 0..5 {
+            for p in 0..40 {
+                let c = layout.locate(&cube, &m, layer, p, "Full");
+                if p < first || p >= first + n {
+                    assert_eq!(c, None);
+                    continue;
+                }
+                let (x, y) = c.unwrap();
+                assert_eq!(layout.hit_test(&m, x, y), Some(Hit { row: layer as usize, position: p }));
+                // The whole cell (just inside its corners) maps back to it.
+                let (hw, hh) = (layout.col_w_css / 2.0 - 0.01, layout.row_h_css / 2.0 - 0.01);
+                assert_eq!(layout.hit_test(&m, x - hw, y - hh), Some(Hit { row: layer as usize, position: p }));
+                assert_eq!(layout.hit_test(&m, x + hw, y + hh), Some(Hit { row: layer as usize, position: p }));
+            }
+        }
+        let hm = layout.heatmap;
+        assert_eq!(layout.hit_test(&m, hm.x - 0.01, hm.y + 1.0), None);
+        assert_eq!(layout.hit_test(&m, hm.x + hm.w, hm.y + 1.0), None);
+        assert_eq!(layout.hit_test(&m, hm.x + 1.0, hm.y + hm.h), None);
+        assert_eq!(layout.hit_test(&m, hm.x + 1.0, hm.y - 0.01), None);
+        assert_eq!(layout.hit_test(&m, hm.x, hm.y), Some(Hit { row: 0, position: first }));
+        assert_eq!(layout.locate(&cube, &m, 99, 0, "Full"), None);
+        assert_eq!(layout.locate(&cube, &m, 0, 0, "Attn"), None);
+    }
+}
+
+#[test]
+fn grid_view_geometry() {
+    // <s>, <|vision_start|>, 256 × <|image_pad|>, <|vision_end|>, "What", " hair"
+    let mut tokens = vec!["<s>", "<|vision_start|>"];
+    tokens.extend(std::iter::repeat_n("<|image_pad|>", 256));
+    tokens.extend(["<|vision_end|>", "What", " hair"]);
+    let rows: Vec<Row> = tokens.iter().enumerate().map(|(p, t)| (0, 0, p as i64, "Full", *t, Some(p as f32))).collect();
+    let cube = cube_from(&rows);
+    let s = ViewState { view: ViewKind::Grid, ..ViewState::for_cube(&cube) };
+    let m = Matrix::build(&cube, &s);
+    let g = m.grid.as_ref().unwrap();
+    assert_eq!((g.rows, g.cols), (16, 16));
+    assert_eq!(g.image_positions.len(), 256);
+    assert_eq!(g.image_positions[0], 2);
+    assert_eq!(g.text_positions, [0, 1, 258, 259, 260]);
+    // Image scale: first image token (position 2) excluded → max 257.
+    assert_eq!(m.intensity_at(0, 257), 1.0);
+    assert!(close(m.intensity_at(0, 129), 129.0 / 257.0));
+    // Text scale: position 0 excluded → max 260.
+    assert!(close(m.intensity_at(0, 258), 258.0 / 260.0));
+    assert_eq!(g.image_stats.max, Some(257.0));
+    assert_eq!(g.image_stats.mean, Some((2.0 + 257.0) / 2.0));
+
+    let layout = Layout::compute(Viewport::new(800.0, 700.0, 1.0), &cube, &m, &s);
+    for k in 0..240 {
+        let p = 2 + k;
+        let (x0, y0) = layout.locate(&cube, &m, 0, p, "Full").unwrap();
+        let (x1, y1) = layout.locate(&cube, &m, 0, p + 16, "Full").unwrap();
+        assert!(close(x0, x1) && close(y1 - y0, layout.col_w_css), "token {k} and {}", k + 16);
+        assert_eq!(layout.hit_test(&m, x0, y0), Some(Hit { row: 0, position: p }));
+    }
+    for &p in &g.text_positions {
+        let (x, y) = layout.locate(&cube, &m, 0, p, "Full").unwrap();
+        assert_eq!(layout.hit_test(&m, x, y), Some(Hit { row: 0, position: p }));
+    }
+    // Override.
+    let s2 = ViewState { grid: Some(GridShape { rows: 8, cols: 32 }), ..s };
+    let m2 = Matrix::build(&cube, &s2);
+    assert_eq!((m2.grid.as_ref().unwrap().rows, m2.grid.as_ref().unwrap().cols), (8, 32));
+}
+
+#[test]
+fn image_tokens_and_grid_shapes() {
+    for t in ["<|image_pad|>", "<vision_token_3>", "<image>", "img_12", "<vision_start_patch>"] {
+        assert!(is_image_token(t), "{t}");
+    }
+    for t in ["<|vision_start|>", "<|vision_end|>", "image", " img_", "<s>"] {
+        assert!(!is_image_token(t), "{t}");
+    }
+    assert_eq!(grid_shape(256), (16, 16));
+    assert_eq!(grid_shape(1024), (32, 32));
+    assert_eq!(grid_shape(10), (3, 4));
+    assert_eq!(grid_shape(257), (16, 17));
+    assert_eq!(grid_shape(1), (1, 1));
+    assert_eq!(grid_shape(0), (0, 0));
+}
+
+#[test]
+fn token_labels_are_made_visible() {
+    assert_eq!(display_token("\n", 12), "↵");
+    assert_eq!(display_token(" color", 12), "·color");
+    assert_eq!(display_token("\tx", 12), "→x");
+    assert_eq!(display_token(".\n", 12), ".↵");
+    assert_eq!(display_token("", 12), "∅");
+    assert_eq!(display_token("abcdefghijklmnop", 12), "abcdefghijk…");
+    assert_eq!(display_token("<|image_pad|>", 12), "<|image_pad…");
+    assert_eq!(format_number(0.123456), "0.1235");
+    assert_eq!(format_number(1234.6), "1235");
+    assert_eq!(format_number(2.0), "2");
+}
+
+#[test]
+fn tooltip_text() {
+    let cube = cube_from(&[(0, 7, 0, "Full", " hair", Some(0.12344)), (0, 7, 1, "Full", "?", None)]);
+    let s = ViewState::for_cube(&cube);
+    let m = Matrix::build(&cube, &s);
+    let p = Probe::of(&cube, &m, &s, Hit { row: 0, position: 0 }).unwrap();
+    assert_eq!(p.value, Some(0.12344));
+    assert_eq!(p.token.as_deref(), Some(" hair"));
+    assert_eq!(p.tooltip_text(), "l2_distance: 0.1234\nlayer 7 · position 0\ntoken “ hair” (5 chars)\nstep 0 · variant Full");
+    let p = Probe::of(&cube, &m, &s, Hit { row: 0, position: 1 }).unwrap();
+    assert_eq!(p.value, None);
+    assert!(p.tooltip_text().starts_with("l2_distance: no data\n"));
+    assert_eq!(Probe::of(&cube, &m, &s, Hit { row: 5, position: 0 }), None);
+}
+
+#[test]
+fn zoom_and_pan() {
+    let z = zoom_about(None, 1000, 500.0, 0.5);
+    assert_eq!(z, Some(InclusiveRange { first: 250, last: 749 }));
+    // Anchor at the left quarter stays at the left quarter: 100 + 0.25·(400−200) …
+    let z2 = zoom_about(Some(InclusiveRange { first: 0, last: 399 }), 1000, 100.0, 0.5);
+    assert_eq!(z2, Some(InclusiveRange { first: 50, last: 249 }));
+    assert_eq!(pan(z, 1000, 100.0), Some(InclusiveRange { first: 350, last: 849 }));
+    assert_eq!(pan(z, 1000, 1e9), Some(InclusiveRange { first: 500, last: 999 }));
+    assert_eq!(pan(z, 1000, -1e9), Some(InclusiveRange { first: 0, last: 499 }));
+    assert_eq!(zoom_about(z, 1000, 500.0, 4.0), None);
+    assert_eq!(zoom_about(None, 1000, 3.0, 1e-9), Some(InclusiveRange { first: 3, last: 4 }));
+    assert_eq!(pan(None, 1000, 10.0), None);
+    assert_eq!(fit(), None);
+
+    // The position under the pointer is the zoom anchor.
+    let cube = grid_cube(1, 2, 100, |_, _, p| Some(p as f32));
+    let s = ViewState::for_cube(&cube);
+    let m = Matrix::build(&cube, &s);
+    let layout = Layout::compute(Viewport::new(600.0, 300.0, 1.0), &cube, &m, &s);
+    let (x, _) = layout.locate(&cube, &m, 0, 30, "Full").unwrap();
+    assert!((layout.position_at_x(x).unwrap() - 30.5).abs() < 1e-3);
+}
+
+#[test]
+fn labels_show_tokens_when_columns_are_wide() {
+    let cube = cube_from(&[(0, 0, 0, "Full", "\n", Some(1.0)), (0, 0, 1, "Full", " a", Some(2.0))]);
+    let s = ViewState { values: true, ..ViewState::for_cube(&cube) };
+    let m = Matrix::build(&cube, &s);
+    let layout = Layout::compute(Viewport::new(400.0, 300.0, 1.0), &cube, &m, &s);
+    assert!(layout.show_tokens);
+    let texts: Vec<String> = layout.labels(&cube, &m, &s).into_iter().map(|l| l.text).collect();
+    for t in ["↵", "·a", "0", "1", "1.0000", "2.0000"] {
+        assert!(texts.iter().any(|x| x == t), "{t} missing from {texts:?}");
+    }
+    // 2000 positions in 400 px: no token texts.
+    let cube = grid_cube(1, 1, 2000, |_, _, _| Some(1.0));
+    let m = Matrix::build(&cube, &s);
+    let layout = Layout::compute(Viewport::new(400.0, 300.0, 1.0), &cube, &m, &s);
+    assert!(!layout.show_tokens);
+}
