@@ -30,7 +30,7 @@ pub use self::text::TextSource;
 /// Size of the chunks CSV and JSON are read in.
 pub const TEXT_CHUNK_BYTES: u64 = 8 << 20;
 /// How many leading bytes are read to recognise the format.
-pub const SNIFF_BYTES: u64 = 64 << 10;
+pub const SNIFF_BYTES: u64 = 4 << 10;
 
 /// The input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -149,6 +149,7 @@ pub struct Ingest {
     builder: CubeBuilder,
     format: Option<Format>,
     columns: Option<ColumnMap>,
+    text_chunk_bytes: u64,
 }
 
 impl Ingest {
@@ -166,7 +167,15 @@ impl Ingest {
             builder,
             format: None,
             columns: None,
+            text_chunk_bytes: TEXT_CHUNK_BYTES,
         }
+    }
+
+    /// Read CSV and JSON in chunks of `bytes` (at least 1) instead of [`TEXT_CHUNK_BYTES`]
+    /// (tests use small chunks to put chunk boundaries everywhere).
+    pub fn with_text_chunk_bytes(mut self, bytes: u64) -> Ingest {
+        self.text_chunk_bytes = bytes.max(1);
+        self
     }
 
     /// The format, once recognised.
@@ -228,7 +237,9 @@ impl Ingest {
                     }
                     Format::Csv | Format::Json => {
                         // The text source reads from byte 0 again: the head is small.
-                        State::Text(Box::new(TextSource::new(&self.file, self.file_len, format)))
+                        let mut text = TextSource::new(&self.file, self.file_len, format);
+                        text.set_chunk_bytes(self.text_chunk_bytes);
+                        State::Text(Box::new(text))
                     }
                 };
                 Ok(())

@@ -16,6 +16,10 @@ use crate::cube::{ColumnMap, CubeBuilder};
 const BATCH_ROWS: usize = 64 * 1024;
 /// Records sampled to decide the type of unknown columns.
 const SAMPLE_RECORDS: usize = 1000;
+/// Bytes gathered before the schema is decided (unless the file is shorter).
+const SCHEMA_SAMPLE_BYTES: usize = 256 << 10;
+/// The longest first JSON row accepted.
+const MAX_FIRST_ROW_BYTES: usize = 64 << 20;
 
 const TEXT_COLUMNS: [&str; 4] = ["token_masked", "variant", "prompt_name", "config_prompt"];
 const INT_COLUMNS: [&str; 3] = ["generation_step", "layer", "token_position"];
@@ -52,6 +56,12 @@ pub struct TextSource {
     decoder: Option<Decoder>,
     columns: Option<ColumnMap>,
     finished: bool,
+    /// Size of the chunks asked for.
+    chunk_bytes: u64,
+    /// The first bytes, held until the schema is known.
+    head: Vec<u8>,
+    /// The decoding schema, once known.
+    schema: Option<SchemaRef>,
 }
 
 /// The type a column gets in the decoding schema.
@@ -93,7 +103,18 @@ fn delimiter(sample: &[u8]) -> u8 {
         .unwrap_or(b',')
 }
 
-fn csv_schema(file: &str, sample: &[u8], delim: u8, at_eof: bool) -> Result<SchemaRef, IngestError> {
+/// Spellings of "no value" in CSV files besides the empty field (pandas `na_rep`, R's `NA`).
+const CSV_NULL_WORDS: [&str; 5] = ["null", "none", "na", "n/a", "#n/a"];
+
+/// The schema of a CSV file from its header and first records, and whether the records spell
+/// "no value" with a word (then a null regex is needed; it slows decoding, so it is used only
+/// then).
+fn csv_schema(
+    file: &str,
+    sample: &[u8],
+    delim: u8,
+    at_eof: bool,
+) -> Result<(SchemaRef, bool), IngestError> {
     let err = |message: String| IngestError::Csv {
         file: file.to_string(),
         message,
@@ -124,15 +145,18 @@ fn csv_schema(file: &str, sample: &[u8], delim: u8, at_eof: bool) -> Result<Sche
     if !at_eof && records.len() > 1 {
         records.pop();
     }
+    let mut null_words = false;
     for r in &records {
         for (i, v) in r.iter().enumerate().take(headers.len()) {
-            if !v.is_empty() {
+            if CSV_NULL_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v.trim())) {
+                null_words = true;
+            } else if !v.is_empty() {
                 seen[i] = true;
                 numeric[i] &= is_number(v);
             }
         }
     }
-    Ok(schema_of(
+    let schema = schema_of(
         headers
             .iter()
             .enumerate()
@@ -145,54 +169,111 @@ fn csv_schema(file: &str, sample: &[u8], delim: u8, at_eof: bool) -> Result<Sche
                 (h.clone(), t)
             })
             .collect(),
-    ))
+    );
+    Ok((schema, null_words))
 }
 
-/// The schema of a JSON records array or JSON Lines, from the first object.
+/// The schema of a JSON records array or JSON Lines, from the first records of `sample`.
+/// `Ok(None)`: the first record is not complete yet.
 fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaRef>, IngestError> {
+    use serde_json::Value;
     let err = |message: String| IngestError::Json {
         file: file.to_string(),
         message,
     };
+    let skip_ws = |s: &[u8], mut i: usize| {
+        while i < s.len() && s[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
     let text = sample.strip_prefix(b"\xef\xbb\xbf").unwrap_or(sample);
-    let start = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
-    let mut rest = &text[start..];
-    if rest.first() == Some(&b'[') {
-        rest = &rest[1..];
-        let skip = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len());
-        rest = &rest[skip..];
-        if rest.first() == Some(&b']') {
+    let mut at = skip_ws(text, 0);
+    let in_array = text.get(at) == Some(&b'[');
+    if in_array {
+        at = skip_ws(text, at + 1);
+        if text.get(at) == Some(&b']') {
             return Err(err("the JSON array is empty: the file holds no data rows".into()));
         }
     }
-    let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<serde_json::Value>();
-    let first = match stream.next() {
-        Some(Ok(v)) => v,
-        Some(Err(e)) if e.is_eof() && !at_eof => return Ok(None),
-        Some(Err(e)) => return Err(err(format!("invalid JSON in the first row: {e}"))),
-        None if at_eof => return Err(err("the file holds no JSON rows".into())),
-        None => return Ok(None),
-    };
-    let serde_json::Value::Object(obj) = first else {
-        return Err(err(format!(
-            "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but the first item is {}",
-            describe(&first)
-        )));
-    };
-    if !obj.is_empty() && obj.values().all(|v| v.is_object() || v.is_array()) {
-        return Err(err(
-            "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but this looks like a table stored by column (pandas `orient=\"columns\"`); write it with `df.to_json(path, orient=\"records\")`".into(),
-        ));
+    // Sample records: the columns are all keys seen, in first-seen order.
+    let mut names: Vec<String> = Vec::new();
+    // Per column: (seen a number, seen a string, seen something else).
+    let mut kinds: Vec<(bool, bool, bool)> = Vec::new();
+    let mut records = 0;
+    while records < SAMPLE_RECORDS && at < text.len() {
+        let mut stream = serde_json::Deserializer::from_slice(&text[at..]).into_iter::<Value>();
+        let value = match stream.next() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) if e.is_eof() && !at_eof => {
+                if records == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            Some(Err(e)) if records == 0 => {
+                return Err(err(format!("invalid JSON in the first row: {e}")))
+            }
+            // A later record that is cut or wrong: the decoder will say so where it is.
+            Some(Err(_)) => break,
+            None => break,
+        };
+        at = skip_ws(text, at + stream.byte_offset());
+        if in_array && matches!(text.get(at), Some(b',')) {
+            at = skip_ws(text, at + 1);
+        }
+        let Value::Object(obj) = value else {
+            return Err(err(format!(
+                "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but {} is {}",
+                if records == 0 { "the first item" } else { "an item" },
+                describe(&value)
+            )));
+        };
+        if records == 0 && !obj.is_empty() && obj.values().all(|v| v.is_object() || v.is_array()) {
+            return Err(err(
+                "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but this looks like a table stored by column (pandas `orient=\"columns\"`); write it with `df.to_json(path, orient=\"records\")`".into(),
+            ));
+        }
+        for (k, v) in &obj {
+            let i = match names.iter().position(|n| n == k) {
+                Some(i) => i,
+                None => {
+                    names.push(k.clone());
+                    kinds.push((false, false, false));
+                    names.len() - 1
+                }
+            };
+            match v {
+                Value::Null => {}
+                Value::Number(_) => kinds[i].0 = true,
+                Value::String(s) if is_number(s) => kinds[i].0 = true,
+                Value::String(_) => kinds[i].1 = true,
+                _ => kinds[i].2 = true,
+            }
+        }
+        records += 1;
+        if in_array && matches!(text.get(at), Some(b']')) {
+            break;
+        }
+    }
+    if records == 0 {
+        return if at_eof {
+            Err(err("the file holds no JSON rows".into()))
+        } else {
+            Ok(None)
+        };
     }
     Ok(Some(schema_of(
-        obj.iter()
-            .filter_map(|(k, v)| {
-                let t = fixed_type(k).or(match v {
-                    serde_json::Value::Number(_) => Some(DataType::Float64),
-                    serde_json::Value::String(_) | serde_json::Value::Null => Some(DataType::Utf8),
-                    _ => None,
+        names
+            .into_iter()
+            .zip(kinds)
+            .filter_map(|(k, (number, string, other))| {
+                let t = fixed_type(&k).or(match (number, string, other) {
+                    (_, _, true) => None,
+                    (true, false, false) => Some(DataType::Float64),
+                    _ => Some(DataType::Utf8),
                 })?;
-                Some((k.clone(), t))
+                Some((k, t))
             })
             .collect(),
     )))
@@ -220,7 +301,15 @@ impl TextSource {
             decoder: None,
             columns: None,
             finished: false,
+            chunk_bytes: TEXT_CHUNK_BYTES,
+            head: Vec::new(),
+            schema: None,
         }
+    }
+
+    /// Read in chunks of `chunk_bytes` (at least 1) instead of [`TEXT_CHUNK_BYTES`].
+    pub fn set_chunk_bytes(&mut self, chunk_bytes: u64) {
+        self.chunk_bytes = chunk_bytes.max(1);
     }
 
     pub fn bytes_read(&self) -> u64 {
@@ -236,7 +325,10 @@ impl TextSource {
             ArrowError::CsvError(m) | ArrowError::JsonError(m) | ArrowError::ParseError(m) => m,
             other => other.to_string(),
         };
-        let message = format!("{message} (in the bytes before offset {})", self.bytes_read);
+        let message = match self.explain(&message) {
+            Some(m) => m,
+            None => format!("{message} (in the bytes before offset {})", self.bytes_read),
+        };
         match self.format {
             Format::Json => IngestError::Json {
                 file: self.file.clone(),
@@ -249,12 +341,56 @@ impl TextSource {
         }
     }
 
+    /// Puts the decoders' messages we know into the user's words.
+    fn explain(&self, m: &str) -> Option<String> {
+        let column_name = |i: usize| {
+            self.schema
+                .as_ref()
+                .and_then(|s| s.fields().get(i))
+                .map_or_else(|| format!("number {}", i + 1), |f| format!("`{}`", f.name()))
+        };
+        if let Some(rest) = m.strip_prefix("Error while parsing value '") {
+            // "Error while parsing value '{v}' as type '{t}' for column {i} at line {n}. Row data: ..."
+            let (value, rest) = rest.split_once("' as type '")?;
+            let (_, rest) = rest.split_once("' for column ")?;
+            let (col, rest) = rest.split_once(" at line ")?;
+            let line: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let col: usize = col.parse().ok()?;
+            let value: String = value.chars().take(40).collect();
+            return Some(format!(
+                "line {line}: column {} holds `{value}`, which is not a number",
+                column_name(col)
+            ));
+        }
+        if let Some(rest) = m.strip_prefix("incorrect number of fields for line ") {
+            // "incorrect number of fields for line {n}, expected {e} got {g}"
+            let (line, rest) = rest.split_once(", expected ")?;
+            let (expected, got) = rest.split_once(" got ")?;
+            return Some(format!(
+                "line {line} has {got} fields, but the header has {expected} columns (a row is cut, or a text with commas is not quoted)"
+            ));
+        }
+        if let Some(rest) = m.strip_prefix("whilst decoding field '") {
+            let (field, rest) = rest.split_once("': ")?;
+            if let Some(v) = rest.strip_prefix("failed to parse ") {
+                let (value, _) = v.rsplit_once(" as ")?;
+                let value: String = value.chars().take(40).collect();
+                return Some(format!(
+                    "field `{field}` holds {value}, which is not a number (near byte {})",
+                    self.bytes_read
+                ));
+            }
+            return Some(format!("field `{field}`: {rest} (near byte {})", self.bytes_read));
+        }
+        None
+    }
+
     pub(super) fn poll(&mut self, builder: &mut CubeBuilder) -> Result<Poll, IngestError> {
         if self.finished {
             return Ok(Poll::Finished);
         }
         if self.next < self.file_len {
-            let end = (self.next + TEXT_CHUNK_BYTES).min(self.file_len);
+            let end = (self.next + self.chunk_bytes).min(self.file_len);
             return Ok(Poll::NeedsData(vec![self.next..end]));
         }
         // End of file: let the decoder finish its last record, then flush.
@@ -271,15 +407,11 @@ impl TextSource {
             });
         }
         if let Some(Decoder::Csv(d)) = &mut self.decoder {
-            d.decode(&[]).map_err(|e| self.error_owned(e))?;
+            d.decode(&[]).map_err(|e| self.error(e))?;
         }
         self.flush(builder)?;
         self.finished = true;
         Ok(Poll::Finished)
-    }
-
-    fn error_owned(&self, e: ArrowError) -> IngestError {
-        self.error(e)
     }
 
     fn flush(&mut self, builder: &mut CubeBuilder) -> Result<(), IngestError> {
@@ -301,6 +433,7 @@ impl TextSource {
                     return Ok(false);
                 };
                 self.columns = Some(builder.begin_source(&self.file, &schema)?);
+                self.schema = Some(schema.clone());
                 let d = arrow_json::ReaderBuilder::new(schema)
                     .with_batch_size(BATCH_ROWS)
                     .with_flatten(true)
@@ -311,13 +444,22 @@ impl TextSource {
             }
             _ => {
                 let delim = delimiter(chunk);
-                let schema = csv_schema(&self.file, chunk, delim, at_eof)?;
+                let (schema, null_words) = csv_schema(&self.file, chunk, delim, at_eof)?;
                 self.columns = Some(builder.begin_source(&self.file, &schema)?);
-                let d = arrow_csv::ReaderBuilder::new(schema)
+                self.schema = Some(schema.clone());
+                let mut b = arrow_csv::ReaderBuilder::new(schema)
                     .with_header(true)
                     .with_delimiter(delim)
-                    .with_batch_size(BATCH_ROWS)
-                    .build_decoder();
+                    .with_batch_size(BATCH_ROWS);
+                if null_words {
+                    let pattern = format!("^(?i:|{})$", CSV_NULL_WORDS.join("|"));
+                    let re = regex::Regex::new(&pattern).map_err(|e| IngestError::Csv {
+                        file: self.file.clone(),
+                        message: e.to_string(),
+                    })?;
+                    b = b.with_null_regex(re);
+                }
+                let d = b.build_decoder();
                 Decoder::Csv(d)
             }
         };
@@ -333,32 +475,52 @@ impl TextSource {
     ) -> Result<(), IngestError> {
         for chunk in data {
             self.next += chunk.len() as u64;
-            let mut buf: &[u8] = &chunk;
             if self.decoder.is_none() {
+                // Hold the first bytes until there are enough to decide the schema.
+                self.head.extend_from_slice(&chunk);
+                let at_eof = self.next >= self.file_len;
+                if self.head.len() < SCHEMA_SAMPLE_BYTES && !at_eof {
+                    continue;
+                }
+                let head = std::mem::take(&mut self.head);
                 // A UTF-8 byte order mark would become part of the first column's name.
-                buf = buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(buf);
-                if !self.start(buf, builder)? {
-                    return Err(IngestError::Json {
-                        file: self.file.clone(),
-                        message: format!(
-                            "the first row is longer than {} MB",
-                            TEXT_CHUNK_BYTES >> 20
-                        ),
-                    });
+                let bom = if head.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
+                if !self.start(&head[bom..], builder)? {
+                    if head.len() > MAX_FIRST_ROW_BYTES {
+                        return Err(IngestError::Json {
+                            file: self.file.clone(),
+                            message: format!(
+                                "the first row is longer than {} MB",
+                                MAX_FIRST_ROW_BYTES >> 20
+                            ),
+                        });
+                    }
+                    self.head = head;
+                    continue;
                 }
+                self.bytes_read += bom as u64;
+                self.decode(&head[bom..], builder)?;
+            } else {
+                self.decode(&chunk, builder)?;
             }
-            while !buf.is_empty() {
-                let d = self.decoder.as_mut().expect("decoder exists");
-                let n = match d.decode(buf) {
-                    Ok(n) => n,
-                    Err(e) => return Err(self.error(e)),
-                };
-                self.bytes_read += n as u64;
-                buf = &buf[n..];
-                if !buf.is_empty() {
-                    // The batch is full.
-                    self.flush(builder)?;
-                }
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self, mut buf: &[u8], builder: &mut CubeBuilder) -> Result<(), IngestError> {
+        while !buf.is_empty() {
+            let Some(d) = self.decoder.as_mut() else {
+                return Ok(());
+            };
+            let n = match d.decode(buf) {
+                Ok(n) => n,
+                Err(e) => return Err(self.error(e)),
+            };
+            self.bytes_read += n as u64;
+            buf = &buf[n..];
+            if !buf.is_empty() {
+                // The batch is full.
+                self.flush(builder)?;
             }
         }
         Ok(())
