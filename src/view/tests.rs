@@ -493,3 +493,23 @@ fn labels_show_tokens_when_columns_are_wide() {
     let layout = Layout::compute(Viewport::new(400.0, 300.0, 1.0), &cube, &m, &s);
     assert!(!layout.show_tokens);
 }
+
+/// The real file (read from `../shared`, never copied): Qwen-VL tokens, one
+/// `<|vision_start|>` marker then 256 `<|image_pad|>` at positions 4..=259. Expected values from
+/// pandas: step 0, layer 10, Full, l2_distance over the image tokens: max 0.1318, mean 0.115485.
+#[test]
+fn real_file_grid_is_16_by_16() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/real/image_question_hair.parquet");
+    let cube = crate::ingest::read_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let s = ViewState::from_hash("view=grid&layer=10", &cube);
+    assert_eq!((s.step, s.variant.as_str(), s.metric.as_str()), (StepSelection::One(0), "Full", "l2_distance"));
+    let m = Matrix::build(&cube, &s);
+    let g = m.grid.as_ref().unwrap();
+    assert_eq!((g.rows, g.cols), (16, 16));
+    assert_eq!((g.image_positions[0], g.image_positions[255]), (4, 259));
+    assert_eq!(g.text_positions.len(), cube.prompts[0].n_positions() - 256);
+    assert_eq!(g.image_stats.max, Some(0.1318));
+    assert!((g.image_stats.mean.unwrap() - 0.115_485).abs() < 1e-5);
+    let all = Matrix::build(&cube, &ViewState::from_hash("step=all", &cube));
+    assert_eq!((all.rows.len(), all.groups.len()), (72, 2));
+}
