@@ -864,6 +864,7 @@ impl App {
             return;
         }
         self.state = s;
+        self.hide_tooltip();
         self.mark("mi-view-start");
         self.mark_view_paint = true;
         self.write_hash();
