@@ -58,9 +58,13 @@ impl Raster {
         self.height_px = height_px;
         let n = width_px as usize * height_px as usize;
         self.rgba.clear();
-        self.rgba.reserve(n * 4);
-        for _ in 0..n {
-            self.rgba.extend_from_slice(&colour);
+        if colour.iter().all(|&c| c == colour[0]) {
+            self.rgba.resize(n * 4, colour[0]);
+        } else {
+            self.rgba.resize(n * 4, 0);
+            for px in self.rgba.chunks_exact_mut(4) {
+                px.copy_from_slice(&colour);
+            }
         }
     }
 
@@ -180,34 +184,28 @@ fn paint_table(matrix: &Matrix, layout: &Layout, state: &ViewState, raster: &mut
     }
     let cols = cover_ranges(hm.x as f64 * dpr as f64 - x0 as f64, w_px, layout.col_w_css as f64 * dpr as f64, layout.n_visible);
     let rows = cover_ranges(hm.y as f64 * dpr as f64 - y0 as f64, h_px, layout.row_h_css as f64 * dpr as f64, layout.n_rows);
-    // Step 1: reduce each row's visible cells to device columns.
+    // For each distinct range of rows under a device row: the maximum over those rows of each
+    // visible cell, then over the cells under each device column; coloured once and copied to
+    // every device row with the same range. Cost ~ max(rows, px rows) × visible positions.
     let n = matrix.n_positions;
     let first = layout.first_position;
-    let mut row_px = vec![f32::NAN; layout.n_rows * w_px];
-    for r in 0..layout.n_rows {
-        let cells = &matrix.intensity[r * n + first..r * n + first + layout.n_visible];
-        let out = &mut row_px[r * w_px..(r + 1) * w_px];
-        for (o, &(lo, hi)) in out.iter_mut().zip(&cols) {
-            *o = if hi - lo == 1 { cells[lo] } else { cells[lo..hi].iter().copied().fold(f32::NAN, nan_max) };
-        }
-    }
-    // Step 2: reduce rows to device rows, colour, reuse the previous line when it covers the
-    // same rows.
     let width = raster.width_px as usize;
+    let mut cells = vec![f32::NAN; layout.n_visible];
     let mut line: Vec<u8> = vec![0; w_px * 4];
-    let mut line_f = vec![f32::NAN; w_px];
     let mut prev: Option<(usize, usize)> = None;
     for (yi, &(lo, hi)) in rows.iter().enumerate() {
         if prev != Some((lo, hi)) {
-            line_f.copy_from_slice(&row_px[lo * w_px..(lo + 1) * w_px]);
+            cells.copy_from_slice(&matrix.intensity[lo * n + first..lo * n + first + layout.n_visible]);
             for r in lo + 1..hi {
-                for (a, &b) in line_f.iter_mut().zip(&row_px[r * w_px..(r + 1) * w_px]) {
+                let row = &matrix.intensity[r * n + first..r * n + first + layout.n_visible];
+                for (a, &b) in cells.iter_mut().zip(row) {
                     *a = nan_max(*a, b);
                 }
             }
             let mut last_bits = None;
             let mut last_c = [0u8; 4];
-            for (px, &t) in line.chunks_exact_mut(4).zip(&line_f) {
+            for (px, &(c0, c1)) in line.chunks_exact_mut(4).zip(&cols) {
+                let t = if c1 - c0 == 1 { cells[c0] } else { cells[c0..c1].iter().copied().fold(f32::NAN, nan_max) };
                 if last_bits != Some(t.to_bits()) {
                     last_c = colour_of(t);
                     last_bits = Some(t.to_bits());
