@@ -21,8 +21,8 @@ pub struct WasmBuild {
     pub wasm: Vec<u8>,
 }
 
-/// Builds the wasm, binds it and optimises it; prints the sizes.
-pub fn build_wasm() -> Result<WasmBuild> {
+/// Builds the wasm, binds it and (when `optimise_size`) runs `wasm-opt -Oz`; prints the sizes.
+pub fn build_wasm(optimise_size: bool) -> Result<WasmBuild> {
     let root = repo_root();
     let target_dir = root.join("target/wasm");
     step("building the viewer's wasm (release, LTO; the first build takes a few minutes)");
@@ -47,6 +47,8 @@ pub fn build_wasm() -> Result<WasmBuild> {
         .out_name("mask_impact")
         .no_modules(true)?
         .typescript(false)
+        .remove_name_section(true)
+        .remove_producers_section(true)
         .generate(&bindgen_dir)
         .with_context(|| format!("wasm-bindgen on {}", raw_wasm.display()))?;
     let glue_path = bindgen_dir.join("mask_impact.js");
@@ -54,7 +56,12 @@ pub fn build_wasm() -> Result<WasmBuild> {
         .with_context(|| format!("reading {}", glue_path.display()))?;
     let bound_wasm = bindgen_dir.join(WASM_FILE_NAME);
 
-    let final_wasm = optimise(&bound_wasm, &bindgen_dir.join("mask_impact_bg.opt.wasm"));
+    let final_wasm = if optimise_size {
+        optimise(&bound_wasm, &bindgen_dir.join("mask_impact_bg.opt.wasm"))
+    } else {
+        eprintln!("note: wasm-opt skipped (--no-wasm-opt); the wasm is larger but behaves the same");
+        bound_wasm.clone()
+    };
     let wasm = std::fs::read(&final_wasm).with_context(|| format!("reading {}", final_wasm.display()))?;
     let raw_bytes = std::fs::metadata(&bound_wasm).map(|m| m.len()).unwrap_or(0);
     eprintln!(

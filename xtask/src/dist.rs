@@ -27,15 +27,21 @@ const CSS_PATH: &str = "www/viewer.css";
 /// The pages of the site; `index.html` is required, the others are copied when present.
 const PAGES: &[&str] = &["index.html", "visualize_results.html", "visualize_results_json.html"];
 
-/// Entry point of `cargo xtask dist`.
-pub fn run(_args: &[String]) -> Result<()> {
+/// Entry point of `cargo xtask dist [--no-wasm-opt]`.
+pub fn run(args: &[String]) -> Result<()> {
     prereq::ensure(Needs::Build)?;
-    dist().map(|_| ())
+    dist_with(!crate::util::has_flag(args, "--no-wasm-opt")).map(|_| ())
 }
 
-/// Builds the wasm and writes `dist/` and the top-level loader; returns the `dist/` path.
+/// [`dist_with`] with `wasm-opt -Oz` (what `cargo xtask dist` does).
 pub fn dist() -> Result<PathBuf> {
-    let wasm = build::build_wasm()?;
+    dist_with(true)
+}
+
+/// Builds the wasm (`wasm-opt -Oz` when `optimise_size` and binaryen is installed) and writes
+/// `dist/` and the top-level loader; returns the `dist/` path.
+pub fn dist_with(optimise_size: bool) -> Result<PathBuf> {
+    let wasm = build::build_wasm(optimise_size)?;
     write_outputs(&wasm)
 }
 

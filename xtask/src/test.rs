@@ -1,4 +1,4 @@
-//! `cargo xtask test [--no-unit] [-- E2E_TEST_FILTER…]`: runs every test, in this order:
+//! `cargo xtask test [--no-unit] [--wasm-opt] [-- E2E_TEST_FILTER…]`: runs every test, in this order:
 //! prerequisites; the Python fixture script (`tests/fixtures/make_fixtures.py`, when present);
 //! `cargo test --workspace`; `dist`; a static server on a free port and `chromedriver`; the
 //! end-to-end tests (`cargo test --test e2e`, told where everything is through environment
@@ -60,7 +60,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     step("building dist/ for the end-to-end tests");
-    match crate::dist::dist() {
+    // wasm-opt -Oz takes minutes on an 11 MB module and changes no behaviour: the tests use
+    // the bound wasm unless asked (`--wasm-opt`); `cargo xtask dist` always optimises.
+    match crate::dist::dist_with(has_flag(own_args, "--wasm-opt")) {
         Ok(dist) => {
             if let Err(err) = end_to_end(&dist, e2e_filters) {
                 eprintln!("FAILED: {err:#}");
