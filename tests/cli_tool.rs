@@ -1,0 +1,226 @@
+//! End-to-end tests of the `mask-impact` binary. Outputs are checked by an independent reader:
+//! `tests/cli/check.py` (pyarrow, pandas, polars, duckdb), run with `python3`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mask-impact");
+const REAL: &str = "../shared/fixtures/real/image_question_hair.parquet";
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mask-impact-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run mask-impact")
+}
+
+fn run_ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "mask-impact {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Run a check of tests/cli/check.py; it exits non-zero with a message when the check fails.
+fn python_check(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/check.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("python3 is needed for the CLI checks (pip install pyarrow pandas polars duckdb numpy)");
+    assert!(
+        out.status.success(),
+        "check.py {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Names in a folder, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn convert_csv_json_jsonl_round_trip() {
+    let dir = scratch("roundtrip");
+    python_check(&["make-input", s(&dir)]);
+    for input in ["in.csv", "in.json", "in.jsonl"] {
+        let src = dir.join(input);
+        let out = dir.join(format!("{input}.parquet"));
+        let o = run_ok(&["convert", s(&src), "-o", s(&out), "--json"]);
+        let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // 3 steps × 5 layers × (12 + 13 + 14) positions × 4 variants, one row missing.
+        assert_eq!(table[0]["rows"], 5 * 4 * (12 + 13 + 14) - 1, "{input}");
+        assert_eq!(table[0]["row_groups"], 3, "{input}");
+        python_check(&["roundtrip", s(&src), s(&out), "4"]);
+    }
+    // Other decimals, and no rounding.
+    let src = dir.join("in.csv");
+    let out = dir.join("d2.parquet");
+    run_ok(&["convert", s(&src), "-o", s(&out), "--decimals", "2", "--order", "variant-layer-position"]);
+    python_check(&["roundtrip", s(&src), s(&out), "2"]);
+    run_ok(&["convert", s(&src), "-o", s(&out), "--no-round", "--float-encoding", "byte-stream-split"]);
+    python_check(&["roundtrip", s(&src), s(&out), "none"]);
+    // A Parquet input converts too, and --csv writes a CSV pandas reads back the same.
+    let again = dir.join("again.parquet");
+    run_ok(&["convert", s(&dir.join("in.json.parquet")), "-o", s(&again), "--csv", "--quiet"]);
+    python_check(&["roundtrip", s(&src), s(&again), "4"]);
+    python_check(&["roundtrip", s(&dir.join("again.csv")), s(&again), "4"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn convert_partitioned_by_step() {
+    let dir = scratch("partition");
+    python_check(&["make-input", s(&dir)]);
+    let out = dir.join("parts");
+    run_ok(&["convert", s(&dir.join("in.json")), "-o", s(&out), "--partition-by", "generation_step"]);
+    python_check(&["partitioned", s(&dir.join("in.json")), s(&out), "4"]);
+    // Converting again replaces the folder whole.
+    run_ok(&["convert", s(&dir.join("in.csv")), "-o", s(&out), "--partition-by", "generation_step"]);
+    python_check(&["partitioned", s(&dir.join("in.csv")), s(&out), "4"]);
+    assert!(!listing(&dir).iter().any(|n| n.starts_with('.')), "{:?}", listing(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn inspect_real_file_matches_pyarrow() {
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join(REAL);
+    if !real.exists() {
+        eprintln!("skipped: the real fixture {} is absent", real.display());
+        return;
+    }
+    let dir = scratch("inspect");
+    let o = run_ok(&["inspect", s(&real), "--json"]);
+    let report = dir.join("report.json");
+    std::fs::write(&report, &o.stdout).unwrap();
+    python_check(&["inspect", s(&real), s(&report)]);
+    // The human form names the writer and a square image grid.
+    let o = run_ok(&["inspect", s(&real)]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("parquet-cpp-arrow"), "{text}");
+    assert!(text.contains("image tokens"), "{text}");
+    // And the real file converts, readable by every reader, one row group per step.
+    let out = dir.join("real.parquet");
+    run_ok(&["convert", s(&real), "-o", s(&out)]);
+    python_check(&["roundtrip", s(&real), s(&out), "4"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn inspect_reports_problems() {
+    let dir = scratch("problems");
+    // A duplicate row, a NaN, a missing cell and a 3-token (non-square) image block.
+    let csv = "generation_step,layer,token_masked,token_position,variant,l2_distance\n\
+        0,0,<|image_pad|>,0,Full,1.0\n0,0,<|image_pad|>,1,Full,2.0\n0,0,<|image_pad|>,2,Full,\n\
+        0,1,<|image_pad|>,0,Full,4.0\n0,1,<|image_pad|>,1,Full,5.0\n0,1,<|image_pad|>,1,Full,6.0\n";
+    let path = dir.join("p.csv");
+    std::fs::write(&path, csv).unwrap();
+    let o = run_ok(&["inspect", s(&path), "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["rows"], 6);
+    assert_eq!(r["duplicates"], 1);
+    assert_eq!(r["grid_cells"], 6);
+    // (0,2) holds NaN and (1,2) has no row.
+    assert_eq!(r["missing_cells"], 2);
+    assert_eq!(r["metrics"][0]["null_or_nan_rows"], 1);
+    assert_eq!(r["metrics"][0]["values"], 4);
+    assert_eq!(r["metrics"][0]["max"], 6.0);
+    let problems = r["problems"].to_string();
+    assert!(problems.contains("not a square number"), "{problems}");
+    assert!(problems.contains("repeat"), "{problems}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn generate_shapes_read_by_pandas() {
+    let dir = scratch("generate");
+    for (fmt, ext) in [("parquet", "parquet"), ("csv", "csv"), ("json", "json"), ("jsonl", "jsonl")] {
+        let out = dir.join(format!("g.{ext}"));
+        run_ok(&[
+            "generate", "--steps", "2", "--layers", "3", "--positions", "40", "--variants", "2",
+            "--image-grid", "4x4", "--seed", "3", "-o", s(&out),
+        ]);
+        python_check(&["generate", s(&out), fmt, "2", "3", "40", "2", "4x4", "1"]);
+    }
+    let out = dir.join("multi.csv");
+    run_ok(&[
+        "generate", "--steps", "1", "--layers", "2", "--positions", "30", "--variants", "0",
+        "--image-grid", "none", "--prompts", "2", "-o", s(&out),
+    ]);
+    python_check(&["generate", s(&out), "csv", "1", "2", "30", "0", "none", "2"]);
+    // Deterministic: the same seed gives the same bytes.
+    let a = dir.join("a.json");
+    let b = dir.join("b.json");
+    for p in [&a, &b] {
+        run_ok(&["generate", "--steps", "1", "--layers", "2", "--positions", "20", "--image-grid", "3x3", "-o", s(p)]);
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_input_is_reported_and_leaves_no_partial_output() {
+    let dir = scratch("bad");
+    let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
+    for i in 0..50 {
+        csv.push_str(&format!("0,{},x,{},Full,1.5\n", i % 3, i));
+    }
+    csv.push_str("0,abc,x,7,Full,1.5\n");
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, &csv).unwrap();
+    // An earlier output stays as it was.
+    let out = dir.join("bad.parquet");
+    std::fs::write(&out, b"previous").unwrap();
+    let o = run(&["convert", s(&bad), "-o", s(&out)]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.csv"), "{err}");
+    assert!(err.contains("abc"), "{err}");
+    assert!(err.contains("offset") || err.contains("line"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+    assert_eq!(listing(&dir), ["bad.csv", "bad.parquet"]);
+
+    // Truncated JSON: an error naming the file, no output file.
+    let json = dir.join("cut.json");
+    std::fs::write(&json, br#"[{"layer":0,"token_position":0,"l2_distance":1.0},{"layer":0,"tok"#).unwrap();
+    let o = run(&["convert", s(&json), "-o", s(&dir.join("cut.parquet"))]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cut.json"), "{err}");
+    assert_eq!(listing(&dir), ["bad.csv", "bad.parquet", "cut.json"]);
+
+    // Not a table at all.
+    let png = dir.join("pic.csv");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\n\0\0\0").unwrap();
+    let o = run(&["convert", s(&png), "-o", s(&dir.join("pic.parquet"))]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("PNG image"));
+    assert!(!dir.join("pic.parquet").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn render_says_it_is_not_available_yet() {
+    let o = run(&["render", "x.parquet", "-o", "x.png"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not available yet"));
+}
