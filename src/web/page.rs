@@ -863,7 +863,11 @@ impl App {
         if s == self.state {
             return;
         }
+        let prompt_changed = s.prompt != self.state.prompt;
         self.state = s;
+        if prompt_changed {
+            self.fill_info();
+        }
         self.hide_tooltip();
         self.mark("mi-view-start");
         self.mark_view_paint = true;
