@@ -79,18 +79,21 @@ export function writeReport(results, outPath, jsonRel) {
   L.push(`- ${m.nproc} cores, ${m.cpu}, ${(m.memoryBytes / 1024 ** 3).toFixed(0)} GiB memory, ${m.kernel}`)
   L.push(`- ${m.browser} (headless, \`${CHROMIUM_FLAGS}\`, fresh \`--user-data-dir\`), driven by puppeteer-core ${m.packages['puppeteer-core']} from Node ${m.node}`)
   L.push(`- baselines from npm (bench/package-lock.json): apache-arrow ${m.packages['apache-arrow']}, parquet-wasm ${m.packages['parquet-wasm']}, hyparquet ${m.packages.hyparquet}, hyparquet-compressors ${m.packages['hyparquet-compressors']}; bundled and minified with esbuild, served from 127.0.0.1 like our page`)
+  if (m.loadAverage) L.push(`- load average (1, 5, 15 min) at the start: ${m.loadAverage.map((x) => x.toFixed(1)).join(', ')}; at the end: ${(results.loadAverageEnd ?? []).map((x) => x.toFixed(1)).join(', ')} — above ${m.nproc}, other processes were competing for the cores and every figure is slower and noisier than on an idle machine`)
   L.push(`- tree: commit ${m.commit}${m.dirty ? ' (with uncommitted changes)' : ''}, run at ${m.date}, took ${(results.elapsedS / 60).toFixed(1)} min; raw results: \`${jsonRel}\` (git-ignored)`)
   L.push('')
 
   L.push('## Files')
   L.push('')
-  L.push('| file | what | rows | size |')
-  L.push('|---|---|---:|---:|')
-  for (const f of results.files) L.push(`| \`${f.id}\` | ${f.label} | ${fmtRows(f.rows)} | ${fmtBytes(f.bytes)} |`)
+  L.push('| file | what | rows | size | bytes/row |')
+  L.push('|---|---|---:|---:|---:|')
+  for (const f of results.files) L.push(`| \`${f.id}\` | ${f.label} | ${fmtRows(f.rows)} | ${fmtBytes(f.bytes)} | ${f.rows ? (f.bytes / f.rows).toFixed(1) : '–'} |`)
   L.push('')
   L.push('Synthetic files come from `mask_impact::synth` (bench/synth), written as the Python writer does (bench/recipe.py: ' +
     'float32 rounded to 4 decimals, categories, `df.to_parquet(..., compression="zstd")`, `df.to_csv`, `df.to_json(orient="records")`). ' +
-    'The real file is `../shared/fixtures/real/image_question_hair.parquet` (snappy, written by pyarrow).')
+    'The real file is `../shared/fixtures/real/image_question_hair.parquet` (snappy, written by pyarrow). ' +
+    'The synthetic values carry per-cell noise, so the synthetic Parquet files compress several times worse than real results (compare bytes/row; the seed note\'s 3.8M-row file was 3.5 MB): every Parquet reader has more to decompress and decode here than with a real file of the same shape. ' +
+    'The CSV and JSON files carry `prompt_name` and `config_prompt` on every row, as the real ones do, which gives the seed note\'s sizes (613 MB CSV, 1.1 GB JSON for 3.8M rows).')
   L.push('')
 
   L.push('## Open → painted')

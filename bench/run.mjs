@@ -46,6 +46,7 @@ const SYNTH = QUICK ? [
   { id: 'heads34-small', label: 'synthetic, 1 step × 36 layers × 1053 positions × 34 variants', params: [1, 36, 1053, 32, 32, 1], formats: ['parquet'] },
 ] : [
   { id: 'seed', label: 'seed scale: 50 steps × 36 layers × 1053 positions × 2 variants', params: [50, 36, 1053, 0, 32, 1], formats: ['parquet', 'csv', 'json'] },
+  { id: 'text20', label: 'CSV / JSON under the browser\'s one-string limit: 20 steps × 36 layers × 1053 positions × 2 variants', params: [20, 36, 1053, 0, 32, 1], formats: ['csv', 'json'], runs: 3 },
   { id: 'heads34', label: 'like the real file: 2 steps × 36 layers × 1053 positions × 34 variants', params: [2, 36, 1053, 32, 32, 1], formats: ['parquet'] },
   { id: 'stress', label: 'stress: 400 steps × 36 layers × 1053 positions × 2 variants', params: [400, 36, 1053, 0, 32, 1], formats: ['parquet'], runs: 1 },
 ]
@@ -115,7 +116,7 @@ async function buildBaselines() {
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon' }
 const MOUNTS = [
-  ['/ours/', () => path.join(ROOT, 'dist')],
+  ['/ours/', () => path.join(DATA, 'dist-snapshot')],
   ['/baselines/build/', () => BUILD],
   ['/baselines/', () => path.join(BENCH, 'baselines')],
 ]
@@ -445,7 +446,7 @@ function machine(browserVersion) {
     browser: browserVersion, node: process.version,
     packages: Object.fromEntries(['apache-arrow', 'parquet-wasm', 'hyparquet', 'hyparquet-compressors', 'puppeteer-core'].map((p) => [p, JSON.parse(fs.readFileSync(path.join(BENCH, 'node_modules', p, 'package.json'), 'utf8')).version])),
     commit: git(['rev-parse', '--short', 'HEAD']), dirty: git(['status', '--porcelain', '--', 'src', 'www', 'Cargo.toml']).length > 0,
-    date: new Date().toISOString(),
+    date: new Date().toISOString(), loadAverage: os.loadavg(),
   }
 }
 
@@ -464,6 +465,11 @@ async function main() {
   await buildBaselines()
   const oursAvailable = fs.existsSync(path.join(ROOT, 'dist/index.html'))
   if (!oursAvailable) log('dist/index.html missing: our page is not measured (run `cargo xtask dist`)')
+  else {
+    // A snapshot, so that a `cargo xtask dist` running meanwhile cannot change the page under test.
+    fs.rmSync(path.join(DATA, 'dist-snapshot'), { recursive: true, force: true })
+    fs.cpSync(path.join(ROOT, 'dist'), path.join(DATA, 'dist-snapshot'), { recursive: true })
+  }
   const readers = Object.keys(READERS).filter((r) => (r !== 'ours' || oursAvailable) && (!ONLY_READERS || ONLY_READERS.includes(r)))
 
   const server = await startServer()
@@ -481,7 +487,7 @@ async function main() {
       const rs = readers.filter((r) => READERS[r].formats.includes(file.format))
       const runs = file.runs ?? (QUICK ? 3 : 5)
       // Run 0 is the first (cold) run, reported apart; runs 1..runs are the measured ones.
-      for (let i = 0; i <= (file.runs === 1 ? 0 : runs); i++) {
+      for (let i = 0; i <= (runs === 1 ? 0 : Number(option('runs') ?? runs)); i++) {
         for (const r of (i % 2 ? [...rs].reverse() : rs)) {
           log(`${file.id} × ${r}: run ${i}`)
           const m = await measure(browser, origin, r, file, { views: true, memory: true })
@@ -500,6 +506,7 @@ async function main() {
   }
   if (!flag('no-cli')) results.convert = benchCli(files)
   results.elapsedS = (Date.now() - t0) / 1000
+  results.loadAverageEnd = os.loadavg()
   const stamp = results.machine.date.replace(/[:.]/g, '-')
   const json = path.join(DATA, `results-${QUICK ? 'quick-' : ''}${stamp}.json`)
   fs.writeFileSync(json, JSON.stringify(results, null, 1))
