@@ -97,12 +97,39 @@ fn optimise(input: &Path, output: &Path) -> PathBuf {
         .arg(input)
         .arg("-o")
         .arg(output);
-    match util::run(&mut command) {
+    let limit = std::env::var("MASK_IMPACT_WASM_OPT_TIMEOUT_S")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(WASM_OPT_TIMEOUT_S);
+    match run_with_timeout(&mut command, std::time::Duration::from_secs(limit)) {
         Ok(()) => output.to_path_buf(),
         Err(err) => {
             eprintln!("warning: {err:#}; using the wasm without wasm-opt");
             input.to_path_buf()
         }
+    }
+}
+
+/// How long `wasm-opt -Oz` may run before we give up on it (override with the environment
+/// variable `MASK_IMPACT_WASM_OPT_TIMEOUT_S`): binaryen 108 needs minutes on our ~11 MB module.
+const WASM_OPT_TIMEOUT_S: u64 = 900;
+
+/// Runs `command` (echoed), killing it after `limit`.
+fn run_with_timeout(command: &mut Command, limit: std::time::Duration) -> Result<()> {
+    eprintln!("$ {} (at most {} s)", util::describe(command), limit.as_secs());
+    let mut child = command.spawn().with_context(|| format!("cannot start `{}`", util::describe(command)))?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "`{}` failed ({status})", util::describe(command));
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("`{}` took longer than {} s", util::describe(command), limit.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 
