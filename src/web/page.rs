@@ -59,6 +59,7 @@ pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
         worker_url,
         worker: None,
         worker_gen: 0,
+        failed_starts: 0,
         job: None,
         next_job_id: 1,
         data: None,
@@ -454,6 +455,8 @@ struct App {
     worker_url: String,
     worker: Option<WorkerSlot>,
     worker_gen: u32,
+    /// Workers that died before saying "ready", in a row.
+    failed_starts: u32,
     job: Option<Job>,
     next_job_id: u32,
     data: Option<Loaded>,
@@ -615,6 +618,7 @@ impl App {
         let current = self.job.as_ref().map(|j| j.id);
         match kind.as_str() {
             "ready" => {
+                self.failed_starts = 0;
                 if let Some(slot) = &mut self.worker {
                     slot.ready = true;
                 }
@@ -643,12 +647,22 @@ impl App {
                 self.fail_load(&msg);
             }
             _ => {
-                web_sys::console::error_1(&format!("mask-impact: the decode worker stopped ({text}); starting a new one").into());
-                let pending = self.job.is_some();
-                self.recycle_worker();
-                if pending {
-                    // The job waits for the new worker's "ready".
+                // The worker died before taking a job (e.g. it could not start): retry a few
+                // times, then say so instead of looping.
+                self.failed_starts += 1;
+                if self.failed_starts >= 3 {
+                    if let Some(slot) = self.worker.take() {
+                        slot.worker.terminate();
+                    }
+                    let msg = format!("The decoder (Web Worker) cannot start: {text}");
+                    for (_, reject) in self.job.take().iter().flat_map(|j| j.resolvers.iter()) {
+                        let _ = reject.call1(&JsValue::UNDEFINED, &msg.clone().into());
+                    }
+                    self.set_status("error", &msg, None);
+                    return;
                 }
+                web_sys::console::error_1(&format!("mask-impact: the decode worker stopped ({text}); starting a new one").into());
+                self.recycle_worker();
             }
         }
     }
@@ -677,6 +691,10 @@ impl App {
     fn new_job(&mut self, names: Vec<String>, request: Option<JsValue>, resolvers: Vec<(Function, Function)>) -> u32 {
         if self.job.is_some() {
             self.cancel_job();
+        }
+        if self.worker.is_none() {
+            self.failed_starts = 0;
+            self.spawn_worker();
         }
         let id = self.next_job_id;
         self.next_job_id += 1;
