@@ -487,7 +487,9 @@ pub fn token_profile<DB: DrawingBackend>(
         return Err(RenderError::Plot(format!("the data has no metric `{}`", state.metric)));
     };
     let step = state.step_indexes(cube).first().copied().unwrap_or(0);
-    let mut series: Vec<(String, Vec<Vec<(f64, f64)>>)> = Vec::new();
+    // (variant, line pieces split at missing cells)
+    type Pieces = Vec<Vec<(f64, f64)>>;
+    let mut series: Vec<(String, Pieces)> = Vec::new();
     let mut y_max = 0.0f64;
     for name in variants {
         let Some(v) = cube.variant_index(name) else { continue };
@@ -496,7 +498,9 @@ pub fn token_profile<DB: DrawingBackend>(
             match cube.value(metric, cube.cell(prompt, step, v, li), position) {
                 Some(val) => {
                     y_max = y_max.max(val as f64);
-                    parts.last_mut().map(|p| p.push((layer as f64, val as f64)));
+                    if let Some(p) = parts.last_mut() {
+                        p.push((layer as f64, val as f64));
+                    }
                 }
                 None => parts.push(Vec::new()),
             }

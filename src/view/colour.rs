@@ -145,7 +145,7 @@ impl Colourbar {
         }
         caption.push_str(" · ");
         caption.push_str(relative.unwrap_or("global scale"));
-        if state.exclude0 && state.norm != Normalisation::Column || state.exclude0 && state.view == ViewKind::Grid {
+        if (state.view == ViewKind::Grid || state.norm != Normalisation::Column) && state.exclude0 {
             caption.push_str(if state.view == ViewKind::Grid {
                 " (first image token and position 0 excluded)"
             } else {
