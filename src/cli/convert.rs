@@ -50,12 +50,15 @@ pub enum FloatEncoding {
     /// `BYTE_STREAM_SPLIT`: the bytes of each float grouped by significance, which zstd
     /// compresses well.
     ByteStreamSplit,
-    /// Dictionary (falls back to plain when the dictionary grows too large).
+    /// Dictionary while it stays under [`FLOAT_DICTIONARY_BYTES`], then plain.
     #[default]
     Dictionary,
     /// Plain.
     Plain,
 }
+
+/// Largest dictionary page of a metric column before the writer falls back to plain.
+pub const FLOAT_DICTIONARY_BYTES: usize = 64 * 1024;
 
 /// Options of a conversion.
 #[derive(Debug, Clone)]
@@ -433,7 +436,9 @@ pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<Writer
     for name in &plan.metric_names {
         let col = ColumnPath::from(name.as_str());
         props = match options.float_encoding {
-            FloatEncoding::Dictionary => props,
+            // A small dictionary pays off (real data: a few thousand distinct values); a large
+            // one costs more than plain floats (noisy data), so fall back to plain early.
+            FloatEncoding::Dictionary => props.set_column_dictionary_page_size_limit(col, FLOAT_DICTIONARY_BYTES),
             FloatEncoding::Plain => props
                 .set_column_dictionary_enabled(col.clone(), false)
                 .set_column_encoding(col, Encoding::PLAIN),
