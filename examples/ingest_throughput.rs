@@ -1,0 +1,79 @@
+//! Native ingest throughput on synthetic data: `cargo run --release --example ingest_throughput [STEPS]`.
+//!
+//! Writes the same synthetic result set (`mask_impact::synth`, seed-scale shape with STEPS
+//! generation steps, default 5 ≈ 380k rows) as CSV, JSON (array of records, as pandas
+//! `orient="records"`) and Parquet (zstd) in memory, then reads each back with
+//! `ingest::read_bytes` and prints rows/s and MB/s.
+
+use std::time::Instant;
+
+use mask_impact::ingest;
+use mask_impact::synth::{Synth, SynthConfig};
+
+fn main() {
+    let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let config = SynthConfig { steps, ..SynthConfig::seed_scale() };
+    let rows = config.rows();
+    let batches: Vec<_> = Synth::new(config).collect();
+    let schema = batches[0].schema();
+    // Text writers want plain strings: cast dictionary columns.
+    let plain: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            let cols = b
+                .columns()
+                .iter()
+                .map(|c| match c.data_type() {
+                    arrow_schema::DataType::Dictionary(_, _) => arrow_cast::cast(c, &arrow_schema::DataType::Utf8).expect("cast"),
+                    _ => c.clone(),
+                })
+                .collect::<Vec<_>>();
+            let fields: Vec<_> = b.schema().fields().iter().zip(&cols).map(|(f, c)| arrow_schema::Field::new(f.name(), c.data_type().clone(), true)).collect();
+            arrow_array::RecordBatch::try_new(std::sync::Arc::new(arrow_schema::Schema::new(fields)), cols).expect("batch")
+        })
+        .collect();
+
+    let mut csv = Vec::new();
+    {
+        let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(&mut csv);
+        for b in &plain {
+            w.write(b).expect("csv");
+        }
+    }
+    let mut json = Vec::new();
+    {
+        let mut w = arrow_json::ArrayWriter::new(&mut json);
+        for b in &plain {
+            w.write(b).expect("json");
+        }
+        w.finish().expect("json");
+    }
+    let mut pq = Vec::new();
+    {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut pq, schema, Some(props)).expect("parquet");
+        for b in &batches {
+            w.write(b).expect("parquet");
+        }
+        w.close().expect("parquet");
+    }
+    println!("{rows} rows");
+    for (name, bytes) in [("data.csv", &csv), ("data.json", &json), ("data.parquet", &pq)] {
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let cube = ingest::read_bytes(name, bytes).expect("loads");
+            best = best.min(t.elapsed().as_secs_f64());
+            assert_eq!(cube.rows_read as usize, rows);
+        }
+        println!(
+            "{name:>13}: {:>7.1} MB in {:>6.3} s = {:>5.2} M rows/s, {:>6.1} MB/s (best of 3)",
+            bytes.len() as f64 / 1e6,
+            best,
+            rows as f64 / best / 1e6,
+            bytes.len() as f64 / best / 1e6
+        );
+    }
+}
