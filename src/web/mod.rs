@@ -16,8 +16,10 @@
 //! Performance marks for the benchmarks (`performance.getEntriesByName`): `mi-load-start` (file
 //! input change, drop, demo, `openUrl`), `mi-data-ready` (cube received), `mi-painted` (first
 //! heatmap painted) and the measure `mi-load` between the first and the last; `mi-view-start`,
-//! `mi-view-painted` and the measure `mi-view` for each view change. Only the latest of each is
-//! kept.
+//! `mi-view-painted` and the measure `mi-view` for each view change (from the input event to the
+//! painted frame, so it includes the wait for `requestAnimationFrame`); the measure `mi-frame` is
+//! the work of the last frame alone (slicing when the data keys changed, painting, labels,
+//! panels). Only the latest of each is kept.
 
 mod dom;
 mod page;

@@ -1249,6 +1249,7 @@ impl App {
 
     fn frame(&mut self) {
         self.frame_pending = false;
+        self.mark("mi-frame-start");
         let vp = self.viewport();
         let (w, h) = vp.device_size();
         let canvas = &self.ui.canvas;
@@ -1325,6 +1326,8 @@ impl App {
             draw_profile(&self.ui, cube, state, self.win.device_pixel_ratio());
         }
 
+        self.mark("mi-frame-end");
+        self.measure("mi-frame", "mi-frame-start", "mi-frame-end");
         if self.mark_load_paint {
             self.mark_load_paint = false;
             self.mark("mi-painted");
