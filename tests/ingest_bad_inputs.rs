@@ -26,6 +26,9 @@ fn every_bad_input_fails_with_a_clear_message() {
                 Ok(cube) => failures.push(format!("{file} ({how}): loaded ({} rows) but should fail with {want:?}", cube.rows_read)),
                 Err(err) => {
                     let msg = err.to_string();
+                    if how == "read_path" {
+                        eprintln!("{file}: {}", msg.rsplit_once(file).map_or(msg.as_str(), |(_, m)| m));
+                    }
                     if !msg.contains(file) || !msg.contains(want) {
                         failures.push(format!("{file} ({how}): message {msg:?} should name the file and contain {want:?}"));
                     }

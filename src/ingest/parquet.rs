@@ -42,7 +42,7 @@ fn explain(file: &str, e: ParquetError) -> IngestError {
     } else if raw.contains("EOF") || raw.contains("eof") || raw.contains("out of range") {
         format!("the file is truncated or damaged [{raw}]")
     } else {
-        raw
+        format!("the file is damaged [{raw}]")
     };
     IngestError::Parquet {
         file: file.to_string(),

@@ -343,6 +343,9 @@ impl TextSource {
 
     /// Puts the decoders' messages we know into the user's words.
     fn explain(&self, m: &str) -> Option<String> {
+        if m.starts_with("Truncated record") {
+            return Some(format!("the file ends in the middle of a row: it is cut short [{m}]"));
+        }
         let column_name = |i: usize| {
             self.schema
                 .as_ref()
