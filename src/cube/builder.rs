@@ -253,6 +253,18 @@ fn to_f32(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
 
 /// Casts any text (or numeric) column to a dictionary of Utf8 with i32 keys.
 fn to_dict(col: &ArrayRef) -> Result<DictionaryArray<Int32Type>, arrow_schema::ArrowError> {
+    // A dictionary column (pandas categoricals, polars, Parquet dictionary pages read with the
+    // Arrow schema hint) keeps its keys: only the key width and the value type are converted,
+    // never the rows re-hashed.
+    if let DataType::Dictionary(_, _) = col.data_type() {
+        let dict = col.as_any_dictionary();
+        let keys = arrow_cast::cast(dict.keys(), &DataType::Int32)?;
+        let values = match dict.values().data_type() {
+            DataType::Utf8 => dict.values().clone(),
+            _ => arrow_cast::cast(dict.values(), &DataType::Utf8)?,
+        };
+        return DictionaryArray::try_new(keys.as_primitive::<Int32Type>().clone(), values);
+    }
     let want = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let col = if is_text(col.data_type()) {
         col.clone()
