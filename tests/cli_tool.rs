@@ -219,8 +219,37 @@ fn bad_input_is_reported_and_leaves_no_partial_output() {
 }
 
 #[test]
-fn render_says_it_is_not_available_yet() {
-    let o = run(&["render", "x.parquet", "-o", "x.png"]);
+fn render_draws_png_and_svg_figures() {
+    let dir = scratch("render");
+    let csv = dir.join("tiny.csv");
+    // Two layers × three positions; per-row maxima (position 0 excluded): layer 0 → 4.0 at
+    // position 2, layer 1 → 8.0 at position 1. Those cells are the top of the 21-level reds map,
+    // pure red; position 2 of layer 1 (0.0) is white.
+    std::fs::write(
+        &csv,
+        "layer,token_position,token_masked,l2_distance\n0,0,<s>,100\n0,1,a,2\n0,2,b,4\n1,0,<s>,100\n1,1,a,8\n1,2,b,0\n",
+    )
+    .unwrap();
+    let png_path = dir.join("fig.png");
+    run_ok(&["render", s(&csv), "--metric", "l2_distance", "-o", s(&png_path), "--width", "640", "--height", "360", "-q"]);
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (640, 360));
+    let channels = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(channels).collect();
+    let red = pixels.iter().filter(|p| p[0] == 255 && p[1] == 0 && p[2] == 0).count();
+    assert!(red > 100, "the row maxima are drawn pure red ({red} pixels)");
+
+    let svg_path = dir.join("fig.svg");
+    run_ok(&["render", s(&csv), "-o", s(&svg_path), "-q"]);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.contains("l2_distance"));
+
+    let o = run(&["render", s(&csv), "--variant", "Head_9", "-o", s(&dir.join("x.png"))]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not available yet"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no variant `Head_9`"));
+    assert!(!dir.join("x.png").exists());
 }

@@ -185,9 +185,21 @@ struct RenderArgs {
     /// Figure: layers × positions, the image patch grid, or heads × positions.
     #[arg(long, value_enum, default_value = "layers")]
     view: ViewArg,
+    /// Layer, for the grid and heads figures (default: the first layer).
+    #[arg(long)]
+    layer: Option<i64>,
     /// Output file, `.png` or `.svg`.
     #[arg(short, long)]
     output: PathBuf,
+    /// Figure width in pixels.
+    #[arg(long, default_value_t = 1600)]
+    width: u32,
+    /// Figure height in pixels.
+    #[arg(long, default_value_t = 900)]
+    height: u32,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 fn main() {
@@ -682,10 +694,61 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn run_render(args: RenderArgs) -> Result<()> {
-    let _ = (&args.file, args.step, &args.variant, &args.metric, args.view, &args.output);
-    bail!(
-        "render is not available yet: the figure module (src/render) has not landed in this build. \
-Open {} in the viewer instead.",
-        args.file.display()
-    )
+    use mask_impact::view::ViewState;
+    let ext = args
+        .output
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if ext != "png" && ext != "svg" {
+        bail!("{}: the output must end in .png or .svg", args.output.display());
+    }
+    let loaded = load_with_progress(std::slice::from_ref(&args.file), args.quiet)?;
+    let cube = &loaded.cube;
+    let mut state = ViewState::for_cube(cube);
+    let view = match args.view {
+        ViewArg::Layers => "layers",
+        ViewArg::Grid => "grid",
+        ViewArg::Heads => "heads",
+    };
+    let step = args.step.map(|s| s.to_string());
+    let layer = args.layer.map(|l| l.to_string());
+    let wanted: [(&str, Option<&str>); 5] = [
+        ("view", Some(view)),
+        ("step", step.as_deref()),
+        ("variant", args.variant.as_deref()),
+        ("metric", args.metric.as_deref()),
+        ("layer", layer.as_deref()),
+    ];
+    for (key, value) in wanted {
+        if let Some(value) = value {
+            if !state.apply(key, value, Some(cube)) {
+                bail!(
+                    "{}: no {key} `{value}` in this file (steps {:?}, variants {:?}, metrics {:?}, layers {:?})",
+                    args.file.display(),
+                    cube.steps,
+                    cube.variants,
+                    cube.metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+                    cube.layers
+                );
+            }
+        }
+    }
+    let state = state.validated(cube);
+    let bytes = if ext == "svg" {
+        mask_impact::render::figure_svg(cube, &state, args.width, args.height)?.into_bytes()
+    } else {
+        mask_impact::render::figure_png(cube, &state, args.width, args.height)?
+    };
+    let (output, mut writer) = AtomicOutput::file(&args.output)?;
+    writer
+        .write_all(&bytes)
+        .and_then(|_| writer.flush())
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    drop(writer);
+    let path = output.commit()?;
+    if !args.quiet {
+        println!("wrote {} ({})", path.display(), human_bytes(bytes.len() as u64));
+    }
+    Ok(())
 }
