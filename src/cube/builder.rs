@@ -44,7 +44,7 @@ pub struct ColumnMap {
 }
 
 fn is_numeric(t: &DataType) -> bool {
-    t.is_integer() || t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
+    t.is_integer() || t.is_floating() || matches!(t, DataType::Decimal128(..))
 }
 
 fn is_text(t: &DataType) -> bool {
@@ -242,37 +242,124 @@ impl Default for CubeBuilder {
     }
 }
 
-/// Casts any numeric column to Int64 (floats are truncated; unrepresentable values become null).
+// The conversions below are written out rather than done with `arrow_cast::cast`: the general
+// cast kernel would add megabytes to the wasm for the few conversions the cube needs.
+
+/// Applies `$op` to the native values of any integer, float or decimal column.
+macro_rules! convert_numeric {
+    ($col:expr, $out:ty, |$v:ident| $int:expr, |$f:ident| $float:expr, |$d:ident, $scale:ident| $dec:expr) => {{
+        use arrow_array::types::*;
+        let col: &dyn Array = $col;
+        let out: arrow_array::PrimitiveArray<$out> = match col.data_type() {
+            DataType::Int8 => col.as_primitive::<Int8Type>().unary_opt(|$v| $int),
+            DataType::Int16 => col.as_primitive::<Int16Type>().unary_opt(|$v| $int),
+            DataType::Int32 => col.as_primitive::<Int32Type>().unary_opt(|$v| $int),
+            DataType::Int64 => col.as_primitive::<Int64Type>().unary_opt(|$v| $int),
+            DataType::UInt8 => col.as_primitive::<UInt8Type>().unary_opt(|$v| $int),
+            DataType::UInt16 => col.as_primitive::<UInt16Type>().unary_opt(|$v| $int),
+            DataType::UInt32 => col.as_primitive::<UInt32Type>().unary_opt(|$v| $int),
+            DataType::UInt64 => col.as_primitive::<UInt64Type>().unary_opt(|$v| $int),
+            DataType::Float16 => col.as_primitive::<Float16Type>().unary_opt(|h| {
+                let $f = h.to_f64();
+                $float
+            }),
+            DataType::Float32 => col.as_primitive::<Float32Type>().unary_opt(|x| {
+                let $f = x as f64;
+                $float
+            }),
+            DataType::Float64 => col.as_primitive::<Float64Type>().unary_opt(|$f| $float),
+            DataType::Decimal128(_, scale) => {
+                let $scale = 10f64.powi(*scale as i32);
+                col.as_primitive::<Decimal128Type>().unary_opt(|$d| $dec)
+            }
+            other => {
+                return Err(arrow_schema::ArrowError::CastError(format!(
+                    "{other} is not a supported number type"
+                )))
+            }
+        };
+        Ok::<ArrayRef, arrow_schema::ArrowError>(Arc::new(out) as ArrayRef)
+    }};
+}
+
+/// Converts any numeric column to Int64 (floats are truncated; NaN, infinities and values out of
+/// range become null).
 fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
-    arrow_cast::cast(col, &DataType::Int64)
+    convert_numeric!(
+        col.as_ref(),
+        Int64Type,
+        |v| i64::try_from(v).ok(),
+        |f| (f.is_finite() && f.abs() < 9.2e18).then_some(f as i64),
+        |d, scale| {
+            let f = d as f64 / scale;
+            (f.is_finite() && f.abs() < 9.2e18).then_some(f as i64)
+        }
+    )
 }
 
+/// Converts any numeric column to Float32.
 fn to_f32(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
-    arrow_cast::cast(col, &DataType::Float32)
+    if col.data_type() == &DataType::Float32 {
+        return Ok(col.clone());
+    }
+    convert_numeric!(
+        col.as_ref(),
+        Float32Type,
+        |v| Some(v as f32),
+        |f| Some(f as f32),
+        |d, scale| Some((d as f64 / scale) as f32)
+    )
 }
 
-/// Casts any text (or numeric) column to a dictionary of Utf8 with i32 keys.
+/// The text of a text column's rows (Utf8, LargeUtf8 or Utf8View), or `None` for other types.
+fn text_rows(col: &dyn Array) -> Option<Box<dyn Iterator<Item = Option<&str>> + '_>> {
+    Some(match col.data_type() {
+        DataType::Utf8 => Box::new(col.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => Box::new(col.as_string::<i64>().iter()),
+        DataType::Utf8View => Box::new(col.as_string_view().iter()),
+        _ => return None,
+    })
+}
+
+/// Converts any text (or integer) column to a dictionary of Utf8 with i32 keys.
 fn to_dict(col: &ArrayRef) -> Result<DictionaryArray<Int32Type>, arrow_schema::ArrowError> {
     // A dictionary column (pandas categoricals, polars, Parquet dictionary pages read with the
     // Arrow schema hint) keeps its keys: only the key width and the value type are converted,
     // never the rows re-hashed.
     if let DataType::Dictionary(_, _) = col.data_type() {
         let dict = col.as_any_dictionary();
-        let keys = arrow_cast::cast(dict.keys(), &DataType::Int32)?;
-        let values = match dict.values().data_type() {
+        let keys = convert_numeric!(
+            dict.keys(),
+            Int32Type,
+            |v| i32::try_from(v).ok(),
+            |f| Some(f as i32),
+            |d, scale| Some((d as f64 / scale) as i32)
+        )?;
+        let values: ArrayRef = match dict.values().data_type() {
             DataType::Utf8 => dict.values().clone(),
-            _ => arrow_cast::cast(dict.values(), &DataType::Utf8)?,
+            _ => Arc::new(to_dict(dict.values())?.downcast_dict::<StringArray>().map_or_else(
+                || StringArray::from(Vec::<Option<&str>>::new()),
+                |d| d.into_iter().collect(),
+            )),
         };
         return DictionaryArray::try_new(keys.as_primitive::<Int32Type>().clone(), values);
     }
-    let want = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-    let col = if is_text(col.data_type()) {
-        col.clone()
-    } else {
-        arrow_cast::cast(col, &DataType::Utf8)?
-    };
-    let d = arrow_cast::cast(&col, &want)?;
-    Ok(d.as_dictionary::<Int32Type>().clone())
+    let mut builder = arrow_array::builder::StringDictionaryBuilder::<Int32Type>::new();
+    match text_rows(col.as_ref()) {
+        Some(rows) => {
+            for row in rows {
+                builder.append_option(row);
+            }
+        }
+        None => {
+            // Token ids or other numbers: their decimal text.
+            let ints = to_i64(col)?;
+            for v in ints.as_primitive::<Int64Type>().iter() {
+                builder.append_option(v.map(|v| v.to_string()));
+            }
+        }
+    }
+    Ok(builder.finish())
 }
 
 /// Maps each value of a dictionary to an interned code.
