@@ -287,10 +287,33 @@ pub fn drive(
                 let data = ranges
                     .iter()
                     .map(|r| {
-                        fetch(r.clone()).map_err(|message| IngestError::Read {
+                        // Damaged metadata can point past the end of the file: say so instead
+                        // of asking the reader for bytes that do not exist.
+                        if r.start > r.end || r.end > ingest.file_len {
+                            return Err(IngestError::Read {
+                                file: ingest.file.clone(),
+                                message: format!(
+                                    "the file is damaged or truncated: it refers to bytes {}..{} of a {}-byte file",
+                                    r.start, r.end, ingest.file_len
+                                ),
+                            });
+                        }
+                        let data = fetch(r.clone()).map_err(|message| IngestError::Read {
                             file: ingest.file.clone(),
                             message,
-                        })
+                        })?;
+                        if data.len() as u64 != r.end - r.start {
+                            return Err(IngestError::Read {
+                                file: ingest.file.clone(),
+                                message: format!(
+                                    "asked for bytes {}..{}, got {} bytes (did the file change while it was read?)",
+                                    r.start,
+                                    r.end,
+                                    data.len()
+                                ),
+                            });
+                        }
+                        Ok(data)
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 ingest.push(ranges, data)?;
@@ -364,6 +387,26 @@ pub fn drive_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a Parquet footer that points past the end of a damaged file made the
+    /// in-memory reader slice out of bounds (a panic) instead of reporting the damage.
+    #[test]
+    fn footer_pointing_past_the_end_is_an_error() {
+        use crate::synth::{Synth, SynthConfig};
+        let config = SynthConfig { steps: 1, layers: 4, heads: 0, ..SynthConfig::demo() };
+        let synth = Synth::new(config);
+        let mut file = Vec::new();
+        let mut writer = ::parquet::arrow::ArrowWriter::try_new(&mut file, synth.schema(), None).unwrap();
+        for batch in synth {
+            writer.write(&batch).unwrap();
+        }
+        writer.close().unwrap();
+        // Cut 4 KB out of the data pages; the footer, intact, now points past the end.
+        let mid = file.len() / 3;
+        file.drain(mid..mid + 4096);
+        let err = read_bytes("cut.parquet", &file).unwrap_err().to_string();
+        assert!(err.starts_with("cut.parquet: "), "{err}");
+    }
 
     #[test]
     fn sniffing() {
