@@ -24,6 +24,10 @@ macro_rules! e2e {
     };
 }
 
+// Views (issue #5); they use the macro above and the helpers below.
+#[path = "e2e/views.rs"]
+mod views;
+
 /// The hash keys the contract names, which `state()` must carry.
 const CONTRACT_KEYS: &[&str] = &["step", "variant", "metric", "view", "layer"];
 

@@ -9,7 +9,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use anyhow::{anyhow, bail, Context, Result};
-use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -78,6 +78,7 @@ where
 {
     let Some(env) = Env::or_skip(test) else { return };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let started = Instant::now();
     let result = runtime.block_on(async {
         let browser = Browser::open(&env).await?;
         let result = body(&browser, &env).await;
@@ -89,6 +90,8 @@ where
         browser.close().await;
         result
     });
+    // For the report only (never asserted).
+    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
     if let Err(err) = result {
         panic!("{test}: {err:#}");
     }
@@ -367,6 +370,23 @@ impl Browser {
         Ok(rgba)
     }
 
+    /// Presses and releases `key` (a character, or a `fantoccini::key::Key` as `char`) with
+    /// the WebDriver actions API: the events go to the focused element, as from a keyboard.
+    pub async fn press(&self, key: char) -> Result<()> {
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client.perform_actions(keys).await.map_err(|e| anyhow!("pressing {key:?}: {e}"))?;
+        self.settle().await
+    }
+
+    /// Takes the focus away from any control (keys then go to the page itself).
+    pub async fn blur(&self) -> Result<()> {
+        self.js("if (document.activeElement && document.activeElement.blur) document.activeElement.blur();", vec![])
+            .await?;
+        Ok(())
+    }
+
     /// Whether a JavaScript dialog (alert/confirm) is open.
     pub async fn alert_open(&self) -> bool {
         self.client.get_alert_text().await.is_ok()
@@ -417,6 +437,46 @@ pub fn expected_reds(value: f64, row_max: f64) -> Vec<[u8; 4]> {
         allowed.push(colour(x.ceil()));
     }
     allowed
+}
+
+/// Colour of level `k` (`0..=20`) of the documented white → red map (README, CONTRACT):
+/// `rgb(255, g, g)` with `g = round(255 (20 − k) / 20)`.
+pub fn reds_colour(level: u64) -> [u8; 4] {
+    let k = level.min(20) as f64;
+    let g = (255.0 * (20.0 - k) / 20.0).round() as u8;
+    [255, g, g, 255]
+}
+
+/// The folder `tests/fixtures/make_fixtures.py` writes (`cargo xtask test` runs it first).
+pub fn generated_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generated")
+}
+
+/// `tests/fixtures/generated/manifest.json`: the writer-variant and bad-input files and the
+/// values pyarrow/pandas read from them.
+pub fn fixtures_manifest() -> Result<Value> {
+    let path = generated_fixtures().join("manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (run python3 tests/fixtures/make_fixtures.py)", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Runs `python3 tests/e2e/views_fixture.py OUT`: writes the view tests' data file to `out` and
+/// returns the expectations it prints (computed with pyarrow from the file as written).
+pub fn views_fixture(out: &Path) -> Result<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/views_fixture.py");
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let run = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(out)
+        .output()
+        .context("running python3 (with pyarrow and numpy) for the view fixture")?;
+    if !run.status.success() {
+        bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&run.stderr));
+    }
+    serde_json::from_slice(&run.stdout).context("parsing views_fixture.py output")
 }
 
 /// Writes `name` into the data dir (served at `/e2e-data/`) and returns its path.
