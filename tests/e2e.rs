@@ -24,7 +24,9 @@ macro_rules! e2e {
     };
 }
 
-// Views (issue #5); they use the macro above and the helpers below.
+// Views (issue #5) and files (issue #4); they use the macro above and the helpers below.
+#[path = "e2e/files.rs"]
+mod files;
 #[path = "e2e/views.rs"]
 mod views;
 
