@@ -94,6 +94,35 @@ fn report(what: &str, failures: Vec<String>) -> Result<()> {
     bail!("{what}: {} problems:\n  {}", failures.len(), failures.join("\n  "))
 }
 
+/// Row-major grid geometry of located image tokens (`k` → cell centre): token k + `cols` lies
+/// directly below token k, token k + 1 directly right of it in the same row with a square step,
+/// token 240 starts the last row of a 16 × 16 grid.
+fn check_grid_geometry(at: &std::collections::BTreeMap<i64, (f64, f64)>, cols: i64, failures: &mut Vec<String>) -> Result<()> {
+    let mut pairs = 0;
+    for (&k, &(x, y)) in at {
+        if let Some(&(x2, y2)) = at.get(&(k + cols)) {
+            pairs += 1;
+            if (x2 - x).abs() > 0.5 || y2 <= y + 1.0 {
+                failures.push(format!("image token {} at ({x2:.1}, {y2:.1}) is not directly below image token {k} at ({x:.1}, {y:.1})", k + cols));
+            }
+            if let Some(&(x1, y1)) = at.get(&(k + 1)).filter(|_| (k + 1) % cols != 0) {
+                // Square cells: one step right is as long as one step down.
+                if (y1 - y).abs() > 0.5 || x1 <= x + 1.0 || ((x1 - x) - (y2 - y)).abs() > 1.0 {
+                    failures.push(format!("token {} at ({x1:.1}, {y1:.1}) is not the square cell right of token {k} at ({x:.1}, {y:.1}) (below: {:.1})", k + 1, y2 - y));
+                }
+            }
+        }
+    }
+    ensure!(pairs >= 5 || !failures.is_empty(), "only {pairs} (k, k + {cols}) pairs located");
+    // Token 240 starts the last row: below token 224, left of every other cell in its row.
+    if let (Some(&(x0, _)), Some(&(x240, y240)), Some(&(_, y255))) = (at.get(&0), at.get(&240), at.get(&255)) {
+        if (x240 - x0).abs() > 0.5 || (y255 - y240).abs() > 0.5 {
+            failures.push(format!("token 240 at ({x240:.1}, {y240:.1}) should start the last row (token 0 at x {x0:.1}, token 255 at y {y255:.1})"));
+        }
+    }
+    Ok(())
+}
+
 // Grid view: the 256 image tokens form a 16 × 16 grid, row-major: token k + 16 lies directly
 // below token k, token k + 1 directly right of it (same row); probes there give the right
 // positions, tokens and values; the colours follow the image tokens' own scale (first image
@@ -105,7 +134,6 @@ e2e!(grid_view_places_image_token_k_plus_16_below_k, |b, env| {
     let layer = grid["hash"]["layer"].as_str().and_then(|s| s.parse().ok()).context("layer")?;
     let variant = grid["hash"]["variant"].as_str().context("variant")?;
     let cols = grid["cols"].as_i64().context("cols")?;
-    let first = grid["image_first"].as_i64().context("image_first")?;
     let mut failures = Vec::new();
     let mut at = std::collections::BTreeMap::new();
     for cell in grid["cells"].as_array().context("cells")? {
@@ -113,28 +141,7 @@ e2e!(grid_view_places_image_token_k_plus_16_below_k, |b, env| {
             at.insert(cell["k"].as_i64().context("k")?, xy);
         }
     }
-    let mut pairs = 0;
-    for (&k, &(x, y)) in &at {
-        if let Some(&(x2, y2)) = at.get(&(k + cols)) {
-            pairs += 1;
-            if (x2 - x).abs() > 0.5 || y2 <= y + 1.0 {
-                failures.push(format!("image token {} (position {}) at ({x2:.1}, {y2:.1}) is not directly below token {k} (position {}) at ({x:.1}, {y:.1})", k + cols, first + k + cols, first + k));
-            }
-            if let Some(&(x1, y1)) = at.get(&(k + 1)).filter(|_| (k + 1) % cols != 0) {
-                // Square cells: one step right is as long as one step down.
-                if (y1 - y).abs() > 0.5 || x1 <= x + 1.0 || ((x1 - x) - (y2 - y)).abs() > 1.0 {
-                    failures.push(format!("token {} at ({x1:.1}, {y1:.1}) is not the square cell right of token {k} at ({x:.1}, {y:.1}) (below: {:.1})", k + 1, y2 - y));
-                }
-            }
-        }
-    }
-    ensure!(pairs >= 5 || !failures.is_empty(), "only {pairs} (k, k + 16) pairs located");
-    // Token 240 starts the last row: below token 224, left of every other cell in its row.
-    if let (Some(&(x0, _)), Some(&(x240, y240)), Some(&(_, y255))) = (at.get(&0), at.get(&240), at.get(&255)) {
-        if (x240 - x0).abs() > 0.5 || (y255 - y240).abs() > 0.5 {
-            failures.push(format!("token 240 at ({x240:.1}, {y240:.1}) should start the last row (token 0 at x {x0:.1}, token 255 at y {y255:.1})"));
-        }
-    }
+    check_grid_geometry(&at, cols, &mut failures)?;
     // Text tokens: in the strip, not in the grid.
     for cell in grid["text_cells"].as_array().context("text_cells")? {
         let position = cell["position"].as_i64().context("position")?;
@@ -388,4 +395,54 @@ e2e!(keys_change_the_hash_as_documented_and_not_while_typing, |b, env| {
     b.settle().await?;
     ensure!(press_get(b, right, "layer").await? == "2", "→ after leaving the field: hash {:?}", hash_map(b).await?);
     Ok(())
+});
+
+/// Runs `python3 tests/e2e/real_views.py` (pyarrow) on the real file.
+fn real_views(parquet: &std::path::Path, step: i64, layer: i64) -> Result<Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/real_views.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(parquet)
+        .args(["--step", &step.to_string(), "--layer", &layer.to_string(), "--count", "30"])
+        .output()
+        .context("running python3 (with pyarrow) for the expected values")?;
+    ensure!(out.status.success(), "{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).context("parsing real_views.py output")
+}
+
+// The real file (Qwen-VL: `<|vision_start|>` then 256 `<|image_pad|>`): the grid view lays the
+// image tokens out 16 × 16 (token k + 16 directly below token k) with pyarrow's values, and the
+// heads view shows pyarrow's value for every variant probed (Full, Attn, Head_0…Head_31).
+e2e!(real_fixture_grid_is_16_by_16_and_heads_values_match_pyarrow, |b, env| {
+    let Some(fixture) = harness::real_fixture() else {
+        println!("skipped: ../shared/fixtures/real/image_question_hair.parquet is absent");
+        return Ok(());
+    };
+    let (step, layer) = (1, 20);
+    let expected = real_views(&fixture, step, layer)?;
+    let n_image = expected["image_positions"].as_array().map_or(0, Vec::len);
+    ensure!(n_image == 256, "pyarrow finds {n_image} image tokens in the real file, the test expects 256");
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    upload_ready(b, &fixture).await?;
+    let (step_s, layer_s) = (step.to_string(), layer.to_string());
+    show(b, &json!({"view": "grid", "step": step_s, "layer": layer_s, "variant": "Full", "metric": "l2_distance"})).await?;
+    let mut failures = Vec::new();
+    let mut at = std::collections::BTreeMap::new();
+    for cell in expected["grid_cells"].as_array().context("grid_cells")? {
+        if let Some(xy) = check_cell(b, cell, layer, "Full", &mut failures).await? {
+            at.insert(cell["k"].as_i64().context("k")?, xy);
+        }
+    }
+    check_grid_geometry(&at, 16, &mut failures)?;
+
+    show(b, &json!({"view": "heads", "step": step_s, "layer": layer_s, "variant": "Full", "metric": "l2_distance"})).await?;
+    let cells = expected["heads_cells"].as_array().context("heads_cells")?;
+    let variants: std::collections::BTreeSet<&str> = cells.iter().filter_map(|c| c["variant"].as_str()).collect();
+    ensure!(variants.len() >= 5, "only {} variants sampled: {variants:?}", variants.len());
+    for cell in cells {
+        let variant = cell["variant"].as_str().context("variant")?;
+        check_cell(b, cell, layer, variant, &mut failures).await?;
+    }
+    report("real file, grid and heads views", failures)
 });
