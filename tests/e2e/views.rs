@@ -126,7 +126,7 @@ fn check_grid_geometry(at: &std::collections::BTreeMap<i64, (f64, f64)>, cols: i
 // Grid view: the 256 image tokens form a 16 × 16 grid, row-major: token k + 16 lies directly
 // below token k, token k + 1 directly right of it (same row); probes there give the right
 // positions, tokens and values; the colours follow the image tokens' own scale (first image
-// token left out); text tokens are in the strip.
+// token left out, or in with `exclude0=off`); text tokens are in the strip.
 e2e!(grid_view_places_image_token_k_plus_16_below_k, |b, env| {
     let expected = open_views(b, env).await?;
     let grid = &expected["grid"];
@@ -159,6 +159,14 @@ e2e!(grid_view_places_image_token_k_plus_16_below_k, |b, env| {
             Err(err) => failures.push(format!("{err:#}")),
         }
     }
+    // The first image token in the scale, square-root scaling: colours change as computed.
+    let all = &grid["all_sqrt"];
+    show(b, &all["hash"]).await?;
+    let mut here = Vec::new();
+    for cell in all["cells"].as_array().context("all_sqrt cells")? {
+        check_cell(b, cell, layer, variant, &mut here).await?;
+    }
+    failures.extend(here.into_iter().map(|f| format!("[exclude0 off, sqrt] {f}")));
     report("grid view", failures)
 });
 

@@ -8,8 +8,9 @@ The file: steps 0–2, layers 0–5, variants Full, Attn, Head_0–Head_2, metri
 cosine_distance (float32) and kl_divergence (float64), 268 positions: a short chat prefix,
 `<|vision_start|>`, 256 `<|image_pad|>` tokens (positions 4–259, a 16 × 16 grid), `<|vision_end|>`
 and a question. Position 0 (the attention sink) holds values 2–3 times larger than the rest, so
-that leaving it out of the scale changes the colours. About 1 % of the values are NaN and 1 % of
-the rows are missing.
+that leaving it out of the scale changes the colours; the first image token (position 4) holds
+values 1.5–2 times larger, for the same reason in the grid view. About 1 % of the values are NaN
+and 1 % of the rows are missing.
 
 Expected colours use the documented white → red map (README, CONTRACT): intensity t in [0, 1],
 level k = round(20 t), colour rgb(255, g, g) with g = round(255 (20 − k) / 20). Intensities:
@@ -47,7 +48,12 @@ def write(path):
     for s in STEPS:
         for layer in LAYERS:
             for pos, tok in enumerate(TOKENS):
-                base = rng.uniform(2.0, 3.0) if pos == 0 else rng.uniform(0.05, 1.0)
+                if pos == 0:
+                    base = rng.uniform(2.0, 3.0)
+                elif pos == IMAGE_FIRST:
+                    base = rng.uniform(1.5, 2.0)
+                else:
+                    base = rng.uniform(0.05, 1.0)
                 for v in VARIANTS:
                     if pos != len(TOKENS) - 1 and rng.random() < 0.01:
                         continue  # a missing row
@@ -221,10 +227,22 @@ def main():
     text_cells = [{"position": p, "token": d.tokens.get(p),
                    "value": d.value(gstep, glayer, gvariant, gmetric, p)}
                   for p in [1, 2, len(TOKENS) - 3]]
+    # The same cells with the first image token in the scale, square-root scaling.
+    group_all = [v for v in ivals.values() if v is not None]
+    grid_all = []
+    for cell in grid_cells:
+        cell = dict(cell)
+        if cell["value"] is not None:
+            cell["levels"] = levels(intensity(cell["value"], group_all, "sqrt"))
+        grid_all.append(cell)
     grid = {"hash": h(view="grid", step=gstep, variant=gvariant, metric=gmetric, layer=glayer,
                       norm="row", exclude0="on", scale="linear", grid=""),
             "cols": 16, "rows": 16, "image_first": IMAGE_FIRST, "cells": grid_cells,
-            "text_cells": text_cells}
+            "text_cells": text_cells,
+            "all_sqrt": {"hash": h(view="grid", step=gstep, variant=gvariant, metric=gmetric,
+                                   layer=glayer, norm="row", exclude0="off", scale="sqrt",
+                                   grid=""),
+                         "cells": grid_all}}
 
     # Heads view as a share of Full: value = v / Full at the same (step, layer, position).
     sstep, slayer, smetric = 0, 5, "l2_distance"
