@@ -35,7 +35,10 @@ const WRITER_FILES: &[&str] = &[
     "pandas_records.json",                // JSON records (the legacy format)
     "pandas_lines.json",                  // JSON Lines
     "polars.ndjson",                      // JSON Lines from polars
+    "pandas_index.csv",                   // CSV with the index (empty first header)
+    "polars.json",                        // JSON array of rows from polars
     "big_straddle.csv",                   // CSV larger than one read chunk, a quoted CRLF across it
+    "big_straddle.json",                  // JSON records larger than one read chunk
 ];
 
 /// Cells checked per file: with a value, and without data (null/NaN or no row).

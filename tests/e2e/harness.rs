@@ -329,6 +329,16 @@ impl Browser {
         self.settle().await
     }
 
+    /// Clicks (left button, without moving in between) at client point `(x, y)`.
+    pub async fn click_at(&self, x: f64, y: f64) -> Result<()> {
+        let mouse = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveTo { duration: Some(Duration::from_millis(0)), x: x.round(), y: y.round() })
+            .then(PointerAction::Down { button: fantoccini::actions::MOUSE_BUTTON_LEFT })
+            .then(PointerAction::Up { button: fantoccini::actions::MOUSE_BUTTON_LEFT });
+        self.client.perform_actions(mouse).await.map_err(|e| anyhow!("clicking at ({x}, {y}): {e}"))?;
+        self.settle().await
+    }
+
     /// The text of the visible `[role=tooltip]`, if any.
     pub async fn tooltip(&self) -> Result<Option<String>> {
         let v = self

@@ -365,6 +365,14 @@ e2e!(keys_change_the_hash_as_documented_and_not_while_typing, |b, env| {
     let zoom_all = press_get(b, '0', "zoom").await?;
     ensure!(zoom_len(&zoom_all, n_positions) == n_positions, "0 should show all positions: zoom {zoom_all:?}");
 
+    // Click pins a position (hash `pin`); Esc unpins.
+    let (x, y) = b.locate(1, 100, "Full").await?.context("locate(layer 1, position 100, Full) is null")?;
+    b.click_at(x, y).await?;
+    let pinned = hash_map(b).await?.get("pin").cloned().unwrap_or_default();
+    ensure!(pinned == "100", "clicking the cell of position 100 should pin it: hash pin {pinned:?}");
+    let unpinned = press_get(b, char::from(Key::Escape), "pin").await?;
+    ensure!(unpinned.is_empty() || unpinned == "none", "Esc should unpin: hash pin {unpinned:?}");
+
     let history_after = b.js("return history.length;", vec![]).await?;
     ensure!(history_before == history_after, "key presses added history entries: {history_before} → {history_after}");
 
