@@ -168,14 +168,13 @@ impl ColumnMap {
     }
 }
 
-/// The values of one (prompt, step, variant, layer) row while the data streams in.
+/// One (prompt, step, variant, layer) row of the cube while the data streams in. Its values
+/// are `arena[metric][id * stride + position]` in the builder.
 struct Block {
     prompt: u32,
     step: i64,
     variant: u32,
     layer: i64,
-    /// One vector per metric, indexed by position, NaN where not (yet) seen.
-    values: Vec<Vec<f32>>,
 }
 
 /// Text interned to codes, in first-seen order.
@@ -201,6 +200,8 @@ struct PromptAcc {
     text: Option<String>,
     /// Token code per position, -1 where unknown.
     tokens: Vec<i32>,
+    /// One more than the largest position seen with data.
+    n_positions: usize,
 }
 
 /// The source being read now.
@@ -227,6 +228,10 @@ pub struct CubeBuilder {
     prompt_acc: Vec<PromptAcc>,
     tokens: Interner,
     blocks: Vec<Block>,
+    /// Values by global metric: `stride` positions per block, NaN where not (yet) seen.
+    arena: Vec<Vec<f32>>,
+    /// Positions per block in `arena`: at least one more than the largest position seen.
+    stride: usize,
     /// (prompt, step, layer) → index into `group_blocks`.
     groups: HashMap<(u32, i64, i64), usize>,
     /// Block id by variant code (`u32::MAX`: none yet), per (prompt, step, layer) group.
@@ -234,6 +239,12 @@ pub struct CubeBuilder {
     rows_read: u64,
     rows_skipped: u64,
     duplicates: u64,
+    /// Step of the previous row, and the steps whose run of rows has ended (the next row had
+    /// another step): in files sorted by step, the steps already read whole.
+    last_step: Option<i64>,
+    ended_steps: Vec<i64>,
+    /// Rows expected in all (a hint for reserving memory).
+    expected_rows: u64,
 }
 
 impl Default for CubeBuilder {
@@ -284,7 +295,10 @@ macro_rules! convert_numeric {
 
 /// Converts any numeric column to Int64 (floats are truncated; NaN, infinities and values out of
 /// range become null).
-fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
+pub(crate) fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    if col.data_type() == &DataType::Int64 {
+        return Ok(col.clone());
+    }
     convert_numeric!(
         col.as_ref(),
         Int64Type,
@@ -326,7 +340,10 @@ fn to_dict(col: &ArrayRef) -> Result<DictionaryArray<Int32Type>, arrow_schema::A
     // A dictionary column (pandas categoricals, polars, Parquet dictionary pages read with the
     // Arrow schema hint) keeps its keys: only the key width and the value type are converted,
     // never the rows re-hashed.
-    if let DataType::Dictionary(_, _) = col.data_type() {
+    if let DataType::Dictionary(key, value) = col.data_type() {
+        if key.as_ref() == &DataType::Int32 && value.as_ref() == &DataType::Utf8 {
+            return Ok(col.as_dictionary::<Int32Type>().clone());
+        }
         let dict = col.as_any_dictionary();
         let keys = convert_numeric!(
             dict.keys(),
@@ -389,11 +406,16 @@ impl CubeBuilder {
             prompt_acc: Vec::new(),
             tokens: Interner::default(),
             blocks: Vec::new(),
+            arena: Vec::new(),
+            stride: 0,
             groups: HashMap::new(),
             group_blocks: Vec::new(),
             rows_read: 0,
             rows_skipped: 0,
             duplicates: 0,
+            last_step: None,
+            ended_steps: Vec::new(),
+            expected_rows: 0,
         }
     }
 
@@ -412,6 +434,25 @@ impl CubeBuilder {
         self.duplicates
     }
 
+    /// Expect about `rows` more rows (the Parquet footer tells): memory is reserved once
+    /// instead of grown step by step.
+    pub fn expect_rows(&mut self, rows: u64) {
+        self.expected_rows = self.rows_read + rows;
+    }
+
+    /// Whether the rows of generation step `step` were followed by rows of another step: in a
+    /// file sorted by step (as writers write them), that step has been read whole and a view
+    /// of it can be shown before the rest of the file is read.
+    pub fn step_passed(&self, step: i64) -> bool {
+        self.ended_steps.contains(&step)
+    }
+
+    /// Whether the rows of some step were followed by rows of another step (see
+    /// [`step_passed`](Self::step_passed)).
+    pub fn any_step_passed(&self) -> bool {
+        !self.ended_steps.is_empty()
+    }
+
     /// Start reading a file with this schema. Returns the columns it will use.
     pub fn begin_source(&mut self, file: &str, schema: &Schema) -> Result<ColumnMap, CubeError> {
         let columns = ColumnMap::from_schema(file, schema)?;
@@ -422,6 +463,7 @@ impl CubeBuilder {
                 Some(i) => i,
                 None => {
                     self.metric_names.push(m.clone());
+                    self.arena.push(vec![f32::NAN; self.blocks.len() * self.stride]);
                     self.metric_names.len() - 1
                 }
             })
@@ -443,6 +485,7 @@ impl CubeBuilder {
             self.prompt_acc.push(PromptAcc {
                 text: None,
                 tokens: Vec::new(),
+                n_positions: 0,
             });
         }
         c
@@ -528,42 +571,79 @@ impl CubeBuilder {
                 Ok(c.as_primitive::<Float32Type>().clone())
             })
             .collect::<Result<_, CubeError>>()?;
-        let n_metrics_total = self.metric_names.len();
 
-        let mut last_group: Option<((u32, i64, i64), usize)> = None;
+        // Positions are checked up front, and the arena widened once for the whole batch.
+        let pos_v = position.values();
+        let mut batch_positions = 0usize;
         for row in 0..n {
-            if layer.is_null(row) || position.is_null(row) {
+            if position.is_valid(row) && layer.is_valid(row) {
+                let pos = pos_v[row];
+                if !(0..=MAX_POSITION).contains(&pos) {
+                    return Err(CubeError::OutOfRange {
+                        file: file.clone(),
+                        message: format!(
+                            "`{}` is {pos} in data row {}; positions must be between 0 and {MAX_POSITION}",
+                            cols.position,
+                            self.rows_read + row as u64 + 1
+                        ),
+                    });
+                }
+                batch_positions = batch_positions.max(pos as usize + 1);
+            }
+        }
+        if batch_positions > self.stride {
+            // Grow by a quarter at least, so that files sorted by position are not re-laid
+            // out for every batch.
+            let wider = if self.stride == 0 { batch_positions } else { batch_positions.max(self.stride + self.stride / 4) };
+            self.widen(wider);
+        }
+        let stride = self.stride;
+
+        let layer_v = layer.values();
+        let key_nulls = layer.null_count() > 0 || position.null_count() > 0;
+        let step_v = step.map(|s| (s.values(), s.nulls()));
+        let variant_v = variant.as_ref().map(|d| (d.keys().values(), d.keys().nulls()));
+        let prompt_v = prompt.as_ref().map(|d| (d.keys().values(), d.keys().nulls()));
+        let valid = |nulls: Option<&NullBuffer>, row: usize| nulls.is_none_or(|b| b.is_valid(row));
+
+        // Pass 1: the arena index of every row (usize::MAX for skipped rows).
+        let mut cell: Vec<usize> = Vec::with_capacity(n);
+        let mut last_group: Option<((u32, i64, i64), usize)> = None;
+        let mut last_block: Option<((u32, i64, u32, i64), usize)> = None;
+        for row in 0..n {
+            if key_nulls && (layer.is_null(row) || position.is_null(row)) {
                 self.rows_skipped += 1;
+                cell.push(usize::MAX);
                 continue;
             }
-            let l = layer.value(row);
-            let pos = position.value(row);
-            if !(0..=MAX_POSITION).contains(&pos) {
-                return Err(CubeError::OutOfRange {
-                    file: file.clone(),
-                    message: format!(
-                        "`{}` is {pos} in data row {}; positions must be between 0 and {MAX_POSITION}",
-                        cols.position,
-                        self.rows_read + row as u64 + 1
-                    ),
-                });
-            }
-            let pos = pos as usize;
-            let s = match step {
-                Some(s) if !s.is_null(row) => s.value(row),
+            let l = layer_v[row];
+            let pos = pos_v[row] as usize;
+            let s = match step_v {
+                Some((v, nulls)) if valid(nulls, row) => v[row],
                 _ => 0,
             };
-            let v = match (&variant, &variant_codes) {
-                (Some(d), Some(codes)) if !d.is_null(row) => codes[d.keys().value(row) as usize],
+            if self.last_step != Some(s) {
+                if let Some(prev) = self.last_step {
+                    if !self.ended_steps.contains(&prev) {
+                        self.ended_steps.push(prev);
+                    }
+                }
+                self.last_step = Some(s);
+            }
+            let v = match (variant_v, &variant_codes) {
+                (Some((keys, nulls)), Some(codes)) if valid(nulls, row) => codes[keys[row] as usize],
                 _ => default_variant,
             };
-            let p = match (&prompt, &prompt_codes) {
-                (Some(d), Some(codes)) if !d.is_null(row) => codes[d.keys().value(row) as usize],
+            let p = match (prompt_v, &prompt_codes) {
+                (Some((keys, nulls)), Some(codes)) if valid(nulls, row) => codes[keys[row] as usize],
                 _ => src.default_prompt,
             };
 
             // Token text and prompt text, first value wins.
             let acc = &mut self.prompt_acc[p as usize];
+            if acc.n_positions <= pos {
+                acc.n_positions = pos + 1;
+            }
             if acc.tokens.len() <= pos {
                 acc.tokens.resize(pos + 1, -1);
             }
@@ -588,67 +668,106 @@ impl CubeBuilder {
                 }
             }
 
-            // Find the block of (p, s, v, l): the (p, s, l) group is cached between rows, so
-            // both row orders writers use (variant fastest, or position fastest) stay cheap.
-            let key = (p, s, l);
-            let group = match last_group {
-                Some((k, g)) if k == key => g,
+            // Find the block of (p, s, v, l): the block and its (p, s, l) group are cached
+            // between rows, so both row orders writers use (variant fastest, or position
+            // fastest) stay cheap.
+            let block_key = (p, s, v, l);
+            let block_id = match last_block {
+                Some((k, b)) if k == block_key => b,
                 _ => {
-                    let next = self.group_blocks.len();
-                    let g = *self.groups.entry(key).or_insert(next);
-                    if g == next {
-                        self.group_blocks.push(Vec::new());
+                    let key = (p, s, l);
+                    let group = match last_group {
+                        Some((k, g)) if k == key => g,
+                        _ => {
+                            let next = self.group_blocks.len();
+                            let g = *self.groups.entry(key).or_insert(next);
+                            if g == next {
+                                self.group_blocks.push(Vec::new());
+                            }
+                            last_group = Some((key, g));
+                            g
+                        }
+                    };
+                    let ids = &mut self.group_blocks[group];
+                    if ids.len() <= v as usize {
+                        ids.resize(v as usize + 1, u32::MAX);
                     }
-                    last_group = Some((key, g));
-                    g
+                    let b = if ids[v as usize] == u32::MAX {
+                        let id = self.blocks.len() as u32;
+                        ids[v as usize] = id;
+                        self.blocks.push(Block {
+                            prompt: p,
+                            step: s,
+                            variant: v,
+                            layer: l,
+                        });
+                        for values in &mut self.arena {
+                            if values.capacity() == values.len() && self.expected_rows > self.rows_read {
+                                // Room for the rows still expected, assuming dense positions.
+                                let more = (self.expected_rows - self.rows_read) as usize;
+                                values.reserve(more.div_ceil(stride.max(1)) * stride);
+                            }
+                            values.resize(values.len() + stride, f32::NAN);
+                        }
+                        id as usize
+                    } else {
+                        ids[v as usize] as usize
+                    };
+                    last_block = Some((block_key, b));
+                    b
                 }
             };
-            let ids = &mut self.group_blocks[group];
-            if ids.len() <= v as usize {
-                ids.resize(v as usize + 1, u32::MAX);
-            }
-            let block_id = if ids[v as usize] == u32::MAX {
-                let id = self.blocks.len() as u32;
-                ids[v as usize] = id;
-                self.blocks.push(Block {
-                    prompt: p,
-                    step: s,
-                    variant: v,
-                    layer: l,
-                    values: vec![Vec::new(); n_metrics_total],
-                });
-                id
-            } else {
-                ids[v as usize]
-            };
-            let block = &mut self.blocks[block_id as usize];
-            if block.values.len() < n_metrics_total {
-                block.values.resize(n_metrics_total, Vec::new());
-            }
-            let mut duplicate = false;
-            for (m, values) in metrics.iter().enumerate() {
-                let slot = &mut block.values[src.metric_ids[m]];
-                if slot.len() <= pos {
-                    slot.resize(pos + 1, f32::NAN);
-                } else if !slot[pos].is_nan() {
-                    duplicate = true;
+            cell.push(block_id * stride + pos);
+        }
+
+        // Pass 2: scatter each metric's values to their cells.
+        let mut repeated: Vec<bool> = Vec::new();
+        for (m, values) in metrics.iter().enumerate() {
+            let arena = &mut self.arena[src.metric_ids[m]];
+            let v = values.values();
+            let nulls = values.nulls();
+            for (row, &c) in cell.iter().enumerate() {
+                if c == usize::MAX {
+                    continue;
                 }
-                slot[pos] = if values.is_null(row) {
-                    f32::NAN
-                } else {
-                    values.value(row)
-                };
-            }
-            if duplicate {
-                self.duplicates += 1;
+                let slot = &mut arena[c];
+                if !slot.is_nan() {
+                    if repeated.is_empty() {
+                        repeated = vec![false; n];
+                    }
+                    repeated[row] = true;
+                }
+                *slot = if valid(nulls, row) { v[row] } else { f32::NAN };
             }
         }
+        self.duplicates += repeated.iter().filter(|&&r| r).count() as u64;
         self.rows_read += n as u64;
         Ok(())
     }
 
+    /// Re-lays the arena out with `stride` positions per block.
+    fn widen(&mut self, stride: usize) {
+        let old = self.stride;
+        for values in &mut self.arena {
+            let mut wide = vec![f32::NAN; self.blocks.len() * stride];
+            if old > 0 {
+                for (from, to) in values.chunks_exact(old).zip(wide.chunks_exact_mut(stride)) {
+                    to[..old].copy_from_slice(from);
+                }
+            }
+            *values = wide;
+        }
+        self.stride = stride;
+    }
+
     /// Lay the data out densely and return the cube.
     pub fn finish(self) -> Result<Cube, CubeError> {
+        self.snapshot()
+    }
+
+    /// The cube of the rows read so far, leaving the builder as it is (to show a first view
+    /// while the rest of a file is read).
+    pub fn snapshot(&self) -> Result<Cube, CubeError> {
         let file = self.sources.join(", ");
         if self.blocks.is_empty() {
             return Err(CubeError::Empty { file });
@@ -680,8 +799,7 @@ impl CubeBuilder {
         for b in &self.blocks {
             let p = b.prompt as usize;
             has_data[p] = true;
-            let len = b.values.iter().map(Vec::len).max().unwrap_or(0);
-            n_positions[p] = n_positions[p].max(len);
+            n_positions[p] = self.prompt_acc[p].n_positions;
         }
         let (ns, nv, nl) = (steps.len(), variants.len(), layers.len());
         let mut prompt_slot = vec![usize::MAX; n_prompt_codes];
@@ -715,19 +833,22 @@ impl CubeBuilder {
         let mut dense: Vec<Vec<f32>> = (0..n_metrics).map(|_| vec![f32::NAN; total]).collect();
         let step_index = |s: i64| steps.binary_search(&s).unwrap_or(0);
         let layer_index = |l: i64| layers.binary_search(&l).unwrap_or(0);
-        for b in self.blocks {
+        let stride = self.stride;
+        for (id, b) in self.blocks.iter().enumerate() {
             let p = b.prompt as usize;
             let np = n_positions[p];
             let row = (step_index(b.step) * nv + variant_slot[b.variant as usize]) * nl
                 + layer_index(b.layer);
             let start = offsets[prompt_slot[p]] + row * np;
-            for (m, values) in b.values.into_iter().enumerate() {
-                dense[m][start..start + values.len()].copy_from_slice(&values);
+            for (m, values) in self.arena.iter().enumerate() {
+                dense[m][start..start + np].copy_from_slice(&values[id * stride..id * stride + np]);
             }
         }
+
         let metrics = self
             .metric_names
-            .into_iter()
+            .iter()
+            .cloned()
             .zip(dense)
             .map(|(name, values)| {
                 let valid = BooleanBuffer::collect_bool(values.len(), |i| !values[i].is_nan());
@@ -760,7 +881,7 @@ impl CubeBuilder {
             });
         }
         Ok(Cube {
-            sources: self.sources,
+            sources: self.sources.clone(),
             rows_read: self.rows_read,
             steps,
             layers,

@@ -42,15 +42,17 @@ fn err(e: impl std::fmt::Display) -> CubeError {
     CubeError::Ipc(e.to_string())
 }
 
+/// Appends `batch` as an IPC stream preceded by its length (written in place: no copy).
 fn write_stream(out: &mut Vec<u8>, batch: &RecordBatch) -> Result<(), CubeError> {
-    let mut buf = Vec::new();
+    let at = out.len();
+    out.extend_from_slice(&0u64.to_le_bytes());
     {
-        let mut w = StreamWriter::try_new(&mut buf, &batch.schema()).map_err(err)?;
+        let mut w = StreamWriter::try_new(&mut *out, &batch.schema()).map_err(err)?;
         w.write(batch).map_err(err)?;
         w.finish().map_err(err)?;
     }
-    out.extend_from_slice(&(buf.len() as u64).to_le_bytes());
-    out.extend_from_slice(&buf);
+    let len = (out.len() - at - 8) as u64;
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
     Ok(())
 }
 

@@ -39,6 +39,7 @@ mod builder;
 mod ipc;
 
 pub use builder::{ColumnMap, CubeBuilder, MAX_CELLS, MAX_POSITION};
+pub(crate) use builder::to_i64 as numbers_as_i64;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crate::cube::{ColumnMap, Cube, CubeBuilder, CubeError};
 
 pub use self::parquet::ParquetSource;
-pub use self::text::TextSource;
+pub use self::text::{BatchSink, TextDecoder, TextSource};
 
 /// Size of the chunks CSV and JSON are read in.
 pub const TEXT_CHUNK_BYTES: u64 = 8 << 20;
@@ -130,6 +130,9 @@ pub struct Progress {
 pub enum Poll {
     /// Fetch these byte ranges and [`push`](Ingest::push) them.
     NeedsData(Vec<Range<u64>>),
+    /// Rows were added to the builder: poll again (a chance to report progress or to show
+    /// [`CubeBuilder::snapshot`] before the file is read whole).
+    Decoded,
     /// The file has been read whole; call [`Ingest::into_builder`] or [`Ingest::finish`].
     Finished,
 }
@@ -150,6 +153,7 @@ pub struct Ingest {
     format: Option<Format>,
     columns: Option<ColumnMap>,
     text_chunk_bytes: u64,
+    first_step: Option<i64>,
 }
 
 impl Ingest {
@@ -168,6 +172,7 @@ impl Ingest {
             format: None,
             columns: None,
             text_chunk_bytes: TEXT_CHUNK_BYTES,
+            first_step: None,
         }
     }
 
@@ -176,6 +181,18 @@ impl Ingest {
     pub fn with_text_chunk_bytes(mut self, bytes: u64) -> Ingest {
         self.text_chunk_bytes = bytes.max(1);
         self
+    }
+
+    /// Read the Parquet row groups that can hold generation step `step` (by their statistics)
+    /// before the others, so that a view of that step can be shown early.
+    pub fn with_first_step(mut self, step: Option<i64>) -> Ingest {
+        self.first_step = step;
+        self
+    }
+
+    /// The builder the rows go into (for [`CubeBuilder::snapshot`] while reading).
+    pub fn builder(&self) -> &CubeBuilder {
+        &self.builder
     }
 
     /// The format, once recognised.
@@ -233,7 +250,9 @@ impl Ingest {
                 self.format = Some(format);
                 self.state = match format {
                     Format::Parquet => {
-                        State::Parquet(Box::new(ParquetSource::new(&self.file, self.file_len)?))
+                        State::Parquet(Box::new(
+                        ParquetSource::new(&self.file, self.file_len)?.with_first_step(self.first_step),
+                    ))
                     }
                     Format::Csv | Format::Json => {
                         // The text source reads from byte 0 again: the head is small.
@@ -277,12 +296,29 @@ impl Ingest {
 /// called after each push; returning `false` cancels.
 pub fn drive(
     ingest: &mut Ingest,
-    mut fetch: impl FnMut(Range<u64>) -> Result<Bytes, String>,
+    fetch: impl FnMut(Range<u64>) -> Result<Bytes, String>,
     mut progress: impl FnMut(&Progress) -> bool,
+) -> Result<(), IngestError> {
+    drive_with(ingest, fetch, |i| progress(&i.progress()))
+}
+
+/// [`drive`], with a callback that sees the whole [`Ingest`] (its progress and its builder)
+/// after each push and each decoded batch; returning `false` cancels.
+pub fn drive_with(
+    ingest: &mut Ingest,
+    mut fetch: impl FnMut(Range<u64>) -> Result<Bytes, String>,
+    mut on_progress: impl FnMut(&Ingest) -> bool,
 ) -> Result<(), IngestError> {
     loop {
         match ingest.poll()? {
             Poll::Finished => return Ok(()),
+            Poll::Decoded => {
+                if !on_progress(ingest) {
+                    return Err(IngestError::Cancelled {
+                        file: ingest.file.clone(),
+                    });
+                }
+            }
             Poll::NeedsData(ranges) => {
                 let data = ranges
                     .iter()
@@ -317,7 +353,7 @@ pub fn drive(
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 ingest.push(ranges, data)?;
-                if !progress(&ingest.progress()) {
+                if !on_progress(ingest) {
                     return Err(IngestError::Cancelled {
                         file: ingest.file.clone(),
                     });

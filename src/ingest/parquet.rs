@@ -30,6 +30,7 @@ pub struct ParquetSource {
     bytes_read: u64,
     columns: Option<ColumnMap>,
     metadata: Option<Arc<ParquetMetaData>>,
+    first_step: Option<i64>,
 }
 
 /// Puts a parquet error into the user's words where we can recognise it.
@@ -61,7 +62,14 @@ impl ParquetSource {
             bytes_read: 0,
             columns: None,
             metadata: None,
+            first_step: None,
         })
+    }
+
+    /// Read the row groups whose statistics say they can hold generation step `step` first.
+    pub fn with_first_step(mut self, step: Option<i64>) -> ParquetSource {
+        self.first_step = step;
+        self
     }
 
     pub fn bytes_read(&self) -> u64 {
@@ -96,7 +104,10 @@ impl ParquetSource {
                 },
                 Stage::Data(decoder) => match decoder.try_decode().map_err(err)? {
                     DecodeResult::NeedsData(ranges) => return Ok(Poll::NeedsData(ranges)),
-                    DecodeResult::Data(batch) => builder.push_batch(&batch)?,
+                    DecodeResult::Data(batch) => {
+                        builder.push_batch(&batch)?;
+                        return Ok(Poll::Decoded);
+                    }
                     DecodeResult::Finished => {
                         self.stage = Stage::Done;
                         return Ok(Poll::Finished);
@@ -114,7 +125,7 @@ impl ParquetSource {
     ) -> Result<ParquetPushDecoder, IngestError> {
         let err = |e| explain(&self.file, e);
         self.metadata = Some(metadata.clone());
-        let decoder = ParquetPushDecoderBuilder::try_new_decoder(metadata).map_err(err)?;
+        let decoder = ParquetPushDecoderBuilder::try_new_decoder(metadata.clone()).map_err(err)?;
         let schema = decoder.schema().clone();
         let columns = builder.begin_source(&self.file, &schema)?;
         let wanted = columns.names();
@@ -126,7 +137,16 @@ impl ParquetSource {
             .map(|(i, _)| i)
             .collect();
         let mask = ProjectionMask::roots(decoder.parquet_schema(), roots);
+        builder.expect_rows(metadata.file_metadata().num_rows().max(0) as u64);
+        let order = match (&columns.step, self.first_step) {
+            (Some(step_column), Some(step)) => row_groups_first(&metadata, &schema, step_column, step),
+            _ => None,
+        };
         self.columns = Some(columns);
+        let decoder = match order {
+            Some(order) => decoder.with_row_groups(order),
+            None => decoder,
+        };
         decoder
             .with_projection(mask)
             .with_batch_size(BATCH_ROWS)
@@ -147,6 +167,119 @@ impl ParquetSource {
             Stage::Footer(f) => f.push_ranges(ranges, data).map_err(err),
             Stage::Data(d) => d.push_ranges(ranges, data).map_err(err),
             Stage::Done => Ok(()),
+        }
+    }
+}
+
+/// Row group order that puts first the groups whose statistics for `step_column` allow `step`
+/// (the others keep their order after them), or `None` when statistics are missing or the order
+/// would not change.
+fn row_groups_first(
+    metadata: &ParquetMetaData,
+    schema: &arrow_schema::Schema,
+    step_column: &str,
+    step: i64,
+) -> Option<Vec<usize>> {
+    use arrow_array::cast::AsArray;
+    use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+    let converter = StatisticsConverter::try_new(step_column, schema, metadata.file_metadata().schema_descr()).ok()?;
+    let groups = metadata.row_groups();
+    let as_i64 = |a: arrow_array::ArrayRef| -> Option<Vec<Option<i64>>> {
+        let a = crate::cube::numbers_as_i64(&a).ok()?;
+        Some(a.as_primitive::<arrow_array::types::Int64Type>().iter().collect())
+    };
+    let mins = as_i64(converter.row_group_mins(groups).ok()?)?;
+    let maxes = as_i64(converter.row_group_maxes(groups).ok()?)?;
+    let holds = |i: usize| match (mins.get(i).copied().flatten(), maxes.get(i).copied().flatten()) {
+        (Some(lo), Some(hi)) => lo <= step && step <= hi,
+        _ => true,
+    };
+    let (first, rest): (Vec<usize>, Vec<usize>) = (0..groups.len()).partition(|&i| holds(i));
+    let order: Vec<usize> = first.into_iter().chain(rest).collect();
+    (order.iter().enumerate().any(|(k, &i)| k != i)).then_some(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{drive_with, Ingest};
+    use arrow_array::{Float32Array, Int64Array, RecordBatch};
+    use bytes::Bytes;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    use std::sync::Arc;
+
+    /// Three row groups, one per step (0, 1, 2): 2 layers × 3 positions each; the value is
+    /// `100 * step + 10 * layer + position`.
+    fn three_steps() -> Bytes {
+        let mut out = Vec::new();
+        let batch = |step: i64| {
+            let (mut s, mut l, mut p, mut v) = (vec![], vec![], vec![], vec![]);
+            for layer in 0..2i64 {
+                for pos in 0..3i64 {
+                    s.push(step);
+                    l.push(layer);
+                    p.push(pos);
+                    v.push((100 * step + 10 * layer + pos) as f32);
+                }
+            }
+            RecordBatch::try_from_iter([
+                ("generation_step", Arc::new(Int64Array::from(s)) as _),
+                ("layer", Arc::new(Int64Array::from(l)) as _),
+                ("token_position", Arc::new(Int64Array::from(p)) as _),
+                ("l2_distance", Arc::new(Float32Array::from(v)) as _),
+            ])
+            .unwrap()
+        };
+        let first = batch(0);
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(6)).build();
+        let mut w = ArrowWriter::try_new(&mut out, first.schema(), Some(props)).unwrap();
+        for step in 0..3 {
+            w.write(&batch(step)).unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+        Bytes::from(out)
+    }
+
+    /// Reads `bytes` asking for `first_step` first; returns the steps of the first snapshot
+    /// taken once that step has been passed (or the file ended), and the final cube.
+    fn read(bytes: &Bytes, first_step: Option<i64>) -> (Vec<i64>, crate::cube::Cube) {
+        let mut ingest = Ingest::new("t.parquet", bytes.len() as u64).with_first_step(first_step);
+        let mut first_view: Option<Vec<i64>> = None;
+        drive_with(
+            &mut ingest,
+            |r| Ok(bytes.slice(r.start as usize..r.end as usize)),
+            |i| {
+                if first_view.is_none() && first_step.is_some_and(|s| i.builder().step_passed(s)) {
+                    first_view = Some(i.builder().snapshot().unwrap().steps);
+                }
+                true
+            },
+        )
+        .unwrap();
+        let cube = ingest.finish().unwrap();
+        (first_view.unwrap_or_else(|| cube.steps.clone()), cube)
+    }
+
+    #[test]
+    fn row_groups_of_the_first_step_are_read_first() {
+        let bytes = three_steps();
+        let (first, cube) = read(&bytes, Some(2));
+        // Step 2's group is read first; the snapshot is taken after the batch in which the
+        // next group's step begins (here a whole group), before the file is read whole.
+        assert_eq!(first, vec![0, 2]);
+        assert_eq!(cube.steps, vec![0, 1, 2]);
+        let (first, _) = read(&bytes, Some(1));
+        assert_eq!(first, vec![1, 0].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+        // Whatever the order, every value lands in its cell: 100 * step + 10 * layer + position.
+        for (si, step) in [0i64, 1, 2].into_iter().enumerate() {
+            for layer in 0..2usize {
+                let at = cube.cell(0, si, 0, layer);
+                for pos in 0..3usize {
+                    let want = (100 * step + 10 * layer as i64 + pos as i64) as f32;
+                    assert_eq!(cube.value(0, at, pos), Some(want));
+                }
+            }
         }
     }
 }

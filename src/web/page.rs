@@ -69,6 +69,8 @@ pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
         frame_pending: false,
         waiters: Vec::new(),
         mark_load_paint: false,
+        mark_full_paint: false,
+        before_preview: None,
         mark_view_paint: false,
         drag: None,
         overlay: None,
@@ -467,6 +469,11 @@ struct App {
     /// `openUrl` promises resolved at the next paint.
     waiters: Vec<(Function, Function)>,
     mark_load_paint: bool,
+    /// Mark `mi-full-painted` (and resolve `openUrl` waiters) at the next paint: all data shown.
+    mark_full_paint: bool,
+    /// The data and view from before an early view (`preview`) of a load replaced them: put
+    /// back if the load then fails or is cancelled.
+    before_preview: Option<(Option<Loaded>, ViewState)>,
     mark_view_paint: bool,
     drag: Option<Drag>,
     overlay: Option<HtmlImageElement>,
@@ -625,7 +632,15 @@ impl App {
                 self.send_pending();
             }
             "progress" if id.is_some() && id == current => self.show_progress(&data),
+            "preview" if id.is_some() && id == current => {
+                let buffer = field(&data, "cube");
+                self.preview_load(&buffer);
+            }
             "done" if id.is_some() && id == current => {
+                let timings = field(&data, "timings");
+                if !timings.is_undefined() {
+                    web_sys::console::debug_2(&"mask-impact: decode worker timings (ms)".into(), &timings);
+                }
                 let buffer = field(&data, "cube");
                 self.finish_load(&buffer);
             }
@@ -721,7 +736,12 @@ impl App {
             blobs.push(f);
             name_arr.push(&f.name().into());
         }
-        let req = message(&[("type", "open".into()), ("blobs", blobs.into()), ("names", name_arr.into())]);
+        let req = message(&[
+            ("type", "open".into()),
+            ("blobs", blobs.into()),
+            ("names", name_arr.into()),
+            ("step", self.hash_step()),
+        ]);
         let total: f64 = data.iter().map(|f| f.size()).sum();
         self.new_job(names.clone(), Some(req), Vec::new());
         self.set_status("loading", &format!("Opening {} ({})…", names.join(", "), human_bytes(total)), None);
@@ -760,6 +780,7 @@ impl App {
     }
 
     fn url_fetched(&mut self, id: u32, name: &str, blob: JsValue) {
+        let step = self.hash_step();
         let Some(job) = self.job.as_mut().filter(|j| j.id == id) else { return };
         let Ok(blob) = blob.dyn_into::<Blob>() else {
             let msg = format!("{name}: the download gave no data");
@@ -772,10 +793,27 @@ impl App {
             ("id", id.into()),
             ("blobs", Array::of1(&blob).into()),
             ("names", Array::of1(&name.into()).into()),
+            ("step", step),
         ]);
         job.request = Some(req);
         self.set_status("loading", &format!("Opening {name} ({})…", human_bytes(size)), None);
         self.send_pending();
+    }
+
+    /// The step the location hash asks for, for the decoder to read first: a number, `"all"`,
+    /// or undefined (none or not a number).
+    fn hash_step(&self) -> JsValue {
+        let hash = self.win.location().hash().unwrap_or_default();
+        let step = hash
+            .trim_start_matches('#')
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("step="))
+            .map(|v| v.to_string());
+        match step.as_deref() {
+            Some("all") => "all".into(),
+            Some(v) => v.parse::<i64>().map(|n| JsValue::from_f64(n as f64)).unwrap_or(JsValue::UNDEFINED),
+            None => JsValue::UNDEFINED,
+        }
     }
 
     fn cancel_job(&mut self) {
@@ -785,6 +823,7 @@ impl App {
             let _ = reject.call1(&JsValue::UNDEFINED, &msg.clone().into());
         }
         self.recycle_worker();
+        self.restore_before_preview();
         if self.data.is_some() {
             self.set_status("ready", &format!("Cancelled. {}", self.ready_text()), None);
         } else {
@@ -794,6 +833,7 @@ impl App {
 
     fn fail_load(&mut self, msg: &str) {
         let job = self.job.take();
+        self.restore_before_preview();
         for (_, reject) in job.iter().flat_map(|j| j.resolvers.iter()) {
             let _ = reject.call1(&JsValue::UNDEFINED, &msg.into());
         }
@@ -802,32 +842,81 @@ impl App {
         self.recycle_worker();
     }
 
-    fn finish_load(&mut self, buffer: &JsValue) {
+    /// The cube in a worker message, or the load fails with the reason.
+    fn received_cube(&mut self, buffer: &JsValue) -> Option<Cube> {
         let bytes = Uint8Array::new(buffer).to_vec();
-        let cube = match Cube::from_ipc_bytes(&bytes) {
-            Ok(c) => c,
+        match Cube::from_ipc_bytes(&bytes) {
+            Ok(c) => Some(c),
             Err(e) => {
                 let names = self.job.as_ref().map(|j| j.names.join(", ")).unwrap_or_default();
                 self.fail_load(&format!("{names}: {e}"));
-                return;
+                None
             }
-        };
-        drop(bytes);
-        let Some(job) = self.job.take() else { return };
-        self.mark("mi-data-ready");
-        let load_ms = now_ms(&self.win) - job.started_ms;
+        }
+    }
+
+    /// Shows `cube` with the view the hash describes.
+    fn install(&mut self, cube: Cube, load_ms: f64) {
         let hash = self.win.location().hash().unwrap_or_default();
         self.state = ViewState::from_hash(&hash, &cube);
         self.cache.clear();
         self.topk_key = None;
         self.profile_key.clear();
         self.data = Some(Loaded { cube, load_ms });
-        self.waiters.extend(job.resolvers);
-        self.mark_load_paint = true;
         self.fill_data_options();
         self.fill_info();
         self.sync_controls();
         self.write_hash();
+    }
+
+    /// An early view: the rows read so far hold the step the view shows. The load goes on
+    /// (status stays `loading`); the data from before is kept until it ends.
+    fn preview_load(&mut self, buffer: &JsValue) {
+        let Some(cube) = self.received_cube(buffer) else { return };
+        let Some(started_ms) = self.job.as_ref().map(|j| j.started_ms) else { return };
+        if self.before_preview.is_none() {
+            self.before_preview = Some((self.data.take(), self.state.clone()));
+        }
+        self.mark("mi-preview-ready");
+        let load_ms = now_ms(&self.win) - started_ms;
+        self.install(cube, load_ms);
+        self.mark_load_paint = true;
+        set_hidden(&self.ui.empty, true);
+        self.request_frame();
+    }
+
+    /// Puts back the data and view an early view replaced (the load failed or was cancelled).
+    fn restore_before_preview(&mut self) {
+        let Some((data, state)) = self.before_preview.take() else { return };
+        self.data = data;
+        self.state = state;
+        self.cache.clear();
+        self.topk_key = None;
+        self.profile_key.clear();
+        self.mark_load_paint = false;
+        if self.data.is_some() {
+            self.fill_data_options();
+            self.fill_info();
+            self.sync_controls();
+            self.write_hash();
+        } else {
+            set_hidden(&self.ui.empty, false);
+        }
+        self.request_frame();
+    }
+
+    fn finish_load(&mut self, buffer: &JsValue) {
+        let Some(cube) = self.received_cube(buffer) else { return };
+        let Some(job) = self.job.take() else { return };
+        let previewed = self.before_preview.take().is_some();
+        self.mark("mi-data-ready");
+        let load_ms = now_ms(&self.win) - job.started_ms;
+        self.install(cube, load_ms);
+        self.waiters.extend(job.resolvers);
+        if !previewed {
+            self.mark_load_paint = true;
+        }
+        self.mark_full_paint = true;
         self.set_status("ready", &self.ready_text(), None);
         set_hidden(&self.ui.empty, true);
         self.recycle_worker();
@@ -1329,9 +1418,15 @@ impl App {
         self.mark("mi-frame-end");
         self.measure("mi-frame", "mi-frame-start", "mi-frame-end");
         if self.mark_load_paint {
+            // The first view of a load (early or whole).
             self.mark_load_paint = false;
             self.mark("mi-painted");
             self.measure("mi-load", "mi-load-start", "mi-painted");
+        }
+        if self.mark_full_paint {
+            self.mark_full_paint = false;
+            self.mark("mi-full-painted");
+            self.measure("mi-load-full", "mi-load-start", "mi-full-painted");
             for (resolve, _) in self.waiters.drain(..) {
                 let _ = resolve.call1(&JsValue::UNDEFINED, &JsValue::UNDEFINED);
             }

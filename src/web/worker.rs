@@ -6,10 +6,11 @@
 //! | direction     | `type`     | fields                                                           |
 //! |---------------|------------|------------------------------------------------------------------|
 //! | worker → page | `ready`    | (sent once the handler is installed)                             |
-//! | page → worker | `open`     | `id`, `blobs` (array of `Blob`/`File`), `names` (array of text)  |
+//! | page → worker | `open`     | `id`, `blobs` (array of `Blob`/`File`), `names` (array of text), `step` (the step the view shows: a number, `"all"` or absent) |
 //! | page → worker | `demo`     | `id`                                                             |
 //! | worker → page | `progress` | `id`, `file`, `bytesRead`, `bytesTotal`, `rows` (all files)      |
-//! | worker → page | `done`     | `id`, `cube` (`ArrayBuffer`, transferred: [`Cube::to_ipc_bytes`]), `rows` |
+//! | worker → page | `preview`  | `id`, `cube`, `rows`: the rows read so far, once they hold the whole step the view shows (files sorted by step; Parquet row groups holding that step are read first) |
+//! | worker → page | `done`     | `id`, `cube` (`ArrayBuffer`, transferred: [`Cube::to_ipc_bytes`]), `rows`, `timings` (`readMs`, `layoutMs`, `ipcMs`) |
 //! | worker → page | `error`    | `id`, `message` (the ingest error text, naming the file)        |
 //!
 //! A panic aborts the instance; the page sees the worker's `error` event and starts a new one.
@@ -21,7 +22,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{Blob, DedicatedWorkerGlobalScope, FileReaderSync, MessageEvent};
 
 use crate::cube::{Cube, CubeBuilder};
-use crate::ingest::{drive, Ingest};
+use crate::ingest::{drive_with, Ingest};
 use crate::synth::{self, SynthConfig};
 
 /// Least time between two progress messages.
@@ -69,25 +70,14 @@ fn post(msg: &JsValue, transfer: Option<&JsValue>) {
 
 fn on_message(data: JsValue) {
     let id = field(&data, "id");
+    let mut timings = Timings::default();
     let result = match field(&data, "type").as_string().as_deref() {
-        Some("open") => open(&id, &data),
+        Some("open") => open(&id, &data, &mut timings),
         Some("demo") => synth::cube(SynthConfig::demo(), "demo").map_err(|e| e.to_string()),
         other => Err(format!("the decoder got an unknown request {other:?}")),
     };
-    match result.and_then(|cube| cube.to_ipc_bytes().map_err(|e| e.to_string()).map(|b| (cube.rows_read, b))) {
-        Ok((rows, bytes)) => {
-            let array = Uint8Array::new_with_length(bytes.len() as u32);
-            array.copy_from(&bytes);
-            drop(bytes);
-            let buffer = array.buffer();
-            let msg = message(&[
-                ("type", "done".into()),
-                ("id", id),
-                ("cube", buffer.clone().into()),
-                ("rows", (rows as f64).into()),
-            ]);
-            post(&msg, Some(&buffer.into()));
-        }
+    match result.and_then(|cube| post_cube("done", &id, &cube, Some(&mut timings))) {
+        Ok(()) => {}
         Err(text) => post(
             &message(&[("type", "error".into()), ("id", id), ("message", text.into())]),
             None,
@@ -95,8 +85,59 @@ fn on_message(data: JsValue) {
     }
 }
 
+/// Where the worker's time went, in ms (sent with `done`; the page logs it).
+#[derive(Default)]
+struct Timings {
+    read_ms: f64,
+    layout_ms: f64,
+    ipc_ms: f64,
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Posts a cube (`done` or `preview`), its bytes transferred, not copied.
+fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&mut Timings>) -> Result<(), String> {
+    let t0 = now_ms();
+    let bytes = cube.to_ipc_bytes().map_err(|e| e.to_string())?;
+    let array = Uint8Array::new_with_length(bytes.len() as u32);
+    array.copy_from(&bytes);
+    drop(bytes);
+    let buffer = array.buffer();
+    let mut fields = vec![
+        ("type", JsValue::from_str(kind)),
+        ("id", id.clone()),
+        ("cube", buffer.clone().into()),
+        ("rows", (cube.rows_read as f64).into()),
+    ];
+    if let Some(t) = timings {
+        t.ipc_ms = now_ms() - t0;
+        fields.push((
+            "timings",
+            message(&[
+                ("readMs", t.read_ms.into()),
+                ("layoutMs", t.layout_ms.into()),
+                ("ipcMs", t.ipc_ms.into()),
+            ]),
+        ));
+    }
+    post(&message(&fields), Some(&buffer.into()));
+    Ok(())
+}
+
 /// Decode every blob of the request into one cube.
-fn open(id: &JsValue, data: &JsValue) -> Result<Cube, String> {
+fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, String> {
+    let t0 = now_ms();
+    // The step the page will show: read it first and show it before the rest ("all": no
+    // preview; absent: the first step in the file).
+    let step_field = field(data, "step");
+    let view_step: Option<Option<i64>> = match step_field.as_f64() {
+        Some(s) if s.fract() == 0.0 => Some(Some(s as i64)),
+        _ if step_field.as_string().as_deref() == Some("all") => None,
+        _ => Some(None),
+    };
+    let mut previewed = false;
     let blobs: Array = field(data, "blobs").dyn_into().map_err(|_| "no files were given".to_string())?;
     let names: Array = field(data, "names").dyn_into().unwrap_or_default();
     let mut sources: Vec<(String, Blob)> = Vec::new();
@@ -115,7 +156,7 @@ fn open(id: &JsValue, data: &JsValue) -> Result<Cube, String> {
     let mut builder = CubeBuilder::new();
     for (name, blob) in &sources {
         let len = blob.size() as u64;
-        let mut ingest = Ingest::with_builder(name, len, builder);
+        let mut ingest = Ingest::with_builder(name, len, builder).with_first_step(view_step.flatten());
         let fetch = |r: std::ops::Range<u64>| -> Result<Bytes, String> {
             let slice = blob
                 .slice_with_f64_and_f64(r.start as f64, r.end as f64)
@@ -123,7 +164,24 @@ fn open(id: &JsValue, data: &JsValue) -> Result<Cube, String> {
             let buffer = reader.read_as_array_buffer(&slice).map_err(|e| js_text(&e))?;
             Ok(Bytes::from(Uint8Array::new(&buffer).to_vec()))
         };
-        let progress = |p: &crate::ingest::Progress| {
+        let first_file = bytes_before == 0.0;
+        let progress = |ingest: &Ingest| {
+            let p = ingest.progress();
+            if first_file && !previewed && p.bytes_read.saturating_mul(2) < p.bytes_total {
+                let b = ingest.builder();
+                let ready = match view_step {
+                    Some(Some(step)) => b.step_passed(step),
+                    Some(None) => b.any_step_passed(),
+                    None => false,
+                };
+                if ready {
+                    previewed = true;
+                    // A preview that cannot be made is no reason to stop the load.
+                    if let Err(e) = b.snapshot().map_err(|e| e.to_string()).and_then(|c| post_cube("preview", id, &c, None)) {
+                        web_sys::console::warn_1(&format!("mask-impact: no early view ({e})").into());
+                    }
+                }
+            }
             let now = js_sys::Date::now();
             if now - last_post_ms >= PROGRESS_INTERVAL_MS {
                 last_post_ms = now;
@@ -141,11 +199,15 @@ fn open(id: &JsValue, data: &JsValue) -> Result<Cube, String> {
             }
             true
         };
-        drive(&mut ingest, fetch, progress).map_err(|e| e.to_string())?;
+        drive_with(&mut ingest, fetch, progress).map_err(|e| e.to_string())?;
         bytes_before += len as f64;
         builder = ingest.into_builder();
     }
-    builder.finish().map_err(|e| e.to_string())
+    let t1 = now_ms();
+    timings.read_ms = t1 - t0;
+    let cube = builder.finish().map_err(|e| e.to_string());
+    timings.layout_ms = now_ms() - t1;
+    cube
 }
 
 /// Text of a JS exception or value.
