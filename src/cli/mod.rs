@@ -99,6 +99,20 @@ pub fn load(paths: &[PathBuf], mut progress: impl FnMut(&LoadProgress)) -> Resul
     let mut formats = Vec::new();
     let mut bytes_before = 0u64;
     for (file_index, path) in paths.iter().enumerate() {
+        if let Some(format) = text_format(path, input_bytes[file_index])? {
+            let c = load_text(path, input_bytes[file_index], format, &mut builder, |bytes_read, rows| {
+                progress(&LoadProgress {
+                    file_index,
+                    bytes_read: bytes_before + bytes_read,
+                    bytes_total,
+                    rows,
+                })
+            })?;
+            bytes_before += input_bytes[file_index];
+            columns.push(c);
+            formats.push(format);
+            continue;
+        }
         let mut ingest = ingest::open_path(path, builder)?;
         ingest::drive_path(&mut ingest, path, |p| {
             progress(&LoadProgress {
@@ -128,6 +142,121 @@ pub fn load(paths: &[PathBuf], mut progress: impl FnMut(&LoadProgress)) -> Resul
         input_bytes,
         duplicates,
         rows_skipped,
+    })
+}
+
+/// The format of `path` when it is CSV or JSON (read by [`load_text`]); `None` for Parquet and
+/// for what the ingest reports as an error itself (empty files, unknown content).
+fn text_format(path: &Path, len: u64) -> Result<Option<Format>, CliError> {
+    use std::io::Read;
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(ingest::SNIFF_BYTES).read_to_end(&mut head))
+        .map_err(|e| CliError::io(path, e))?;
+    Ok(match ingest::sniff(&path.display().to_string(), &head) {
+        Ok(f @ (Format::Csv | Format::Json)) => Some(f),
+        _ => None,
+    })
+}
+
+/// What the decoding thread of [`load_text`] sends.
+enum TextMessage {
+    Schema(arrow_schema::SchemaRef),
+    Batch(arrow_array::RecordBatch),
+    /// Bytes of the file decoded so far.
+    Progress(u64),
+    Failed(IngestError),
+}
+
+/// A [`BatchSink`](ingest::BatchSink) that sends to the cube-building thread.
+struct ChannelSink {
+    file: String,
+    tx: std::sync::mpsc::SyncSender<TextMessage>,
+}
+
+impl ChannelSink {
+    fn send(&self, m: TextMessage) -> Result<(), IngestError> {
+        // The receiver stops listening only when it failed (and reports that): stop too.
+        self.tx.send(m).map_err(|_| IngestError::Cancelled {
+            file: self.file.clone(),
+        })
+    }
+}
+
+impl ingest::BatchSink for ChannelSink {
+    fn begin(&mut self, schema: &arrow_schema::SchemaRef) -> Result<(), IngestError> {
+        self.send(TextMessage::Schema(schema.clone()))
+    }
+    fn batch(&mut self, batch: arrow_array::RecordBatch) -> Result<(), IngestError> {
+        self.send(TextMessage::Batch(batch))
+    }
+}
+
+/// Read a CSV or JSON file into `builder` with two threads: one reads and decodes the text
+/// into record batches (the same [`TextDecoder`](ingest::TextDecoder) the viewer uses), this
+/// one builds the cube from them. A bounded channel between them keeps memory to a few
+/// batches. `progress` gets the bytes decoded and the rows read.
+fn load_text(
+    path: &Path,
+    len: u64,
+    format: Format,
+    builder: &mut CubeBuilder,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ColumnMap, CliError> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<TextMessage>(4);
+    std::thread::scope(|scope| {
+        let decode_name = name.clone();
+        scope.spawn(move || {
+            let mut sink = ChannelSink {
+                file: decode_name.clone(),
+                tx,
+            };
+            let mut decoder = ingest::TextDecoder::new(&decode_name, len, format);
+            let read_err = |e: std::io::Error| IngestError::Read {
+                file: decode_name.clone(),
+                message: e.to_string(),
+            };
+            let result = (|| -> Result<(), IngestError> {
+                let mut f = File::open(path).map_err(read_err)?;
+                let mut buf = vec![0u8; ingest::TEXT_CHUNK_BYTES as usize];
+                loop {
+                    let n = f.read(&mut buf).map_err(read_err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    decoder.push(&buf[..n], &mut sink)?;
+                    sink.send(TextMessage::Progress(decoder.bytes_read()))?;
+                }
+                decoder.finish(&mut sink)
+            })();
+            if let Err(e) = result {
+                // Fails only when the receiver is gone, which then has its own error.
+                let _ = sink.tx.send(TextMessage::Failed(e));
+            }
+        });
+        let mut columns = None;
+        for message in rx {
+            match message {
+                TextMessage::Schema(schema) => {
+                    columns = Some(builder.begin_source(&name, &schema).map_err(IngestError::from)?)
+                }
+                TextMessage::Batch(batch) => builder.push_batch(&batch).map_err(IngestError::from)?,
+                TextMessage::Progress(bytes) => progress(bytes, builder.rows_read()),
+                TextMessage::Failed(e) => return Err(CliError::from(e)),
+            }
+        }
+        progress(len, builder.rows_read());
+        columns.ok_or_else(|| {
+            CliError::from(IngestError::Read {
+                file: name.clone(),
+                message: "the file holds no rows".into(),
+            })
+        })
     })
 }
 

@@ -45,23 +45,56 @@ impl Decoder {
     }
 }
 
-/// The CSV/JSON half of an [`Ingest`](super::Ingest).
-pub struct TextSource {
+/// Where a [`TextDecoder`] hands what it decodes.
+pub trait BatchSink {
+    /// The decoding schema, once decided from the first bytes (before any batch).
+    fn begin(&mut self, schema: &SchemaRef) -> Result<(), IngestError>;
+    /// One decoded record batch.
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError>;
+}
+
+/// CSV or JSON bytes, fed in order chunk by chunk, into Arrow record batches (no cube): the
+/// decoding half of a [`TextSource`], usable on its own (the CLI decodes on one thread and
+/// builds the cube on another).
+pub struct TextDecoder {
     file: String,
     file_len: u64,
     format: Format,
-    /// Next byte to ask for.
-    next: u64,
+    /// Bytes fed so far.
+    bytes_fed: u64,
+    /// Bytes consumed by the decoder so far (for error positions).
     bytes_read: u64,
     decoder: Option<Decoder>,
-    columns: Option<ColumnMap>,
-    finished: bool,
-    /// Size of the chunks asked for.
-    chunk_bytes: u64,
     /// The first bytes, held until the schema is known.
     head: Vec<u8>,
     /// The decoding schema, once known.
     schema: Option<SchemaRef>,
+}
+
+/// The CSV/JSON half of an [`Ingest`](super::Ingest).
+pub struct TextSource {
+    decoder: TextDecoder,
+    columns: Option<ColumnMap>,
+    finished: bool,
+    /// Size of the chunks asked for.
+    chunk_bytes: u64,
+}
+
+/// A [`BatchSink`] that feeds a [`CubeBuilder`].
+struct CubeSink<'a> {
+    file: &'a str,
+    builder: &'a mut CubeBuilder,
+    columns: &'a mut Option<ColumnMap>,
+}
+
+impl BatchSink for CubeSink<'_> {
+    fn begin(&mut self, schema: &SchemaRef) -> Result<(), IngestError> {
+        *self.columns = Some(self.builder.begin_source(self.file, schema)?);
+        Ok(())
+    }
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
+        Ok(self.builder.push_batch(&batch)?)
+    }
 }
 
 /// The type a column gets in the decoding schema.
@@ -161,11 +194,16 @@ fn csv_schema(
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                let t = fixed_type(h).unwrap_or(if numeric[i] && seen[i] {
-                    DataType::Float64
-                } else {
-                    DataType::Utf8
-                });
+                let t = match fixed_type(h) {
+                    // Known text columns (a few distinct values each) are decoded straight into
+                    // dictionaries: no string array per batch, and the cube keeps the keys.
+                    Some(DataType::Utf8) => {
+                        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+                    }
+                    Some(t) => t,
+                    None if numeric[i] && seen[i] => DataType::Float64,
+                    None => DataType::Utf8,
+                };
                 (h.clone(), t)
             })
             .collect(),
@@ -293,17 +331,10 @@ fn describe(v: &serde_json::Value) -> &'static str {
 impl TextSource {
     pub fn new(file: &str, file_len: u64, format: Format) -> TextSource {
         TextSource {
-            file: file.to_string(),
-            file_len,
-            format,
-            next: 0,
-            bytes_read: 0,
-            decoder: None,
+            decoder: TextDecoder::new(file, file_len, format),
             columns: None,
             finished: false,
             chunk_bytes: TEXT_CHUNK_BYTES,
-            head: Vec::new(),
-            schema: None,
         }
     }
 
@@ -313,13 +344,81 @@ impl TextSource {
     }
 
     pub fn bytes_read(&self) -> u64 {
-        self.bytes_read
+        self.decoder.bytes_read()
     }
 
     pub fn columns(&self) -> Option<&ColumnMap> {
         self.columns.as_ref()
     }
 
+    pub(super) fn poll(&mut self, builder: &mut CubeBuilder) -> Result<Poll, IngestError> {
+        if self.finished {
+            return Ok(Poll::Finished);
+        }
+        let (next, file_len) = (self.decoder.bytes_fed(), self.decoder.file_len);
+        if next < file_len {
+            let end = (next + self.chunk_bytes).min(file_len);
+            return Ok(Poll::NeedsData(vec![next..end]));
+        }
+        let file = self.decoder.file.clone();
+        let mut sink = CubeSink {
+            file: &file,
+            builder,
+            columns: &mut self.columns,
+        };
+        self.decoder.finish(&mut sink)?;
+        self.finished = true;
+        Ok(Poll::Finished)
+    }
+
+    pub(super) fn push(
+        &mut self,
+        _ranges: Vec<Range<u64>>,
+        data: Vec<Bytes>,
+        builder: &mut CubeBuilder,
+    ) -> Result<(), IngestError> {
+        let file = self.decoder.file.clone();
+        let mut sink = CubeSink {
+            file: &file,
+            builder,
+            columns: &mut self.columns,
+        };
+        for chunk in data {
+            self.decoder.push(&chunk, &mut sink)?;
+        }
+        Ok(())
+    }
+}
+
+impl TextDecoder {
+    /// A decoder for the file `file` (a name, for messages) of `file_len` bytes.
+    pub fn new(file: &str, file_len: u64, format: Format) -> TextDecoder {
+        TextDecoder {
+            file: file.to_string(),
+            file_len,
+            format,
+            bytes_fed: 0,
+            bytes_read: 0,
+            decoder: None,
+            head: Vec::new(),
+            schema: None,
+        }
+    }
+
+    /// Bytes consumed by the decoder so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Bytes fed so far (the offset of the next chunk).
+    pub fn bytes_fed(&self) -> u64 {
+        self.bytes_fed
+    }
+
+    /// The decoding schema, once known.
+    pub fn schema(&self) -> Option<&SchemaRef> {
+        self.schema.as_ref()
+    }
     fn error(&self, e: ArrowError) -> IngestError {
         let message = match e {
             ArrowError::CsvError(m) | ArrowError::JsonError(m) | ArrowError::ParseError(m) => m,
@@ -388,15 +487,8 @@ impl TextSource {
         None
     }
 
-    pub(super) fn poll(&mut self, builder: &mut CubeBuilder) -> Result<Poll, IngestError> {
-        if self.finished {
-            return Ok(Poll::Finished);
-        }
-        if self.next < self.file_len {
-            let end = (self.next + self.chunk_bytes).min(self.file_len);
-            return Ok(Poll::NeedsData(vec![self.next..end]));
-        }
-        // End of file: let the decoder finish its last record, then flush.
+    /// The end of the file: let the decoder finish its last record and hand over the rest.
+    pub fn finish(&mut self, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
         if self.decoder.is_none() {
             return Err(match self.format {
                 Format::Json => IngestError::Json {
@@ -412,30 +504,28 @@ impl TextSource {
         if let Some(Decoder::Csv(d)) = &mut self.decoder {
             d.decode(&[]).map_err(|e| self.error(e))?;
         }
-        self.flush(builder)?;
-        self.finished = true;
-        Ok(Poll::Finished)
+        self.flush(sink)
     }
 
-    fn flush(&mut self, builder: &mut CubeBuilder) -> Result<(), IngestError> {
-        let d = self.decoder.as_mut().expect("decoder exists");
-        let batch = d.flush();
-        match batch {
-            Ok(Some(b)) => builder.push_batch(&b)?,
-            Ok(None) => {}
-            Err(e) => return Err(self.error(e)),
+    fn flush(&mut self, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        let Some(d) = self.decoder.as_mut() else {
+            return Ok(());
+        };
+        match d.flush() {
+            Ok(Some(b)) => sink.batch(b),
+            Ok(None) => Ok(()),
+            Err(e) => Err(self.error(e)),
         }
-        Ok(())
     }
 
-    fn start(&mut self, chunk: &[u8], builder: &mut CubeBuilder) -> Result<bool, IngestError> {
-        let at_eof = self.next >= self.file_len;
+    fn start(&mut self, chunk: &[u8], sink: &mut dyn BatchSink) -> Result<bool, IngestError> {
+        let at_eof = self.bytes_fed >= self.file_len;
         let decoder = match self.format {
             Format::Json => {
                 let Some(schema) = json_schema(&self.file, chunk, at_eof)? else {
                     return Ok(false);
                 };
-                self.columns = Some(builder.begin_source(&self.file, &schema)?);
+                sink.begin(&schema)?;
                 self.schema = Some(schema.clone());
                 let d = arrow_json::ReaderBuilder::new(schema)
                     .with_batch_size(BATCH_ROWS)
@@ -448,7 +538,7 @@ impl TextSource {
             _ => {
                 let delim = delimiter(chunk);
                 let (schema, null_words) = csv_schema(&self.file, chunk, delim, at_eof)?;
-                self.columns = Some(builder.begin_source(&self.file, &schema)?);
+                sink.begin(&schema)?;
                 self.schema = Some(schema.clone());
                 let mut b = arrow_csv::ReaderBuilder::new(schema)
                     .with_header(true)
@@ -470,47 +560,44 @@ impl TextSource {
         Ok(true)
     }
 
-    pub(super) fn push(
-        &mut self,
-        _ranges: Vec<Range<u64>>,
-        data: Vec<Bytes>,
-        builder: &mut CubeBuilder,
-    ) -> Result<(), IngestError> {
-        for chunk in data {
-            self.next += chunk.len() as u64;
-            if self.decoder.is_none() {
-                // Hold the first bytes until there are enough to decide the schema.
-                self.head.extend_from_slice(&chunk);
-                let at_eof = self.next >= self.file_len;
-                if self.head.len() < SCHEMA_SAMPLE_BYTES && !at_eof {
-                    continue;
-                }
-                let head = std::mem::take(&mut self.head);
-                // A UTF-8 byte order mark would become part of the first column's name.
-                let bom = if head.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
-                if !self.start(&head[bom..], builder)? {
-                    if head.len() > MAX_FIRST_ROW_BYTES {
-                        return Err(IngestError::Json {
-                            file: self.file.clone(),
-                            message: format!(
-                                "the first row is longer than {} MB",
-                                MAX_FIRST_ROW_BYTES >> 20
-                            ),
-                        });
-                    }
-                    self.head = head;
-                    continue;
-                }
-                self.bytes_read += bom as u64;
-                self.decode(&head[bom..], builder)?;
-            } else {
-                self.decode(&chunk, builder)?;
+    /// Decide the schema from the held first bytes `head` and decode them; `Ok(false)` when
+    /// more bytes are needed (they are held again).
+    fn start_with(&mut self, head: Vec<u8>, sink: &mut dyn BatchSink) -> Result<bool, IngestError> {
+        // A UTF-8 byte order mark would become part of the first column's name.
+        let bom = if head.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
+        if !self.start(&head[bom..], sink)? {
+            if head.len() > MAX_FIRST_ROW_BYTES {
+                return Err(IngestError::Json {
+                    file: self.file.clone(),
+                    message: format!("the first row is longer than {} MB", MAX_FIRST_ROW_BYTES >> 20),
+                });
             }
+            self.head = head;
+            return Ok(false);
         }
+        self.bytes_read += bom as u64;
+        self.decode(&head[bom..], sink)?;
+        Ok(true)
+    }
+
+    /// Feed the next `chunk` of the file; full batches go to `sink`.
+    pub fn push(&mut self, chunk: &[u8], sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        self.bytes_fed += chunk.len() as u64;
+        if self.decoder.is_some() {
+            return self.decode(chunk, sink);
+        }
+        // Hold the first bytes until there are enough to decide the schema.
+        self.head.extend_from_slice(chunk);
+        let at_eof = self.bytes_fed >= self.file_len;
+        if self.head.len() < SCHEMA_SAMPLE_BYTES && !at_eof {
+            return Ok(());
+        }
+        let head = std::mem::take(&mut self.head);
+        self.start_with(head, sink)?;
         Ok(())
     }
 
-    fn decode(&mut self, mut buf: &[u8], builder: &mut CubeBuilder) -> Result<(), IngestError> {
+    fn decode(&mut self, mut buf: &[u8], sink: &mut dyn BatchSink) -> Result<(), IngestError> {
         while !buf.is_empty() {
             let Some(d) = self.decoder.as_mut() else {
                 return Ok(());
@@ -523,7 +610,7 @@ impl TextSource {
             buf = &buf[n..];
             if !buf.is_empty() {
                 // The batch is full.
-                self.flush(builder)?;
+                self.flush(sink)?;
             }
         }
         Ok(())
