@@ -118,6 +118,10 @@ async fn check_manifest_cell(b: &Browser, entry: &Value, cell: &Value) -> Result
             && text(&probe, "token").as_deref() == cell["token"].as_str(),
         "{file}: probe {probe}, manifest (pyarrow/pandas) says {cell}"
     );
+    if cell["value"].is_null() {
+        let rgba = b.pixel(x, y).await?;
+        ensure!(!harness::is_reds_colour(rgba), "{file}: the cell without data {cell} is painted {rgba:?}, a colour of the value scale (default reds)");
+    }
     Ok(())
 }
 

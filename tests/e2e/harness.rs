@@ -457,6 +457,12 @@ pub fn reds_colour(level: u64) -> [u8; 4] {
     [255, g, g, 255]
 }
 
+/// Whether `rgba` is one of the 21 colours of the white → red map: a cell without data must not
+/// be (a null or NaN shown as 0 would be white, level 0).
+pub fn is_reds_colour(rgba: [u8; 4]) -> bool {
+    (0..=20).any(|k| reds_colour(k) == rgba)
+}
+
 /// The folder `tests/fixtures/make_fixtures.py` writes (`cargo xtask test` runs it first).
 pub fn generated_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generated")

@@ -76,6 +76,13 @@ async fn check_cell(b: &Browser, cell: &Value, layer: i64, variant: &str, failur
     {
         failures.push(format!("probe at ({x:.1}, {y:.1}) gave {probe}, expected {cell}"));
     }
+    if cell["value"].is_null() {
+        match b.pixel(x, y).await {
+            Ok(rgba) if harness::is_reds_colour(rgba) => failures.push(format!("pixel at ({x:.1}, {y:.1}) of a cell without data is {rgba:?}, a colour of the value scale: {cell}")),
+            Ok(_) => {}
+            Err(err) => failures.push(format!("{err:#}")),
+        }
+    }
     if let Some(levels) = cell["levels"].as_array() {
         let allowed: Vec<[u8; 4]> = levels.iter().filter_map(Value::as_u64).map(reds_colour).collect();
         match b.pixel(x, y).await {
