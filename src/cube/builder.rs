@@ -440,6 +440,11 @@ impl CubeBuilder {
         self.expected_rows = self.rows_read + rows;
     }
 
+    /// Rows expected in all, when the file said (Parquet), else 0.
+    pub fn expected_rows(&self) -> u64 {
+        self.expected_rows
+    }
+
     /// Whether the rows of generation step `step` were followed by rows of another step: in a
     /// file sorted by step (as writers write them), that step has been read whole and a view
     /// of it can be shown before the rest of the file is read.

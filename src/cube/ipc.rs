@@ -28,6 +28,9 @@ struct Header {
     variants: Vec<String>,
     metrics: Vec<String>,
     prompts: Vec<PromptHeader>,
+    /// The metric values travel apart (see [`Cube::to_transfer`]): the cells stream is empty.
+    #[serde(default)]
+    values_apart: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -56,7 +59,7 @@ fn write_stream(out: &mut Vec<u8>, batch: &RecordBatch) -> Result<(), CubeError>
     Ok(())
 }
 
-pub(super) fn write(cube: &Cube) -> Result<Vec<u8>, CubeError> {
+pub(super) fn write(cube: &Cube, values_apart: bool) -> Result<Vec<u8>, CubeError> {
     let header = Header {
         sources: cube.sources.clone(),
         rows_read: cube.rows_read,
@@ -74,9 +77,11 @@ pub(super) fn write(cube: &Cube) -> Result<Vec<u8>, CubeError> {
                 cell_offset: p.cell_offset,
             })
             .collect(),
+        values_apart,
     };
     let json = serde_json::to_vec(&header).map_err(err)?;
-    let mut out = Vec::with_capacity(cube.memory_bytes() + json.len() + 1024);
+    let capacity = if values_apart { 0 } else { cube.memory_bytes() };
+    let mut out = Vec::with_capacity(capacity + json.len() + 1024);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
@@ -91,8 +96,12 @@ pub(super) fn write(cube: &Cube) -> Result<Vec<u8>, CubeError> {
         .iter()
         .map(|m| Arc::new(m.values.clone()) as ArrayRef)
         .collect();
-    let cells = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(err)?;
-    write_stream(&mut out, &cells)?;
+    if values_apart {
+        out.extend_from_slice(&0u64.to_le_bytes());
+    } else {
+        let cells = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(err)?;
+        write_stream(&mut out, &cells)?;
+    }
 
     // All prompts share one dictionary of token texts (the builder makes it so).
     let keys: Int32Array = cube
@@ -131,24 +140,48 @@ fn read_stream(bytes: &[u8]) -> Result<RecordBatch, CubeError> {
     r.next().ok_or_else(|| err("no batch"))?.map_err(err)
 }
 
-pub(super) fn read(bytes: &[u8]) -> Result<Cube, CubeError> {
+/// Reads a cube; `values` are the metric values when they travelled apart.
+pub(super) fn read(bytes: &[u8], values: Option<Vec<Vec<f32>>>) -> Result<Cube, CubeError> {
     let mut rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or_else(|| err("not a cube"))?;
     let header: Header = serde_json::from_slice(take(&mut rest)?).map_err(err)?;
-    let cells = read_stream(take(&mut rest)?)?;
+    let cells = take(&mut rest)?;
     let tokens = read_stream(take(&mut rest)?)?;
-    if cells.num_columns() != header.metrics.len() || tokens.num_columns() != 1 {
+    if tokens.num_columns() != 1 {
         return Err(err("column count does not match the header"));
+    }
+    let columns: Vec<arrow_array::Float32Array> = match (header.values_apart, values) {
+        (false, None) => {
+            let cells = read_stream(cells)?;
+            cells.columns().iter().map(|c| c.as_primitive().clone()).collect()
+        }
+        (true, Some(values)) => values
+            .into_iter()
+            .map(|v| {
+                let valid = arrow_buffer::BooleanBuffer::collect_bool(v.len(), |i| !v[i].is_nan());
+                let nulls = arrow_buffer::NullBuffer::new(valid);
+                let nulls = (nulls.null_count() > 0).then_some(nulls);
+                arrow_array::Float32Array::new(v.into(), nulls)
+            })
+            .collect(),
+        _ => return Err(err("the metric values are missing or given twice")),
+    };
+    if columns.len() != header.metrics.len() {
+        return Err(err("column count does not match the header"));
+    }
+    let total_cells: usize = header.prompts.iter().map(|p| p.n_positions).sum::<usize>()
+        * header.steps.len()
+        * header.variants.len()
+        * header.layers.len();
+    if columns.iter().any(|c| c.len() != total_cells) {
+        return Err(err("metric length does not match the header"));
     }
     let metrics = header
         .metrics
         .into_iter()
-        .zip(cells.columns())
-        .map(|(name, col)| Metric {
-            name,
-            values: col.as_primitive().clone(),
-        })
+        .zip(columns)
+        .map(|(name, values)| Metric { name, values })
         .collect();
     let tokens = tokens.column(0).as_dictionary::<Int32Type>().clone();
     let mut start = 0;
@@ -204,5 +237,15 @@ mod tests {
         assert_eq!(back.value(0, back.cell(1, 0, 0, 1), 2), Some(3.0));
         assert_eq!(back.value(0, back.cell(1, 0, 0, 0), 0), None);
         assert!(super::super::Cube::from_ipc_bytes(b"garbage").is_err());
+
+        // The same with the values apart (the worker → page hand-over).
+        let (bytes, values) = cube.to_transfer().unwrap();
+        let values: Vec<Vec<f32>> = values.iter().map(|v| v.to_vec()).collect();
+        let back = super::super::Cube::from_transfer(&bytes, values).unwrap();
+        assert_eq!(back.prompts[1].token(0), Some("<|image_pad|>"));
+        assert_eq!(back.value(0, back.cell(1, 0, 0, 1), 2), Some(3.0));
+        assert_eq!(back.value(0, back.cell(1, 0, 0, 0), 0), None);
+        assert!(super::super::Cube::from_transfer(&bytes, vec![vec![1.0]]).is_err());
+        assert!(super::super::Cube::from_ipc_bytes(&bytes).is_err());
     }
 }

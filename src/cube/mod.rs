@@ -237,12 +237,25 @@ impl Cube {
     /// Serialise to bytes (Arrow IPC streams) to move the cube from the decode worker to the
     /// page. See [`Cube::from_ipc_bytes`].
     pub fn to_ipc_bytes(&self) -> Result<Vec<u8>, CubeError> {
-        ipc::write(self)
+        ipc::write(self, false)
     }
 
     /// Read a cube written by [`Cube::to_ipc_bytes`].
     pub fn from_ipc_bytes(bytes: &[u8]) -> Result<Cube, CubeError> {
-        ipc::read(bytes)
+        ipc::read(bytes, None)
+    }
+
+    /// The cube as small bytes (axes, prompts, tokens) plus its metric values, one slice per
+    /// metric: the worker hands the values over as separate buffers, so that neither side holds
+    /// the cube twice.
+    pub fn to_transfer(&self) -> Result<(Vec<u8>, Vec<&[f32]>), CubeError> {
+        let bytes = ipc::write(self, true)?;
+        Ok((bytes, self.metrics.iter().map(|m| m.values.values().as_ref()).collect()))
+    }
+
+    /// Read a cube from [`Cube::to_transfer`]'s parts (NaN values are missing cells).
+    pub fn from_transfer(bytes: &[u8], values: Vec<Vec<f32>>) -> Result<Cube, CubeError> {
+        ipc::read(bytes, Some(values))
     }
 }
 

@@ -632,17 +632,13 @@ impl App {
                 self.send_pending();
             }
             "progress" if id.is_some() && id == current => self.show_progress(&data),
-            "preview" if id.is_some() && id == current => {
-                let buffer = field(&data, "cube");
-                self.preview_load(&buffer);
-            }
+            "preview" if id.is_some() && id == current => self.preview_load(&data),
             "done" if id.is_some() && id == current => {
                 let timings = field(&data, "timings");
                 if !timings.is_undefined() {
                     web_sys::console::debug_2(&"mask-impact: decode worker timings (ms)".into(), &timings);
                 }
-                let buffer = field(&data, "cube");
-                self.finish_load(&buffer);
+                self.finish_load(&data);
             }
             "error" if id.is_some() && id == current => {
                 let msg = field(&data, "message").as_string().unwrap_or_else(|| "the file could not be read".to_string());
@@ -843,9 +839,14 @@ impl App {
     }
 
     /// The cube in a worker message, or the load fails with the reason.
-    fn received_cube(&mut self, buffer: &JsValue) -> Option<Cube> {
-        let bytes = Uint8Array::new(buffer).to_vec();
-        match Cube::from_ipc_bytes(&bytes) {
+    fn received_cube(&mut self, data: &JsValue) -> Option<Cube> {
+        let bytes = Uint8Array::new(&field(data, "cube")).to_vec();
+        // Each metric's values are copied once, straight into a vector of the right size.
+        let values: Vec<Vec<f32>> = Array::from(&field(data, "values"))
+            .iter()
+            .map(|b| js_sys::Float32Array::new(&b).to_vec())
+            .collect();
+        match Cube::from_transfer(&bytes, values) {
             Ok(c) => Some(c),
             Err(e) => {
                 let names = self.job.as_ref().map(|j| j.names.join(", ")).unwrap_or_default();
@@ -871,8 +872,8 @@ impl App {
 
     /// An early view: the rows read so far hold the step the view shows. The load goes on
     /// (status stays `loading`); the data from before is kept until it ends.
-    fn preview_load(&mut self, buffer: &JsValue) {
-        let Some(cube) = self.received_cube(buffer) else { return };
+    fn preview_load(&mut self, data: &JsValue) {
+        let Some(cube) = self.received_cube(data) else { return };
         let Some(started_ms) = self.job.as_ref().map(|j| j.started_ms) else { return };
         if self.before_preview.is_none() {
             self.before_preview = Some((self.data.take(), self.state.clone()));
@@ -905,8 +906,8 @@ impl App {
         self.request_frame();
     }
 
-    fn finish_load(&mut self, buffer: &JsValue) {
-        let Some(cube) = self.received_cube(buffer) else { return };
+    fn finish_load(&mut self, data: &JsValue) {
+        let Some(cube) = self.received_cube(data) else { return };
         let Some(job) = self.job.take() else { return };
         let previewed = self.before_preview.take().is_some();
         self.mark("mi-data-ready");

@@ -10,7 +10,7 @@
 //! | page → worker | `demo`     | `id`                                                             |
 //! | worker → page | `progress` | `id`, `file`, `bytesRead`, `bytesTotal`, `rows` (all files)      |
 //! | worker → page | `preview`  | `id`, `cube`, `rows`: the rows read so far, once they hold the whole step the view shows (files sorted by step; Parquet row groups holding that step are read first) |
-//! | worker → page | `done`     | `id`, `cube` (`ArrayBuffer`, transferred: [`Cube::to_ipc_bytes`]), `rows`, `timings` (`readMs`, `layoutMs`, `ipcMs`) |
+//! | worker → page | `done`     | `id`, `cube` and `values` (`ArrayBuffer`s, transferred: [`Cube::to_transfer`]), `rows`, `timings` (`readMs`, `layoutMs`, `ipcMs`) |
 //! | worker → page | `error`    | `id`, `message` (the ingest error text, naming the file)        |
 //!
 //! A panic aborts the instance; the page sees the worker's `error` event and starts a new one.
@@ -57,10 +57,11 @@ pub(crate) fn field(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// Posts `msg`, transferring the buffers in the array `transfer`.
 fn post(msg: &JsValue, transfer: Option<&JsValue>) {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let result = match transfer {
-        Some(t) => scope.post_message_with_transfer(msg, &Array::of1(t)),
+        Some(t) => scope.post_message_with_transfer(msg, t),
         None => scope.post_message(msg),
     };
     if let Err(e) = result {
@@ -100,15 +101,24 @@ fn now_ms() -> f64 {
 /// Posts a cube (`done` or `preview`), its bytes transferred, not copied.
 fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&mut Timings>) -> Result<(), String> {
     let t0 = now_ms();
-    let bytes = cube.to_ipc_bytes().map_err(|e| e.to_string())?;
+    let (bytes, values) = cube.to_transfer().map_err(|e| e.to_string())?;
     let array = Uint8Array::new_with_length(bytes.len() as u32);
     array.copy_from(&bytes);
     drop(bytes);
     let buffer = array.buffer();
+    let transfer = Array::of1(&buffer);
+    let value_buffers = Array::new();
+    for v in values {
+        let a = js_sys::Float32Array::new_with_length(v.len() as u32);
+        a.copy_from(v);
+        value_buffers.push(&a.buffer());
+        transfer.push(&a.buffer());
+    }
     let mut fields = vec![
         ("type", JsValue::from_str(kind)),
         ("id", id.clone()),
-        ("cube", buffer.clone().into()),
+        ("cube", buffer.into()),
+        ("values", value_buffers.into()),
         ("rows", (cube.rows_read as f64).into()),
     ];
     if let Some(t) = timings {
@@ -122,7 +132,7 @@ fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&mut Timings
             ]),
         ));
     }
-    post(&message(&fields), Some(&buffer.into()));
+    post(&message(&fields), Some(&transfer.into()));
     Ok(())
 }
 
@@ -167,8 +177,13 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
         let first_file = bytes_before == 0.0;
         let progress = |ingest: &Ingest| {
             let p = ingest.progress();
-            if first_file && !previewed && p.bytes_read.saturating_mul(2) < p.bytes_total {
-                let b = ingest.builder();
+            let b = ingest.builder();
+            // Worth it while less than half is read (rows where the file tells, else bytes).
+            let early = match b.expected_rows() {
+                0 => p.bytes_read.saturating_mul(2) < p.bytes_total,
+                expected => p.rows.saturating_mul(2) < expected,
+            };
+            if first_file && !previewed && early {
                 let ready = match view_step {
                     Some(Some(step)) => b.step_passed(step),
                     Some(None) => b.any_step_passed(),
