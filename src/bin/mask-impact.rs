@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use mask_impact::cli::convert::{self, ConvertOptions, FloatEncoding, Plan, RowOrder};
+use mask_impact::cli::convert::{self, ConvertOptions, FloatEncoding, Plan, RowGroups, RowOrder};
 use mask_impact::cli::text::{CsvWriter, JsonWriter};
 use mask_impact::cli::{inspect, load, size_on_disk, AtomicOutput, LoadProgress, Loaded};
 use mask_impact::ingest::Format;
@@ -45,12 +45,27 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum OrderArg {
+    /// Whichever of layer-variant-position and position-variant-layer makes the first step
+    /// smaller.
+    Auto,
     /// Within a step: prompt → layer → variant → position (the variants of a layer together).
     LayerVariantPosition,
     /// Within a step: prompt → variant → layer → position (one heatmap row after another).
     VariantLayerPosition,
     /// Within a step: prompt → layer → position → variant (the Python writer's order).
     LayerPositionVariant,
+    /// Within a step: prompt → position → variant → layer (the layers of a token together).
+    PositionVariantLayer,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RowGroupsArg {
+    /// Whichever of per-step and shared makes the first two steps smaller.
+    Auto,
+    /// One row group per generation step.
+    PerStep,
+    /// Whole consecutive steps share row groups of up to --row-group-rows rows.
+    Shared,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,8 +103,14 @@ struct ConvertArgs {
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=22))]
     level: i32,
     /// Row order within each generation step.
-    #[arg(long, value_enum, default_value = "layer-variant-position")]
+    #[arg(long, value_enum, default_value = "auto")]
     order: OrderArg,
+    /// How rows are cut into row groups (always at generation-step boundaries).
+    #[arg(long, value_enum, default_value = "auto")]
+    row_groups: RowGroupsArg,
+    /// Most rows in a shared row group.
+    #[arg(long, default_value_t = convert::ROW_GROUP_ROWS)]
+    row_group_rows: usize,
     /// Encoding of the metric columns.
     #[arg(long, value_enum, default_value = "dictionary")]
     float_encoding: FloatEncodingArg,
@@ -262,6 +283,10 @@ struct SizeRow {
     ratio: f64,
     rows: u64,
     row_groups: usize,
+    /// Row order within a step, as chosen.
+    order: String,
+    /// How row groups were cut, as chosen.
+    row_group_layout: String,
     csv: Option<String>,
     csv_bytes: Option<u64>,
     seconds: f64,
@@ -287,9 +312,18 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
         decimals: (!args.no_round).then_some(args.decimals),
         zstd_level: args.level,
         order: match args.order {
-            OrderArg::VariantLayerPosition => RowOrder::VariantLayerPosition,
-            OrderArg::LayerVariantPosition => RowOrder::LayerVariantPosition,
-            OrderArg::LayerPositionVariant => RowOrder::LayerPositionVariant,
+            OrderArg::Auto => None,
+            OrderArg::VariantLayerPosition => Some(RowOrder::VariantLayerPosition),
+            OrderArg::LayerVariantPosition => Some(RowOrder::LayerVariantPosition),
+            OrderArg::LayerPositionVariant => Some(RowOrder::LayerPositionVariant),
+            OrderArg::PositionVariantLayer => Some(RowOrder::PositionVariantLayer),
+        },
+        row_groups: match args.row_groups {
+            RowGroupsArg::Auto => None,
+            RowGroupsArg::PerStep => Some(RowGroups::PerStep),
+            RowGroupsArg::Shared => Some(RowGroups::WholeSteps {
+                max_rows: args.row_group_rows.max(1),
+            }),
         },
         float_encoding: match args.float_encoding {
             FloatEncodingArg::ByteStreamSplit => FloatEncoding::ByteStreamSplit,
@@ -330,6 +364,7 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
         let loaded = load_with_progress(&inputs, args.quiet)?;
         let cube = &loaded.cube;
         let plan = Plan::new(&loaded, partitioned);
+        let options = convert::choose_layout(cube, &plan, &options)?;
         let bar = progress_bar(cube.rows_read, args.quiet, false);
         bar.set_prefix("writing");
         let mut show = |rows: u64| bar.set_position(rows);
@@ -401,6 +436,8 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
             ratio: input_bytes as f64 / output_bytes.max(1) as f64,
             rows: written.rows,
             row_groups: written.row_groups,
+            order: format!("{:?}", options.order.unwrap_or_default()),
+            row_group_layout: format!("{:?}", options.row_groups.unwrap_or(RowGroups::PerStep)),
             csv,
             csv_bytes,
             seconds: started.elapsed().as_secs_f64(),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, DictionaryArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowLeafColumn};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -42,7 +43,32 @@ pub enum RowOrder {
     LayerVariantPosition,
     /// layer → position → variant: the order the Python writer uses.
     LayerPositionVariant,
+    /// position → variant → layer: the layers of one masked token together. Smallest on
+    /// noisy data (synthetic seed-scale data), where token positions then come almost free.
+    PositionVariantLayer,
 }
+
+/// The orders [`choose_layout`] tries.
+pub const ORDER_CANDIDATES: [RowOrder; 2] = [RowOrder::LayerVariantPosition, RowOrder::PositionVariantLayer];
+
+/// How rows are cut into row groups. Row groups always hold whole generation steps, in step
+/// order, with statistics and a page index, so readers can skip steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowGroups {
+    /// One row group per generation step.
+    PerStep,
+    /// Consecutive whole steps share a row group of about `max_rows` rows at most (a step
+    /// larger than that is a row group of its own). Metric dictionaries are then shared by
+    /// the steps: much smaller when values repeat across steps.
+    WholeSteps { max_rows: usize },
+}
+
+/// Rows per row group for [`RowGroups::WholeSteps`] by default (the seed-scale 3.8M rows fit
+/// in one).
+pub const ROW_GROUP_ROWS: usize = 4 << 20;
+
+/// Largest dictionary page of a metric column when steps share row groups.
+pub const FLOAT_DICTIONARY_BYTES_SHARED: usize = 4 << 20;
 
 /// How metric (float) columns are encoded in the Parquet pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,7 +93,11 @@ pub struct ConvertOptions {
     pub decimals: Option<u32>,
     /// zstd compression level (1–22).
     pub zstd_level: i32,
-    pub order: RowOrder,
+    /// Row order within a step; `None`: the smaller of [`ORDER_CANDIDATES`] on a sample
+    /// (see [`choose_layout`]).
+    pub order: Option<RowOrder>,
+    /// Row groups; `None`: the smaller of per step and shared on a sample.
+    pub row_groups: Option<RowGroups>,
     pub float_encoding: FloatEncoding,
     /// Rows per record batch handed to the writer.
     pub batch_rows: usize,
@@ -78,7 +108,8 @@ impl Default for ConvertOptions {
         ConvertOptions {
             decimals: Some(4),
             zstd_level: 9,
-            order: RowOrder::default(),
+            order: None,
+            row_groups: None,
             float_encoding: FloatEncoding::default(),
             batch_rows: 64 * 1024,
         }
@@ -250,11 +281,13 @@ impl Plan {
         for p in 0..cube.prompts.len() {
             let n = cube.prompts[p].n_positions();
             // Loop sizes, outermost first, and how a loop index maps to (variant, layer, position).
-            let (sizes, pick): ([usize; 3], fn([usize; 3]) -> (usize, usize, usize)) = match options.order {
-                RowOrder::VariantLayerPosition => ([nv, nl, n], |i| (i[0], i[1], i[2])),
-                RowOrder::LayerVariantPosition => ([nl, nv, n], |i| (i[1], i[0], i[2])),
-                RowOrder::LayerPositionVariant => ([nl, n, nv], |i| (i[2], i[0], i[1])),
-            };
+            let (sizes, pick): ([usize; 3], fn([usize; 3]) -> (usize, usize, usize)) =
+                match options.order.unwrap_or_default() {
+                    RowOrder::VariantLayerPosition => ([nv, nl, n], |i| (i[0], i[1], i[2])),
+                    RowOrder::LayerVariantPosition => ([nl, nv, n], |i| (i[1], i[0], i[2])),
+                    RowOrder::LayerPositionVariant => ([nl, n, nv], |i| (i[2], i[0], i[1])),
+                    RowOrder::PositionVariantLayer => ([n, nv, nl], |i| (i[1], i[2], i[0])),
+                };
             for a in 0..sizes[0] {
                 for b in 0..sizes[1] {
                     for c in 0..sizes[2] {
@@ -438,7 +471,15 @@ pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<Writer
         props = match options.float_encoding {
             // A small dictionary pays off (real data: a few thousand distinct values); a large
             // one costs more than plain floats (noisy data), so fall back to plain early.
-            FloatEncoding::Dictionary => props.set_column_dictionary_page_size_limit(col, FLOAT_DICTIONARY_BYTES),
+            // Shared by several steps, a dictionary holds the values that repeat across steps:
+            // worth a larger page.
+            FloatEncoding::Dictionary => props.set_column_dictionary_page_size_limit(
+                col,
+                match options.row_groups {
+                    Some(RowGroups::WholeSteps { .. }) => FLOAT_DICTIONARY_BYTES_SHARED,
+                    _ => FLOAT_DICTIONARY_BYTES,
+                },
+            ),
             FloatEncoding::Plain => props
                 .set_column_dictionary_enabled(col.clone(), false)
                 .set_column_encoding(col, Encoding::PLAIN),
@@ -457,8 +498,89 @@ pub struct Written {
     pub row_groups: usize,
 }
 
+/// Counts the bytes written (for trial encodings).
+#[derive(Default)]
+struct ByteCount(u64);
+
+impl Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Size in bytes of the Parquet file of `steps` written with `options`.
+fn trial_bytes(cube: &Cube, plan: &Plan, options: &ConvertOptions, steps: &[usize]) -> Result<u64, CliError> {
+    let mut count = ByteCount::default();
+    write_parquet(cube, plan, options, steps, &mut count, "(trial)", &mut |_| {})?;
+    Ok(count.0)
+}
+
+/// `options` with the choices left open (`None`) made by measuring: each candidate order
+/// encodes the first step, the smallest wins; then the first two steps are encoded in one row
+/// group and in one per step, and the sizes extrapolated to all steps decide. Data decides: real files (few distinct values,
+/// smooth across positions) favour layer-major order and a row group per step; noisy data
+/// favours position-major order and shared row groups (its values repeat across steps).
+pub fn choose_layout(cube: &Cube, plan: &Plan, options: &ConvertOptions) -> Result<ConvertOptions, CliError> {
+    let mut chosen = options.clone();
+    if cube.steps.is_empty() {
+        chosen.order = Some(chosen.order.unwrap_or_default());
+        chosen.row_groups = Some(chosen.row_groups.unwrap_or(RowGroups::PerStep));
+        return Ok(chosen);
+    }
+    if chosen.order.is_none() {
+        let mut best: Option<(u64, RowOrder)> = None;
+        for order in ORDER_CANDIDATES {
+            let trial = ConvertOptions {
+                order: Some(order),
+                row_groups: Some(RowGroups::PerStep),
+                ..options.clone()
+            };
+            let bytes = trial_bytes(cube, plan, &trial, &[0])?;
+            if best.is_none_or(|(b, _)| bytes < b) {
+                best = Some((bytes, order));
+            }
+        }
+        chosen.order = best.map(|(_, o)| o);
+    }
+    if chosen.row_groups.is_none() {
+        let shared = RowGroups::WholeSteps {
+            max_rows: ROW_GROUP_ROWS,
+        };
+        chosen.row_groups = Some(if cube.steps.len() < 2 {
+            RowGroups::PerStep
+        } else {
+            // Per step, every step costs about the same; shared, the first step carries the
+            // dictionaries and later steps add only what they do not repeat. Two steps give
+            // both costs; extrapolate to all steps (pessimistic for sharing: the new values
+            // of later steps only become fewer).
+            let with = |row_groups| ConvertOptions {
+                row_groups: Some(row_groups),
+                ..chosen.clone()
+            };
+            let per_step = trial_bytes(cube, plan, &with(RowGroups::PerStep), &[0])?
+                + trial_bytes(cube, plan, &with(RowGroups::PerStep), &[1])?;
+            let shared_first = trial_bytes(cube, plan, &with(shared), &[0])?;
+            let shared_two = trial_bytes(cube, plan, &with(shared), &[0, 1])?;
+            let n = cube.steps.len() as f64;
+            let per_step_all = per_step as f64 / 2.0 * n;
+            let shared_all = shared_first as f64 + shared_two.saturating_sub(shared_first) as f64 * (n - 1.0);
+            if shared_all < per_step_all {
+                shared
+            } else {
+                RowGroups::PerStep
+            }
+        });
+    }
+    Ok(chosen)
+}
+
 /// Write the steps `steps` (indexes into `cube.steps`) of `cube` as one Parquet file to `out`,
-/// one row group per step. `progress` gets the rows written so far.
+/// row groups cut at step boundaries as `options.row_groups` says (`None`: one per step).
+/// `progress` gets the rows written so far.
 pub fn write_parquet<W: Write + Send>(
     cube: &Cube,
     plan: &Plan,
@@ -473,21 +595,89 @@ pub fn write_parquet<W: Write + Send>(
         message: e.to_string(),
     };
     let props = writer_properties(plan, options)?;
-    let mut writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(props)).map_err(werr)?;
+    // The column chunks of a row group are encoded in parallel, one thread per column (the
+    // arrow-rs pattern of `ArrowColumnWriter`); the file writer keeps the Arrow schema in the
+    // footer as `ArrowWriter` does.
+    let writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(props)).map_err(werr)?;
+    let (mut file_writer, factory) = writer.into_serialized_writer().map_err(werr)?;
     let mut written = Written::default();
-    for &s in steps {
-        let rows = plan.step_batches(cube, s, options, |batch| {
-            writer.write(&batch).map_err(werr)?;
-            written.rows += batch.num_rows() as u64;
-            progress(written.rows);
+    let max_rows = match options.row_groups {
+        Some(RowGroups::WholeSteps { max_rows }) => max_rows as u64,
+        Some(RowGroups::PerStep) | None => 0,
+    };
+    std::thread::scope(|scope| -> Result<(), CliError> {
+        // Per column of the open row group: the channel to its encoding thread, and the thread.
+        type Worker<'s> = (
+            std::sync::mpsc::SyncSender<ArrowLeafColumn>,
+            std::thread::ScopedJoinHandle<'s, parquet::errors::Result<ArrowColumnChunk>>,
+        );
+        let mut group: Vec<Worker<'_>> = Vec::new();
+        // Rows in the row group being written.
+        let mut in_group = 0u64;
+        let mut close_group = |group: &mut Vec<Worker<'_>>,
+                               file_writer: &mut parquet::file::writer::SerializedFileWriter<W>|
+         -> Result<(), CliError> {
+            let mut chunks = Vec::with_capacity(group.len());
+            for (tx, handle) in group.drain(..) {
+                drop(tx);
+                let chunk = handle
+                    .join()
+                    .map_err(|_| CliError::Usage("internal: a column encoder panicked".into()))?
+                    .map_err(werr)?;
+                chunks.push(chunk);
+            }
+            let mut rg = file_writer.next_row_group().map_err(werr)?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut rg).map_err(werr)?;
+            }
+            rg.close().map_err(werr)?;
             Ok(())
-        })?;
-        if rows > 0 {
-            writer.flush().map_err(werr)?;
+        };
+        for &s in steps {
+            let rows = plan.step_batches(cube, s, options, |batch| {
+                if group.is_empty() {
+                    for mut column in factory.create_column_writers(written.row_groups).map_err(werr)? {
+                        let (tx, rx) = std::sync::mpsc::sync_channel::<ArrowLeafColumn>(2);
+                        let handle = scope.spawn(move || {
+                            for leaf in rx {
+                                column.write(&leaf)?;
+                            }
+                            column.close()
+                        });
+                        group.push((tx, handle));
+                    }
+                }
+                let mut workers = group.iter();
+                for (array, field) in batch.columns().iter().zip(plan.schema.fields()) {
+                    for leaf in compute_leaves(field, array).map_err(werr)? {
+                        let Some((tx, _)) = workers.next() else {
+                            return Err(CliError::Usage("internal: more leaves than column writers".into()));
+                        };
+                        if tx.send(leaf).is_err() {
+                            // The encoder stopped on an error: closing the group reports it.
+                            return Ok(());
+                        }
+                    }
+                }
+                written.rows += batch.num_rows() as u64;
+                progress(written.rows);
+                Ok(())
+            })?;
+            in_group += rows;
+            // Close the group when the next step (assumed the size of this one) would not fit.
+            if in_group > 0 && in_group + rows > max_rows {
+                close_group(&mut group, &mut file_writer)?;
+                written.row_groups += 1;
+                in_group = 0;
+            }
+        }
+        if in_group > 0 {
+            close_group(&mut group, &mut file_writer)?;
             written.row_groups += 1;
         }
-    }
-    let mut inner = writer.into_inner().map_err(werr)?;
+        Ok(())
+    })?;
+    let mut inner = file_writer.into_inner().map_err(werr)?;
     inner.flush().map_err(|e| CliError::Io {
         path: path_for_errors.to_string(),
         message: e.to_string(),

@@ -8,6 +8,7 @@ Needs: pip install pyarrow pandas polars duckdb numpy
 Usage:
   check.py make-input DIR                  write in.csv, in.json, in.jsonl (pandas) into DIR
   check.py roundtrip SRC OUT DECIMALS      OUT (Parquet) holds SRC's values to the rounding
+  check.py row-groups OUT N                OUT has N row groups, each holding whole steps
   check.py partitioned SRC DIR DECIMALS    DIR (Hive folder) holds SRC's values
   check.py inspect FILE REPORT.json        the inspect report agrees with pyarrow
   check.py generate FILE FORMAT STEPS LAYERS POSITIONS HEADS GRID PROMPTS
@@ -143,15 +144,20 @@ def check_parquet_layout(path, expect_step_column=True):
             check(col.compression == "ZSTD", f"{path}: {col.path_in_schema} uses {col.compression}")
     if expect_step_column:
         steps = pq.read_table(path, columns=["generation_step"]).column(0).to_numpy()
-        check(md.num_row_groups == len(set(steps.tolist())), f"{path}: {md.num_row_groups} row groups for {len(set(steps.tolist()))} steps")
+        n_steps = len(set(steps.tolist()))
+        check(1 <= md.num_row_groups <= n_steps, f"{path}: {md.num_row_groups} row groups for {n_steps} steps")
+        # Row groups hold whole steps, in step order: each group's step range (from its
+        # statistics) lies after the previous group's, and the steps each group holds are
+        # exactly those its statistics announce.
         idx = schema.get_field_index("generation_step")
-        seen = []
+        previous_max = None
         for rg in range(md.num_row_groups):
             st = md.row_group(rg).column(idx).statistics
             check(st is not None and st.has_min_max, f"{path}: row group {rg} has no step statistics")
-            check(st.min == st.max, f"{path}: row group {rg} spans steps {st.min}..{st.max}")
-            seen.append(st.min)
-        check(seen == sorted(seen), f"{path}: row groups are not in step order")
+            check(previous_max is None or st.min > previous_max, f"{path}: row group {rg} (steps {st.min}..{st.max}) is not after the previous one")
+            held = f.read_row_group(rg, columns=["generation_step"]).column(0).to_numpy()
+            check(held.min() == st.min and held.max() == st.max, f"{path}: row group {rg} statistics do not match its steps")
+            previous_max = st.max
 
 
 def roundtrip(src_path, out_path, decimals):
@@ -166,6 +172,12 @@ def roundtrip(src_path, out_path, decimals):
     import duckdb
 
     compare(src, duckdb.sql(f"SELECT * FROM read_parquet('{out_path}')").df(), decimals, "duckdb")
+
+
+def row_groups(out_path, n):
+    check_parquet_layout(out_path)
+    got = pq.ParquetFile(out_path).metadata.num_row_groups
+    check(got == int(n), f"{out_path}: {got} row groups, expected {n}")
 
 
 def partitioned(src_path, out_dir, decimals):
@@ -282,6 +294,7 @@ def main(argv):
     {
         "make-input": make_input,
         "roundtrip": roundtrip,
+        "row-groups": row_groups,
         "partitioned": partitioned,
         "inspect": inspect,
         "generate": generate,
