@@ -632,7 +632,10 @@ impl App {
                 self.send_pending();
             }
             "progress" if id.is_some() && id == current => self.show_progress(&data),
-            "preview" if id.is_some() && id == current => self.preview_load(&data),
+            "preview" if id.is_some() && id == current => {
+                web_sys::console::debug_2(&"mask-impact: early view, worker timings (ms)".into(), &field(&data, "timings"));
+                self.preview_load(&data)
+            }
             "done" if id.is_some() && id == current => {
                 let timings = field(&data, "timings");
                 if !timings.is_undefined() {

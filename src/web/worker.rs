@@ -192,7 +192,10 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
                 if ready {
                     previewed = true;
                     // A preview that cannot be made is no reason to stop the load.
-                    if let Err(e) = b.snapshot().map_err(|e| e.to_string()).and_then(|c| post_cube("preview", id, &c, None)) {
+                    let t1 = now_ms();
+                    let snapshot = b.snapshot().map_err(|e| e.to_string());
+                    let mut t = Timings { read_ms: t1 - t0, layout_ms: now_ms() - t1, ipc_ms: 0.0 };
+                    if let Err(e) = snapshot.and_then(|c| post_cube("preview", id, &c, Some(&mut t))) {
                         web_sys::console::warn_1(&format!("mask-impact: no early view ({e})").into());
                     }
                 }
