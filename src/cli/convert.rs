@@ -614,7 +614,7 @@ pub fn write_parquet<W: Write + Send>(
         let mut group: Vec<Worker<'_>> = Vec::new();
         // Rows in the row group being written.
         let mut in_group = 0u64;
-        let mut close_group = |group: &mut Vec<Worker<'_>>,
+        let close_group = |group: &mut Vec<Worker<'_>>,
                                file_writer: &mut parquet::file::writer::SerializedFileWriter<W>|
          -> Result<(), CliError> {
             let mut chunks = Vec::with_capacity(group.len());
