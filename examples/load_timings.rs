@@ -21,6 +21,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("parquet decode only: {rows} rows {:?}", t.elapsed());
         }
         let t = Instant::now();
+        let mut ingest = mask_impact::ingest::Ingest::new(&path, bytes.len() as u64).with_first_step(Some(0));
+        let mut early = None;
+        mask_impact::ingest::drive_with(
+            &mut ingest,
+            |r| Ok(bytes.slice(r.start as usize..r.end as usize)),
+            |i| {
+                if early.is_none() && i.builder().step_passed(0) {
+                    early = Some((t.elapsed(), i.builder().rows_read()));
+                }
+                true
+            },
+        )?;
+        println!("step 0 read whole:   {early:?} (elapsed, rows)");
+        let t = Instant::now();
         let cube = mask_impact::ingest::read_bytes(&path, &bytes)?;
         println!("ingest to cube:      {:?}", t.elapsed());
         let t = Instant::now();
