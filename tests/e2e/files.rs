@@ -232,3 +232,44 @@ e2e!(bad_inputs_report_the_file_and_problem_and_keep_the_view, |b, env| {
     }
     Ok(())
 });
+
+// Damage found late in a load (the last of eight row groups, one per step), after the page may
+// already have shown a first view of the new file: error naming the file, and the previous file's
+// data and view come back unchanged. Then a good file opens normally.
+e2e!(damage_found_after_the_first_view_keeps_the_previous_data, |b, env| {
+    let manifest = harness::fixtures_manifest()?;
+    let damaged = env.data_dir.join("late_corrupt.parquet");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/late_corrupt.py");
+    let out = std::process::Command::new("python3").arg(&script).arg(&damaged).output().context("running python3 (with pyarrow)")?;
+    ensure!(out.status.success(), "{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    let good = entry(&manifest, "pyarrow_zstd_v1.parquet")?;
+    upload_ready(b, &harness::generated_fixtures().join("pyarrow_zstd_v1.parquet")).await?;
+    let cells = pick_cells(good);
+    let reference = cells.iter().find(|c| !c["value"].is_null() && c["step"] == json!(1)).or(cells.first()).context("no cell")?.clone();
+    check_manifest_cell(b, good, &reference).await?;
+    let variant = reference["variant"].as_str().unwrap_or("Full").to_owned();
+    let probed = vec![(reference["layer"].as_i64().unwrap_or(0), reference["position"].as_i64().unwrap_or(0), variant.clone()), (2, 3, variant)];
+    let before = shown(b, &probed).await?;
+
+    b.js("performance.clearMarks('mi-preview-ready');", vec![]).await?;
+    let status = upload_and_wait(b, &damaged).await?;
+    // Whether the page showed an early view before the damage (its `mi-preview-ready` timing
+    // mark; not part of the contract, so only reported).
+    let previewed = b.js("return performance.getEntriesByName('mi-preview-ready').length > 0;", vec![]).await?;
+    println!("late_corrupt.parquet: early view shown before the error: {previewed}");
+    ensure!(status.state == "error", "late_corrupt.parquet (last row group damaged) gave status {:?} {:?}", status.state, status.text);
+    ensure!(status.text.contains("late_corrupt.parquet"), "the message should name the file: {:?}", status.text);
+    let after = shown(b, &probed).await?;
+    ensure!(after == before, "the previous data and view did not come back: {before:?} → {after:?}");
+    check_manifest_cell(b, good, &reference).await?;
+
+    let next = entry(&manifest, "polars.parquet")?;
+    upload_ready(b, &harness::generated_fixtures().join("polars.parquet")).await?;
+    for cell in pick_cells(next).iter().take(4) {
+        check_manifest_cell(b, next, cell).await?;
+    }
+    Ok(())
+});
