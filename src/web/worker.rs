@@ -123,7 +123,10 @@ fn on_message(data: JsValue) {
 /// Where the worker's time went, in ms (sent with `done`; the page logs it).
 #[derive(Default)]
 struct Timings {
+    /// Request to all rows read (file reads included).
     read_ms: f64,
+    /// Of which reading the file.
+    fetch_ms: f64,
     layout_ms: f64,
     ipc_ms: f64,
 }
@@ -161,6 +164,7 @@ fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&mut Timings
             "timings",
             message(&[
                 ("readMs", t.read_ms.into()),
+                ("fetchMs", t.fetch_ms.into()),
                 ("layoutMs", t.layout_ms.into()),
                 ("ipcMs", t.ipc_ms.into()),
             ]),
@@ -182,6 +186,8 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
         _ => Some(None),
     };
     let mut previewed = false;
+    // Time spent reading the file (FileReaderSync), apart from decoding.
+    let fetch_ms = std::cell::Cell::new(0.0f64);
     let blobs: Array = field(data, "blobs").dyn_into().map_err(|_| "no files were given".to_string())?;
     let names: Array = field(data, "names").dyn_into().unwrap_or_default();
     let mut sources: Vec<(String, Blob)> = Vec::new();
@@ -202,11 +208,14 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
         let len = blob.size() as u64;
         let mut ingest = Ingest::with_builder(name, len, builder).with_first_step(view_step.flatten());
         let fetch = |r: std::ops::Range<u64>| -> Result<Bytes, String> {
+            let t = now_ms();
             let slice = blob
                 .slice_with_f64_and_f64(r.start as f64, r.end as f64)
                 .map_err(|e| js_text(&e))?;
             let buffer = reader.read_as_array_buffer(&slice).map_err(|e| js_text(&e))?;
-            Ok(Bytes::from(Uint8Array::new(&buffer).to_vec()))
+            let bytes = Bytes::from(Uint8Array::new(&buffer).to_vec());
+            fetch_ms.set(fetch_ms.get() + now_ms() - t);
+            Ok(bytes)
         };
         let first_file = bytes_before == 0.0;
         let progress = |ingest: &Ingest| {
@@ -228,7 +237,7 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
                     // A preview that cannot be made is no reason to stop the load.
                     let t1 = now_ms();
                     let snapshot = b.snapshot().map_err(|e| e.to_string());
-                    let mut t = Timings { read_ms: t1 - t0, layout_ms: now_ms() - t1, ipc_ms: 0.0 };
+                    let mut t = Timings { read_ms: t1 - t0, fetch_ms: fetch_ms.get(), layout_ms: now_ms() - t1, ipc_ms: 0.0 };
                     if let Err(e) = snapshot.and_then(|c| post_cube("preview", id, &c, Some(&mut t))) {
                         web_sys::console::warn_1(&format!("mask-impact: no early view ({e})").into());
                     }
@@ -257,6 +266,7 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
     }
     let t1 = now_ms();
     timings.read_ms = t1 - t0;
+    timings.fetch_ms = fetch_ms.get();
     let cube = builder.finish().map_err(|e| e.to_string());
     timings.layout_ms = now_ms() - t1;
     cube
