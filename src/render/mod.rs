@@ -17,8 +17,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::cube::Cube;
 use crate::view::{
-    Align, Colourbar, Label, Layout, Matrix, Rgba, ViewKind, ViewState, Viewport, BACKGROUND,
-    NO_DATA, PLAIN,
+    Align, Colourbar, Label, Layout, Matrix, Palette as CellPalette, Rgba, ViewKind, ViewState, Viewport,
+    BACKGROUND, NO_DATA, PLAIN,
 };
 
 /// What can go wrong while drawing a figure.
@@ -99,6 +99,8 @@ fn dev(css: f32, dpr: f32) -> i64 {
 /// For each device pixel `0..n_px` along an axis starting at device pixel `start_px`, the range
 /// of cells `[lo, hi)` it covers: the cells whose centre falls inside the pixel, or the cell under
 /// the pixel's centre when cells are wider than a pixel. `cell_px` = cell size in device px.
+/// Every cell is covered by exactly one pixel when cells are smaller than a pixel, so no cell
+/// (a single hot one included) is left out of the picture.
 fn cover_ranges(start_px: f64, n_px: usize, cell_px: f64, n_cells: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::with_capacity(n_px);
     if n_cells == 0 || cell_px <= 0.0 {
@@ -120,13 +122,75 @@ fn cover_ranges(start_px: f64, n_px: usize, cell_px: f64, n_cells: usize) -> Vec
     out
 }
 
-fn nan_max(a: f32, b: f32) -> f32 {
-    if a.is_nan() {
-        b
-    } else if b.is_nan() {
-        a
-    } else {
-        a.max(b)
+/// Consecutive pixels covering the same cells: `(lo, hi, first_px, end_px)`.
+fn runs(ranges: &[(usize, usize)]) -> Vec<(usize, usize, usize, usize)> {
+    let mut out: Vec<(usize, usize, usize, usize)> = Vec::new();
+    for (px, &(lo, hi)) in ranges.iter().enumerate() {
+        match out.last_mut() {
+            Some(r) if (r.0, r.1) == (lo, hi) => r.3 = px + 1,
+            _ => out.push((lo, hi, px, px + 1)),
+        }
+    }
+    out
+}
+
+/// Reduce the cells of a table to device pixels: for each run of device rows covering the same
+/// matrix rows, and each run of device columns covering the same positions, the maximum of
+/// [`Matrix::relative`] over those cells (NaN only when none has data). `relative` holds
+/// `n_rows × n` values; positions `first..first + n_visible` are drawn.
+///
+/// The scales are monotone and clamp at ±1, so the colour of this maximum (values below −1
+/// count as −1) is the colour of the most intense cell: a single hot cell among many is never
+/// lost.
+///
+/// Calls `emit(row_run, reduced)` once per run of device rows, with `reduced[j]` for column
+/// run `j`.
+fn reduce_table(
+    relative: &[f32],
+    n: usize,
+    first: usize,
+    n_visible: usize,
+    row_runs: &[(usize, usize, usize, usize)],
+    col_runs: &[(usize, usize, usize, usize)],
+    mut emit: impl FnMut(&(usize, usize, usize, usize), &[f32]),
+) {
+    // No data is −∞ while reducing, so the maximum is a plain (vectorised) comparison; values
+    // below −1 are clamped to −1 (same colour) so that −∞ is never data.
+    #[inline(always)]
+    fn load(b: f32) -> f32 {
+        if b.is_nan() {
+            f32::NEG_INFINITY
+        } else if b < -1.0 {
+            -1.0
+        } else {
+            b
+        }
+    }
+    let mut cells = vec![f32::NEG_INFINITY; n_visible];
+    let mut reduced = vec![f32::NAN; col_runs.len()];
+    for rr in row_runs {
+        let (lo, hi) = (rr.0, rr.1);
+        let Some(row) = relative.get(lo * n + first..lo * n + first + n_visible) else { continue };
+        for (a, &b) in cells.iter_mut().zip(row) {
+            *a = load(b);
+        }
+        for r in lo + 1..hi {
+            let Some(row) = relative.get(r * n + first..r * n + first + n_visible) else { break };
+            for (a, &b) in cells.iter_mut().zip(row) {
+                let b = if b < -1.0 { -1.0 } else { b };
+                // NaN compares false: no data never wins.
+                *a = if b > *a { b } else { *a };
+            }
+        }
+        for (out, &(c0, c1, _, _)) in reduced.iter_mut().zip(col_runs) {
+            let m = match cells.get(c0..c1) {
+                Some([one]) => *one,
+                Some(span) => span.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a }),
+                None => f32::NEG_INFINITY,
+            };
+            *out = if m == f32::NEG_INFINITY { f32::NAN } else { m };
+        }
+        emit(rr, &reduced);
     }
 }
 
@@ -137,7 +201,9 @@ const GRID_LINE: Rgba = [255, 255, 255, 255];
 /// Paint everything but text into `raster` (resized to the viewport's device size).
 ///
 /// Where there are more cells than device pixels (e.g. `step=all`), a pixel shows the maximum
-/// intensity of the cells it covers, so peaks stay visible.
+/// intensity of the cells it covers (cells whose centre lies in the pixel), so peaks stay
+/// visible: the cells are reduced to device pixels before colouring, and each reduced cell is
+/// coloured once ([`Palette`](crate::view::Palette)).
 pub fn paint(_cube: &Cube, matrix: &Matrix, layout: &Layout, state: &ViewState, raster: &mut Raster) {
     let vp = layout.viewport;
     let (w, h) = vp.device_size();
@@ -155,7 +221,7 @@ pub fn paint(_cube: &Cube, matrix: &Matrix, layout: &Layout, state: &ViewState, 
     if matrix.view == ViewKind::Grid {
         paint_grid(matrix, layout, state, raster, &colour_of);
     } else {
-        paint_table(matrix, layout, state, raster, &colour_of);
+        paint_table(matrix, layout, state, raster);
     }
     // Colourbar gradient.
     let bar = Colourbar::describe(matrix, state, "");
@@ -173,7 +239,7 @@ pub fn paint(_cube: &Cube, matrix: &Matrix, layout: &Layout, state: &ViewState, 
     raster.fill_rect(x1, y0 - 1, x1 + 1, y1 + 1, border);
 }
 
-fn paint_table(matrix: &Matrix, layout: &Layout, state: &ViewState, raster: &mut Raster, colour_of: &dyn Fn(f32) -> Rgba) {
+fn paint_table(matrix: &Matrix, layout: &Layout, state: &ViewState, raster: &mut Raster) {
     let dpr = layout.viewport.device_pixel_ratio;
     let hm = layout.heatmap;
     let (x0, x1) = (dev(hm.x, dpr), dev(hm.x + hm.w, dpr));
@@ -184,47 +250,47 @@ fn paint_table(matrix: &Matrix, layout: &Layout, state: &ViewState, raster: &mut
     }
     let cols = cover_ranges(hm.x as f64 * dpr as f64 - x0 as f64, w_px, layout.col_w_css as f64 * dpr as f64, layout.n_visible);
     let rows = cover_ranges(hm.y as f64 * dpr as f64 - y0 as f64, h_px, layout.row_h_css as f64 * dpr as f64, layout.n_rows);
-    // For each distinct range of rows under a device row: the maximum over those rows of each
-    // visible cell, then over the cells under each device column; coloured once and copied to
-    // every device row with the same range. Cost ~ max(rows, px rows) × visible positions.
-    let n = matrix.n_positions;
-    let first = layout.first_position;
+    let (col_runs, row_runs) = (runs(&cols), runs(&rows));
+    // Reduce to device pixels first (max of the cells under each pixel), colour each reduced
+    // cell once through the palette, fill its run of pixels in one line, and copy the line to
+    // the device rows of the run. Cost ~ cells + reduced cells + pixels.
+    let palette = CellPalette::shared(state.cmap, matrix.scale, state.heatmap);
     let width = raster.width_px as usize;
-    let mut cells = vec![f32::NAN; layout.n_visible];
-    let mut line: Vec<u8> = vec![0; w_px * 4];
-    let mut prev: Option<(usize, usize)> = None;
-    for (yi, &(lo, hi)) in rows.iter().enumerate() {
-        if prev != Some((lo, hi)) {
-            cells.copy_from_slice(&matrix.intensity[lo * n + first..lo * n + first + layout.n_visible]);
-            for r in lo + 1..hi {
-                let row = &matrix.intensity[r * n + first..r * n + first + layout.n_visible];
-                for (a, &b) in cells.iter_mut().zip(row) {
-                    *a = nan_max(*a, b);
-                }
-            }
-            let mut last_bits = None;
-            let mut last_c = [0u8; 4];
-            for (px, &(c0, c1)) in line.chunks_exact_mut(4).zip(&cols) {
-                let t = if c1 - c0 == 1 { cells[c0] } else { cells[c0..c1].iter().copied().fold(f32::NAN, nan_max) };
-                if last_bits != Some(t.to_bits()) {
-                    last_c = colour_of(t);
-                    last_bits = Some(t.to_bits());
-                }
-                px.copy_from_slice(&last_c);
-            }
-            prev = Some((lo, hi));
-        }
-        let y = y0 as usize + yi;
-        if y < raster.height_px as usize && (x0 as usize) + w_px <= width {
-            let start = (y * width + x0 as usize) * 4;
-            raster.rgba[start..start + w_px * 4].copy_from_slice(&line);
-        }
+    let height = raster.height_px as usize;
+    let (x0u, y0u) = (x0.max(0) as usize, y0.max(0) as usize);
+    if x0u + w_px > width {
+        return;
     }
-    // Step group separators.
+    let mut line: Vec<Rgba> = vec![[0; 4]; w_px];
+    let rgba = &mut raster.rgba;
+    reduce_table(&matrix.relative, matrix.n_positions, layout.first_position, layout.n_visible, &row_runs, &col_runs, |rr, reduced| {
+        for (&t, &(_, _, p0, p1)) in reduced.iter().zip(&col_runs) {
+            line[p0..p1].fill(palette.colour(t));
+        }
+        let bytes = line.as_flattened();
+        for yi in rr.2..rr.3 {
+            let y = y0u + yi;
+            if y < height {
+                let start = (y * width + x0u) * 4;
+                rgba[start..start + w_px * 4].copy_from_slice(bytes);
+            }
+        }
+    });
+    let first = layout.first_position;
+    // Step group separators: a line across the heatmap when rows are tall enough for it to
+    // cover only part of a row (never a whole row of cells); otherwise a mark in the row
+    // gutter, so no cell is hidden.
+    let row_px = layout.row_h_css * dpr;
+    let thick = dpr.round().max(1.0) as i64;
     for g in matrix.groups.iter().skip(1) {
-        if g.n_rows as f32 * layout.row_h_css * dpr >= 4.0 {
+        if g.n_rows as f32 * row_px >= 4.0 {
             let y = dev(hm.y + g.first_row as f32 * layout.row_h_css, dpr);
-            raster.fill_rect(x0, y, x1, y + dpr.round().max(1.0) as i64, SEPARATOR);
+            if row_px >= 3.0 * thick as f32 {
+                raster.fill_rect(x0, y, x1, y + thick, SEPARATOR);
+            } else {
+                let gx = dev(layout.row_gutter.x, dpr);
+                raster.fill_rect(gx, y, x0 - thick, y + thick, SEPARATOR);
+            }
         }
     }
     // Pinned position: outline its column.

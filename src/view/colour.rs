@@ -1,6 +1,6 @@
 //! Colour maps (intensity → RGBA) and the colourbar description.
 
-use super::slice::{apply_scale, Matrix};
+use super::slice::{apply_scale, intensity_of, Matrix};
 use super::state::{ColourMap, Normalisation, Scale, ViewKind, ViewState};
 
 /// An RGBA colour, 8 bits per channel.
@@ -41,9 +41,17 @@ fn lerp_stops(stops: &[[u8; 3]], t: f32) -> Rgba {
     [mix(0), mix(1), mix(2), 255]
 }
 
+/// `y.round()` for `0 ≤ y < 2^23` (halves away from zero) without a libm call (`roundf` is a
+/// function call on baseline x86-64 and in wasm): the fraction `y - trunc(y)` is exact there.
+#[inline]
+fn round_small(y: f32) -> usize {
+    let k = y as usize;
+    if y - k as f32 >= 0.5 { k + 1 } else { k }
+}
+
 /// The level (`0..=20`) of [`ColourMap::Reds`] for an intensity: `round(t · 20)`.
 pub fn reds_level(t: f32) -> usize {
-    (t.clamp(0.0, 1.0) * (REDS_LEVELS - 1) as f32).round() as usize
+    round_small(t.clamp(0.0, 1.0) * (REDS_LEVELS - 1) as f32)
 }
 
 /// Colour of level `k` (`0..=20`) of the original white → red scale: `rgb(255, g, g)` with
@@ -54,28 +62,52 @@ pub fn reds_colour(level: usize) -> Rgba {
     [255, g, g, 255]
 }
 
+/// Steps of the continuous maps (viridis, magma, diverging) over their range: a colour is
+/// looked up at the nearest of `0, 1/1024, …, 1` (every stop lies on one), so a
+/// [`Palette`] can hold every colour in a table.
+pub const CONTINUOUS_STEPS: usize = 1024;
+
+/// Index (`0..=CONTINUOUS_STEPS`) of a continuous map's colour for `u` in `[0, 1]`.
+#[inline]
+fn continuous_index(u: f32) -> usize {
+    round_small(u.clamp(0.0, 1.0) * CONTINUOUS_STEPS as f32)
+}
+
 impl ColourMap {
     /// Colour of an intensity (`[0, 1]`, or `[-1, 1]` for signed data); NaN → [`NO_DATA`].
     /// Sequential maps show negative intensities as 0; the diverging map shows the sign.
+    /// Reds has 21 levels ([`reds_level`]); the other maps are sampled at
+    /// [`CONTINUOUS_STEPS`] + 1 points.
     pub fn colour(self, t: f32) -> Rgba {
         if t.is_nan() {
             return NO_DATA;
         }
         match self {
             ColourMap::Reds => reds_colour(reds_level(t)),
-            ColourMap::Viridis => lerp_stops(&VIRIDIS, t),
-            ColourMap::Magma => lerp_stops(&MAGMA, t),
-            ColourMap::Diverging => lerp_stops(&DIVERGING, (t.clamp(-1.0, 1.0) + 1.0) / 2.0),
+            ColourMap::Viridis | ColourMap::Magma | ColourMap::Diverging => {
+                self.continuous(continuous_index(self.unit(t)))
+            }
         }
     }
 
-    /// A 256-entry lookup table for intensities `0..=1` (`i / 255`), for fast painting.
-    pub fn lut(self) -> [Rgba; 256] {
-        let mut lut = [[0u8; 4]; 256];
-        for (i, c) in lut.iter_mut().enumerate() {
-            *c = self.colour(i as f32 / 255.0);
+    /// Position along a continuous map's range of an intensity.
+    #[inline]
+    fn unit(self, t: f32) -> f32 {
+        match self {
+            ColourMap::Diverging => (t.clamp(-1.0, 1.0) + 1.0) / 2.0,
+            _ => t,
         }
-        lut
+    }
+
+    /// Colour number `i` (`0..=CONTINUOUS_STEPS`) of a continuous map.
+    fn continuous(self, i: usize) -> Rgba {
+        let u = i as f32 / CONTINUOUS_STEPS as f32;
+        match self {
+            ColourMap::Reds => reds_colour(reds_level(u)),
+            ColourMap::Viridis => lerp_stops(&VIRIDIS, u),
+            ColourMap::Magma => lerp_stops(&MAGMA, u),
+            ColourMap::Diverging => lerp_stops(&DIVERGING, u),
+        }
     }
 
     /// Black or white, whichever reads better on `background`.
@@ -86,6 +118,135 @@ impl ColourMap {
         } else {
             [255, 255, 255, 255]
         }
+    }
+}
+
+/// Colours of cells for painting: [`Matrix::relative`] values → RGBA through the scale and
+/// colour map without floating-point maths per cell.
+///
+/// Every colour is precomputed (21 Reds levels, or the continuous map's table), and so is the
+/// colour index of each bucket of relative values: a bucket is the values in `[2^-24, 1]` that
+/// share their exponent and top 10 mantissa bits (at most one colour step lies inside a bucket
+/// for every map and scale, found by bisection with the exact formula). A lookup is then one
+/// bucket read and one comparison. Gives exactly `cmap.colour(intensity_of(scale, r))` for
+/// every `r` (the scales are monotone), [`NO_DATA`] for NaN, [`PLAIN`] for data when the
+/// heatmap is off.
+#[derive(Debug, Clone)]
+pub struct Palette {
+    cmap: ColourMap,
+    scale: Scale,
+    heatmap: bool,
+    /// The colours, by index.
+    table: Vec<Rgba>,
+    /// Per bucket: colour index at the bucket's start.
+    base: Vec<u16>,
+    /// Per bucket: the smallest value of the bucket with the next index (+∞ when none).
+    step_at: Vec<f32>,
+    /// Index of values in `[0, 2^-24)` when constant there.
+    small: Option<u16>,
+    /// Index of values ≥ 1.
+    one: u16,
+}
+
+/// Smallest relative value covered by the buckets (2^-24) and bits per bucket.
+const BUCKET_MIN_BITS: u32 = 0x3380_0000;
+const BUCKET_SHIFT: u32 = 13;
+
+impl Palette {
+    /// The palette of a colour map and scale; `heatmap` off paints every cell with data
+    /// [`PLAIN`].
+    pub fn new(cmap: ColourMap, scale: Scale, heatmap: bool) -> Palette {
+        let table: Vec<Rgba> = match cmap {
+            ColourMap::Reds => (0..REDS_LEVELS).map(reds_colour).collect(),
+            _ => (0..=CONTINUOUS_STEPS).map(|i| cmap.continuous(i)).collect(),
+        };
+        let p = Palette { cmap, scale, heatmap, table, base: Vec::new(), step_at: Vec::new(), small: None, one: 0 };
+        if !heatmap {
+            return p;
+        }
+        let one_bits = 1.0f32.to_bits();
+        let n_buckets = ((one_bits - BUCKET_MIN_BITS) >> BUCKET_SHIFT) as usize;
+        let mut base = Vec::with_capacity(n_buckets);
+        let mut step_at = Vec::with_capacity(n_buckets);
+        let idx = |bits: u32| p.direct_index(f32::from_bits(bits)) as u16;
+        for b in 0..n_buckets as u32 {
+            let lo = BUCKET_MIN_BITS + (b << BUCKET_SHIFT);
+            let hi = lo + (1 << BUCKET_SHIFT) - 1;
+            let (i_lo, i_hi) = (idx(lo), idx(hi));
+            let step = if i_hi == i_lo {
+                f32::INFINITY
+            } else if i_hi == i_lo + 1 {
+                // Smallest bits with the higher index.
+                let (mut a, mut z) = (lo, hi);
+                while a < z {
+                    let m = a + (z - a) / 2;
+                    if idx(m) >= i_hi { z = m } else { a = m + 1 }
+                }
+                f32::from_bits(a)
+            } else {
+                // More than one step in the bucket (not expected): look such values up
+                // directly.
+                f32::NAN
+            };
+            base.push(i_lo);
+            step_at.push(step);
+        }
+        let (i0, i_min) = (idx(0), idx(BUCKET_MIN_BITS - 1));
+        let small = (i0 == i_min).then_some(i0);
+        let one = idx(one_bits);
+        Palette { base, step_at, small, one, ..p }
+    }
+
+    /// [`Palette::new`], kept for the next frames (per thread: one per map and scale used).
+    pub fn shared(cmap: ColourMap, scale: Scale, heatmap: bool) -> std::rc::Rc<Palette> {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        thread_local! {
+            static PALETTES: RefCell<Vec<Rc<Palette>>> = const { RefCell::new(Vec::new()) };
+        }
+        PALETTES.with(|cell| {
+            let mut all = cell.borrow_mut();
+            if let Some(p) = all.iter().find(|p| p.cmap == cmap && p.scale == scale && p.heatmap == heatmap) {
+                return Rc::clone(p);
+            }
+            let p = Rc::new(Palette::new(cmap, scale, heatmap));
+            all.push(Rc::clone(&p));
+            p
+        })
+    }
+
+    /// Colour index of a relative value with data, by the formula.
+    fn direct_index(&self, r: f32) -> usize {
+        let t = intensity_of(self.scale, r);
+        match self.cmap {
+            ColourMap::Reds => reds_level(t),
+            _ => continuous_index(self.cmap.unit(t)),
+        }
+    }
+
+    /// Colour of a relative value (see [`Matrix::relative`]).
+    #[inline]
+    pub fn colour(&self, r: f32) -> Rgba {
+        if r.is_nan() {
+            return NO_DATA;
+        }
+        if !self.heatmap {
+            return PLAIN;
+        }
+        let i = if r >= 1.0 {
+            self.one as usize
+        } else if r >= f32::from_bits(BUCKET_MIN_BITS) {
+            let b = ((r.to_bits() - BUCKET_MIN_BITS) >> BUCKET_SHIFT) as usize;
+            match (self.base.get(b), self.step_at.get(b)) {
+                (Some(&base), Some(&step)) if !step.is_nan() => base as usize + usize::from(r >= step),
+                _ => self.direct_index(r),
+            }
+        } else if let (Some(i), true) = (self.small, r >= 0.0) {
+            i as usize
+        } else {
+            self.direct_index(r)
+        };
+        self.table[i.min(self.table.len() - 1)]
     }
 }
 

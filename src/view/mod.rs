@@ -30,16 +30,16 @@ mod slice;
 mod state;
 
 pub use colour::{
-    format_number, reds_colour, reds_level, Colourbar, Rgba, Tick, BACKGROUND, NO_DATA, PLAIN,
-    REDS_LEVELS,
+    format_number, reds_colour, reds_level, Colourbar, Palette, Rgba, Tick, BACKGROUND,
+    CONTINUOUS_STEPS, NO_DATA, PLAIN, REDS_LEVELS,
 };
 pub use layout::{
     display_token, fit, pan, step_text, visible_window, zoom_about, Align, GridGeometry, Hit,
     Label, Layout, Probe, Rect, Viewport, MIN_TOKEN_COL_W,
 };
 pub use slice::{
-    grid_shape, is_image_token, GridModel, Matrix, MatrixCache, MatrixKey, RowDesc, RowGroup,
-    Stats,
+    grid_shape, intensity_of, is_image_token, GridModel, Matrix, MatrixCache, MatrixKey, RowDesc,
+    RowGroup, Stats, MATRIX_CACHE_CELLS, MATRIX_CACHE_ENTRIES,
 };
 pub use state::{
     percent_decode, percent_encode, ColourMap, GridShape, InclusiveRange, Normalisation, Scale,

@@ -513,3 +513,167 @@ fn real_file_grid_is_16_by_16() {
     let all = Matrix::build(&cube, &ViewState::from_hash("step=all", &cube));
     assert_eq!((all.rows.len(), all.groups.len()), (72, 2));
 }
+
+/// The percentile intensity by its definition (O(n²)): the fraction of the group's values
+/// with data, cells `excluded` left out, that are `≤ v`; 1 when the group has none.
+fn naive_percentile(group: &[f32], excluded: &[usize], v: f32) -> f32 {
+    if v.is_nan() {
+        return f32::NAN;
+    }
+    let members: Vec<f32> = group.iter().enumerate().filter(|(i, x)| !excluded.contains(i) && !x.is_nan()).map(|(_, &x)| x).collect();
+    if members.is_empty() {
+        return 1.0;
+    }
+    members.iter().filter(|&&x| x <= v).count() as f32 / members.len() as f32
+}
+
+/// Values with ties, both zeros, negatives and holes, position 0 large.
+fn awkward(s: i64, l: i64, p: i64) -> Option<f32> {
+    if p == 0 {
+        return Some(50.0 + l as f32);
+    }
+    match (s * 7 + l * 3 + p * 5) % 11 {
+        0 => None,
+        1 => Some(-0.0),
+        2 => Some(0.0),
+        3 => Some(-1.5),
+        4 => Some(2.0),
+        k => Some(k as f32 * 0.25 + (p % 3) as f32),
+    }
+}
+
+#[test]
+fn percentile_ranks_follow_their_definition_in_every_normalisation() {
+    let cube = grid_cube(3, 4, 13, awkward);
+    let n = 13;
+    for norm in [Normalisation::Row, Normalisation::Column, Normalisation::Global] {
+        for exclude0 in [false, true] {
+            let s = ViewState { step: StepSelection::All, scale: Scale::Percentile, norm, exclude0, ..ViewState::for_cube(&cube) };
+            // Through the cache (per-row ranks kept) twice, and without it.
+            let mut cache = MatrixCache::new();
+            let cached = cache.get(&cube, &s).clone();
+            let again = cache.get(&cube, &ViewState { norm, ..s.clone() }).clone();
+            let direct = Matrix::build(&cube, &s);
+            let n_rows = direct.rows.len();
+            assert_eq!(n_rows, 12);
+            for m in [&cached, &again, &direct] {
+                for r in 0..n_rows {
+                    for p in 0..n {
+                        let v = m.value(r, p);
+                        let want = match norm {
+                            Normalisation::Row => {
+                                let row: Vec<f32> = (0..n).map(|q| m.value(r, q)).collect();
+                                naive_percentile(&row, if exclude0 { &[0] } else { &[] }, v)
+                            }
+                            Normalisation::Column => {
+                                let col: Vec<f32> = (0..n_rows).map(|q| m.value(q, p)).collect();
+                                naive_percentile(&col, &[], v)
+                            }
+                            Normalisation::Global => {
+                                let ex: Vec<usize> = if exclude0 { (0..n_rows).map(|q| q * n).collect() } else { Vec::new() };
+                                naive_percentile(&m.values, &ex, v)
+                            }
+                        };
+                        assert!(close(m.intensity_at(r, p), want), "{norm:?} exclude0={exclude0} row {r} position {p}: got {}, want {want}", m.intensity_at(r, p));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn cached_matrices_equal_fresh_ones_for_every_data_setting() {
+    // The cache shares per-row work between matrices: every combination it serves must be
+    // the matrix built from scratch.
+    let cube = grid_cube(3, 4, 13, awkward);
+    let mut cache = MatrixCache::new();
+    let base = ViewState::for_cube(&cube);
+    let mut states = Vec::new();
+    for step in [StepSelection::All, StepSelection::One(1)] {
+        for norm in [Normalisation::Row, Normalisation::Column, Normalisation::Global] {
+            for scale in [Scale::Linear, Scale::Sqrt, Scale::Log, Scale::Percentile] {
+                for clip in [None, Some(80.0)] {
+                    for exclude0 in [true, false] {
+                        for metric in ["l2_distance", "cosine_distance"] {
+                            states.push(ViewState { step, norm, scale, clip_percentile: clip, exclude0, metric: metric.into(), ..base.clone() });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Twice: the second pass hits the cache (entries and per-row references).
+    for s in states.iter().chain(&states) {
+        assert_same_matrix(cache.get(&cube, s), &Matrix::build(&cube, s), &s.to_hash());
+    }
+    // A different cube with the same shape is detected: no stale values.
+    let other = grid_cube(3, 4, 13, |s, l, p| awkward(s, l, p).map(|v| v * 2.0 + 1.0));
+    assert_same_matrix(cache.get(&other, &states[0]), &Matrix::build(&other, &states[0]), "other cube");
+}
+
+/// Equal matrices, NaN equal to NaN (bit for bit otherwise).
+fn assert_same_matrix(a: &Matrix, b: &Matrix, what: &str) {
+    let same = |x: &[f32], y: &[f32]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()));
+    assert!(same(&a.values, &b.values), "{what}: values differ");
+    assert!(same(&a.relative, &b.relative), "{what}: relative differs: {:?} vs {:?}", a.relative, b.relative);
+    assert!(same(&a.column_max, &b.column_max), "{what}: column maxima differ");
+    assert_eq!(a.reference_max.to_bits(), b.reference_max.to_bits(), "{what}: reference");
+    assert_eq!((&a.rows, &a.groups, a.n_positions, a.scale), (&b.rows, &b.groups, b.n_positions, b.scale), "{what}");
+}
+
+#[test]
+fn row_references_by_hand() {
+    // Row [10 (position 0), 4, NaN, -8, 2]: max |v| without position 0 is 8, with it 10.
+    let vals = [Some(10.0), Some(4.0), None, Some(-8.0), Some(2.0)];
+    let cube = grid_cube(1, 1, 5, |_, _, p| vals[p as usize]);
+    let s = ViewState::for_cube(&cube);
+    let mut cache = MatrixCache::new();
+    let m = cache.get(&cube, &s);
+    assert_eq!(m.reference_max, 8.0);
+    assert_row(m, 0, &[1.0, 0.5, f32::NAN, -1.0, 0.25]);
+    assert_eq!(m.relative[0], 10.0 / 8.0);
+    let m = cache.get(&cube, &ViewState { exclude0: false, ..s.clone() });
+    assert_eq!(m.reference_max, 10.0);
+    assert_row(m, 0, &[1.0, 0.4, f32::NAN, -0.8, 0.2]);
+    // Global = the rows' maximum; column: each cell is its column's maximum.
+    let m = cache.get(&cube, &ViewState { norm: Normalisation::Global, ..s.clone() });
+    assert_row(m, 0, &[1.0, 0.5, f32::NAN, -1.0, 0.25]);
+    let m = cache.get(&cube, &ViewState { norm: Normalisation::Column, ..s });
+    assert_row(m, 0, &[1.0, 1.0, f32::NAN, -1.0, 1.0]);
+}
+
+#[test]
+fn top_positions_by_hand() {
+    // Two layers: maxima per position over the rows: p0 9, p1 3, p2 7, p3 none, p4 7.
+    let cube = grid_cube(1, 2, 5, |_, l, p| match (l, p) {
+        (_, 3) => None,
+        (0, 0) => Some(9.0),
+        (1, 0) => Some(1.0),
+        (0, 1) => Some(3.0),
+        (1, 1) => Some(-2.0),
+        (0, 2) => Some(7.0),
+        (1, 2) => Some(6.0),
+        (0, 4) => Some(5.0),
+        _ => Some(7.0),
+    });
+    let m = Matrix::build(&cube, &ViewState::for_cube(&cube));
+    assert_eq!(m.top_positions(10, false), [(0, 9.0), (2, 7.0), (4, 7.0), (1, 3.0)]);
+    assert_eq!(m.top_positions(2, true), [(2, 7.0), (4, 7.0)]);
+    assert!(m.column_max[3].is_nan());
+}
+
+#[test]
+fn the_cache_keeps_recent_matrices() {
+    let cube = grid_cube(2, 3, 4, |s, l, p| Some((s + l + p) as f32));
+    let s0 = ViewState::for_cube(&cube);
+    let s1 = ViewState { metric: "cosine_distance".into(), ..s0.clone() };
+    let mut cache = MatrixCache::new();
+    let a = cache.get(&cube, &s0).values.as_ptr();
+    let b = cache.get(&cube, &s1).values.as_ptr();
+    assert_ne!(a, b);
+    // Back to the first selection: the same matrix (same buffer), not rebuilt.
+    assert_eq!(cache.get(&cube, &s0).values.as_ptr(), a);
+    cache.clear();
+    assert_same_matrix(cache.get(&cube, &s0), &Matrix::build(&cube, &s0), "after clear");
+}
