@@ -2,8 +2,12 @@
 //! contract (`../shared/CONTRACT.md`). Run them with `cargo xtask test` (which builds `dist/`,
 //! starts a static server and chromedriver); under plain `cargo test` each test says it is skipped.
 //!
-//! Expected values come from independent sources: pyarrow (`tests/e2e/sample_cells.py`) for the
-//! real fixture, and closed-form formulas for the small generated files (`harness::small_csv`).
+//! Expected values come from independent sources: pyarrow (`tests/e2e/sample_cells.py`,
+//! `tests/e2e/real_views.py`) for the real fixture, closed-form formulas for the small generated
+//! files (`harness::small_csv`), `tests/e2e/views_fixture.py` (a 16 × 16 image-grid data set and
+//! its values, intensities and colour levels) for the views (`e2e/views.rs`, issue #5), and
+//! `tests/fixtures/generated/manifest.json` (`tests/fixtures/make_fixtures.py`) for the writer
+//! variants and bad inputs (`e2e/files.rs`, issue #4).
 //! Controls are found as `select[name=KEY]`, KEY being the hash key they set.
 
 #[path = "e2e/harness.rs"]

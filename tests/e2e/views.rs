@@ -103,7 +103,7 @@ fn report(what: &str, failures: Vec<String>) -> Result<()> {
 
 /// Row-major grid geometry of located image tokens (`k` → cell centre): token k + `cols` lies
 /// directly below token k, token k + 1 directly right of it in the same row with a square step,
-/// token 240 starts the last row of a 16 × 16 grid.
+/// token 240 starts the last row of a 16 × 16 grid (checked when tokens 0, 240 and 255 are given).
 fn check_grid_geometry(at: &std::collections::BTreeMap<i64, (f64, f64)>, cols: i64, failures: &mut Vec<String>) -> Result<()> {
     let mut pairs = 0;
     for (&k, &(x, y)) in at {
@@ -133,7 +133,8 @@ fn check_grid_geometry(at: &std::collections::BTreeMap<i64, (f64, f64)>, cols: i
 // Grid view: the 256 image tokens form a 16 × 16 grid, row-major: token k + 16 lies directly
 // below token k, token k + 1 directly right of it (same row); probes there give the right
 // positions, tokens and values; the colours follow the image tokens' own scale (first image
-// token left out, or in with `exclude0=off`); text tokens are in the strip.
+// token left out, or in with `exclude0=off`); text tokens are in the strip; `grid=8x32` lays
+// them out 8 × 32.
 e2e!(grid_view_places_image_token_k_plus_16_below_k, |b, env| {
     let expected = open_views(b, env).await?;
     let grid = &expected["grid"];
@@ -141,6 +142,7 @@ e2e!(grid_view_places_image_token_k_plus_16_below_k, |b, env| {
     let layer = grid["hash"]["layer"].as_str().and_then(|s| s.parse().ok()).context("layer")?;
     let variant = grid["hash"]["variant"].as_str().context("variant")?;
     let cols = grid["cols"].as_i64().context("cols")?;
+    let first = grid["image_first"].as_i64().context("image_first")?;
     let mut failures = Vec::new();
     let mut at = std::collections::BTreeMap::new();
     for cell in grid["cells"].as_array().context("cells")? {
@@ -166,6 +168,25 @@ e2e!(grid_view_places_image_token_k_plus_16_below_k, |b, env| {
             Err(err) => failures.push(format!("{err:#}")),
         }
     }
+    // Rows × columns set by hand (`grid=8x32`): token k + 32 lies below token k.
+    let mut hash = grid["hash"].clone();
+    hash["grid"] = json!("8x32");
+    show(b, &hash).await?;
+    let mut wide = std::collections::BTreeMap::new();
+    for k in [0i64, 1, 32, 33, 64, 100, 132, 200, 232] {
+        let position = first + k;
+        match probe_cell(b, layer, position, variant).await {
+            Ok((x, y, probe)) if num(&probe, "position") == Some(position as f64) => {
+                wide.insert(k, (x, y));
+            }
+            Ok((x, y, probe)) => failures.push(format!("grid 8x32: probe at ({x:.1}, {y:.1}) for image token {k} gave {probe}")),
+            Err(err) => failures.push(format!("grid 8x32: {err:#}")),
+        }
+    }
+    let mut here = Vec::new();
+    check_grid_geometry(&wide, 32, &mut here)?;
+    failures.extend(here.into_iter().map(|f| format!("[grid 8x32] {f}")));
+
     // The first image token in the scale, square-root scaling: colours change as computed.
     let all = &grid["all_sqrt"];
     show(b, &all["hash"]).await?;
