@@ -208,6 +208,7 @@ e2e!(bad_inputs_report_the_file_and_problem_and_keep_the_view, |b, env| {
             failures.push(format!("{file} ({}): status {:?} {:?}, expected error", e["variant"], status.state, status.text));
             continue;
         }
+        println!("{file}: {}", status.text);
         let message = status.text.to_lowercase();
         if !message.contains(&file.to_lowercase()) || !message.contains(&problem.to_lowercase()) {
             failures.push(format!("{file}: the message {:?} should name the file and say {problem:?}", status.text));
