@@ -154,31 +154,18 @@ fn reduce_table(
     col_runs: &[(usize, usize, usize, usize)],
     mut emit: impl FnMut(&(usize, usize, usize, usize), &[f32]),
 ) {
-    // No data is −∞ while reducing, so the maximum is a plain (vectorised) comparison; values
-    // below −1 are clamped to −1 (same colour) so that −∞ is never data.
-    #[inline(always)]
-    fn load(b: f32) -> f32 {
-        if b.is_nan() {
-            f32::NEG_INFINITY
-        } else if b < -1.0 {
-            -1.0
-        } else {
-            b
-        }
-    }
+    // No data is −∞ while reducing, so the maximum is a plain (vectorised) comparison (NaN
+    // compares false: no data never wins); values below −1 are clamped to −1 (same colour) so
+    // that −∞ is never data.
     let mut cells = vec![f32::NEG_INFINITY; n_visible];
     let mut reduced = vec![f32::NAN; col_runs.len()];
     for rr in row_runs {
         let (lo, hi) = (rr.0, rr.1);
-        let Some(row) = relative.get(lo * n + first..lo * n + first + n_visible) else { continue };
-        for (a, &b) in cells.iter_mut().zip(row) {
-            *a = load(b);
-        }
-        for r in lo + 1..hi {
+        cells.fill(f32::NEG_INFINITY);
+        for r in lo..hi {
             let Some(row) = relative.get(r * n + first..r * n + first + n_visible) else { break };
             for (a, &b) in cells.iter_mut().zip(row) {
                 let b = if b < -1.0 { -1.0 } else { b };
-                // NaN compares false: no data never wins.
                 *a = if b > *a { b } else { *a };
             }
         }

@@ -126,8 +126,9 @@ impl ColourMap {
 ///
 /// Every colour is precomputed (21 Reds levels, or the continuous map's table), and so is the
 /// colour index of each bucket of relative values: a bucket is the values in `[2^-24, 1]` that
-/// share their exponent and top 10 mantissa bits (at most one colour step lies inside a bucket
-/// for every map and scale, found by bisection with the exact formula). A lookup is then one
+/// share their exponent and top mantissa bits (10 bits; 5 for the 21 Reds levels), so that at
+/// most one colour step lies inside a bucket for every map and scale (found by bisection with
+/// the exact formula; a bucket with more falls back to the formula). A lookup is then one
 /// bucket read and one comparison. Gives exactly `cmap.colour(intensity_of(scale, r))` for
 /// every `r` (the scales are monotone), [`NO_DATA`] for NaN, [`PLAIN`] for data when the
 /// heatmap is off.
@@ -138,19 +139,19 @@ pub struct Palette {
     heatmap: bool,
     /// The colours, by index.
     table: Vec<Rgba>,
-    /// Per bucket: colour index at the bucket's start.
-    base: Vec<u16>,
-    /// Per bucket: the smallest value of the bucket with the next index (+∞ when none).
-    step_at: Vec<f32>,
+    /// Per bucket: the smallest value of the bucket with the next colour index (+∞ when none,
+    /// NaN when the bucket holds several steps) and the colour index at the bucket's start.
+    buckets: Vec<(f32, u16)>,
+    /// Mantissa bits dropped to find a value's bucket.
+    shift: u32,
     /// Index of values in `[0, 2^-24)` when constant there.
     small: Option<u16>,
     /// Index of values ≥ 1.
     one: u16,
 }
 
-/// Smallest relative value covered by the buckets (2^-24) and bits per bucket.
+/// Smallest relative value covered by the buckets (2^-24).
 const BUCKET_MIN_BITS: u32 = 0x3380_0000;
-const BUCKET_SHIFT: u32 = 13;
 
 impl Palette {
     /// The palette of a colour map and scale; `heatmap` off paints every cell with data
@@ -160,18 +161,20 @@ impl Palette {
             ColourMap::Reds => (0..REDS_LEVELS).map(reds_colour).collect(),
             _ => (0..=CONTINUOUS_STEPS).map(|i| cmap.continuous(i)).collect(),
         };
-        let p = Palette { cmap, scale, heatmap, table, base: Vec::new(), step_at: Vec::new(), small: None, one: 0 };
+        // Buckets of 2^-10 relative width hold at most one step of 1025 colours (2^-5: of 21),
+        // for every scale (the steepest, log, rises by less than 0.15 × the relative width).
+        let shift = if cmap == ColourMap::Reds { 23 - 5 } else { 23 - 10 };
+        let p = Palette { cmap, scale, heatmap, table, buckets: Vec::new(), shift, small: None, one: 0 };
         if !heatmap {
             return p;
         }
         let one_bits = 1.0f32.to_bits();
-        let n_buckets = ((one_bits - BUCKET_MIN_BITS) >> BUCKET_SHIFT) as usize;
-        let mut base = Vec::with_capacity(n_buckets);
-        let mut step_at = Vec::with_capacity(n_buckets);
+        let n_buckets = ((one_bits - BUCKET_MIN_BITS) >> shift) as usize;
+        let mut buckets = Vec::with_capacity(n_buckets);
         let idx = |bits: u32| p.direct_index(f32::from_bits(bits)) as u16;
         for b in 0..n_buckets as u32 {
-            let lo = BUCKET_MIN_BITS + (b << BUCKET_SHIFT);
-            let hi = lo + (1 << BUCKET_SHIFT) - 1;
+            let lo = BUCKET_MIN_BITS + (b << shift);
+            let hi = lo + (1 << shift) - 1;
             let (i_lo, i_hi) = (idx(lo), idx(hi));
             let step = if i_hi == i_lo {
                 f32::INFINITY
@@ -188,13 +191,12 @@ impl Palette {
                 // directly.
                 f32::NAN
             };
-            base.push(i_lo);
-            step_at.push(step);
+            buckets.push((step, i_lo));
         }
         let (i0, i_min) = (idx(0), idx(BUCKET_MIN_BITS - 1));
         let small = (i0 == i_min).then_some(i0);
         let one = idx(one_bits);
-        Palette { base, step_at, small, one, ..p }
+        Palette { buckets, small, one, ..p }
     }
 
     /// [`Palette::new`], kept for the next frames (per thread: one per map and scale used).
@@ -236,9 +238,9 @@ impl Palette {
         let i = if r >= 1.0 {
             self.one as usize
         } else if r >= f32::from_bits(BUCKET_MIN_BITS) {
-            let b = ((r.to_bits() - BUCKET_MIN_BITS) >> BUCKET_SHIFT) as usize;
-            match (self.base.get(b), self.step_at.get(b)) {
-                (Some(&base), Some(&step)) if !step.is_nan() => base as usize + usize::from(r >= step),
+            let b = ((r.to_bits() - BUCKET_MIN_BITS) >> self.shift) as usize;
+            match self.buckets.get(b) {
+                Some(&(step, base)) if !step.is_nan() => base as usize + usize::from(r >= step),
                 _ => self.direct_index(r),
             }
         } else if let (Some(i), true) = (self.small, r >= 0.0) {

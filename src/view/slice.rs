@@ -154,6 +154,15 @@ pub struct MatrixCache {
     /// Most recently used last.
     entries: Vec<(MatrixKey, Matrix)>,
     data: RowCache,
+    /// Buffers of dropped matrices, reused by the next ones (no fresh pages to fault in).
+    spare: Vec<Buffers>,
+}
+
+/// The large buffers of a matrix, kept for reuse.
+#[derive(Debug, Default)]
+struct Buffers {
+    values: Vec<f32>,
+    relative: Vec<f32>,
 }
 
 impl MatrixCache {
@@ -166,6 +175,7 @@ impl MatrixCache {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.data = RowCache::default();
+        self.spare.clear();
     }
 
     /// The matrix for `state`, rebuilt only when needed.
@@ -182,15 +192,27 @@ impl MatrixCache {
                 self.entries.push(e);
             }
             None => {
-                let m = Matrix::build_with(cube, state, &mut self.data);
-                self.entries.push((key, m));
-                let mut cells: usize = self.entries.iter().map(|(_, m)| m.values.len()).sum();
-                while self.entries.len() > 1
-                    && (cells > MATRIX_CACHE_CELLS || self.entries.len() > MATRIX_CACHE_ENTRIES)
+                // Make room first, so the dropped matrix's buffers serve the new one.
+                let n_new = Matrix::cells_for(cube, state);
+                let mut cells: usize = self.entries.iter().map(|(_, m)| m.values.len()).sum::<usize>() + n_new;
+                while !self.entries.is_empty()
+                    && (cells > MATRIX_CACHE_CELLS || self.entries.len() >= MATRIX_CACHE_ENTRIES)
                 {
                     let (_, old) = self.entries.remove(0);
                     cells -= old.values.len();
+                    self.spare.push(Buffers { values: old.values, relative: old.relative });
                 }
+                // The spare buffer closest in size (at least as large when possible).
+                let pick = self
+                    .spare
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, b)| (b.values.capacity() < n_new, b.values.capacity().abs_diff(n_new)))
+                    .map(|(i, _)| i);
+                let bufs = pick.map(|i| self.spare.swap_remove(i)).unwrap_or_default();
+                self.spare.truncate(2);
+                let m = Matrix::build_with(cube, state, &mut self.data, bufs);
+                self.entries.push((key, m));
             }
         }
         match self.entries.last() {
@@ -393,10 +415,26 @@ impl Matrix {
     /// (call [`ViewState::validated`] first). The page goes through [`MatrixCache::get`],
     /// which reuses per-row work across matrices.
     pub fn build(cube: &Cube, state: &ViewState) -> Matrix {
-        Self::build_with(cube, state, &mut RowCache::default())
+        Self::build_with(cube, state, &mut RowCache::default(), Buffers::default())
     }
 
-    fn build_with(cube: &Cube, state: &ViewState, cache: &mut RowCache) -> Matrix {
+    /// Number of cells of the matrix of `state` (rows × positions), without building it.
+    fn cells_for(cube: &Cube, state: &ViewState) -> usize {
+        let prompt = state.prompt_index(cube).min(cube.prompts.len().saturating_sub(1));
+        let n = cube.prompts.get(prompt).map_or(0, |p| p.n_positions());
+        let steps = match state.view {
+            ViewKind::Grid => state.step_indexes(cube).len().min(1),
+            _ => state.step_indexes(cube).len(),
+        };
+        let per_step = match state.view {
+            ViewKind::Layers => cube.layers.iter().filter(|&&l| state.layers.is_none_or(|r| r.contains(l))).count(),
+            ViewKind::Heads => cube.variants.len(),
+            ViewKind::Grid => 1,
+        };
+        steps * per_step * n
+    }
+
+    fn build_with(cube: &Cube, state: &ViewState, cache: &mut RowCache, bufs: Buffers) -> Matrix {
         let prompt = state.prompt_index(cube).min(cube.prompts.len().saturating_sub(1));
         let n_positions = cube.prompts.get(prompt).map_or(0, |p| p.n_positions());
         let metric = cube.metric_index(&state.metric);
@@ -435,7 +473,9 @@ impl Matrix {
         let metric = metric.unwrap_or(0);
         let n = n_positions;
         let n_rows = rows.len();
-        let mut values = Vec::with_capacity(n_rows * n);
+        let Buffers { mut values, mut relative } = bufs;
+        values.clear();
+        values.reserve(n_rows * n);
         let full = cube.variant_index("Full");
         // Whether the rows are the cube's rows as they are (their references can be cached).
         let share = state.view == ViewKind::Heads && state.share && full.is_some();
@@ -462,7 +502,8 @@ impl Matrix {
             }
         }
 
-        let mut relative = vec![f32::NAN; values.len()];
+        relative.clear();
+        relative.resize(values.len(), f32::NAN);
         let scale = state.scale;
         let clip = if scale == Scale::Percentile { None } else { state.clip_percentile };
         let mut reference_max = 0.0f32;
@@ -796,8 +837,37 @@ fn sorted_keys(values: &[f32], excluded: &[usize]) -> Vec<u64> {
             keys.push(((total_order_key(v) as u64) << 32) | i as u64);
         }
     }
-    keys.sort_unstable();
+    radix_sort_by_high_bits(&mut keys);
     keys
+}
+
+/// Sort by the high 32 bits (stable, LSD radix: three passes of 11, 11 and 10 bits), several
+/// times faster than a comparison sort for the row sizes here.
+fn radix_sort_by_high_bits(keys: &mut Vec<u64>) {
+    if keys.len() < 64 {
+        keys.sort_unstable_by_key(|k| k >> 32);
+        return;
+    }
+    let mut tmp = vec![0u64; keys.len()];
+    let mut count = [0usize; 2048];
+    for shift in [32u32, 43, 54] {
+        count.fill(0);
+        for &k in keys.iter() {
+            count[((k >> shift) & 0x7ff) as usize] += 1;
+        }
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for &k in keys.iter() {
+            let d = ((k >> shift) & 0x7ff) as usize;
+            tmp[count[d]] = k;
+            count[d] += 1;
+        }
+        std::mem::swap(keys, &mut tmp);
+    }
 }
 
 /// For each cell of a row with data, the number of the row's values `≤` it (`counts`; cells

@@ -677,3 +677,26 @@ fn the_cache_keeps_recent_matrices() {
     cache.clear();
     assert_same_matrix(cache.get(&cube, &s0), &Matrix::build(&cube, &s0), "after clear");
 }
+
+#[test]
+fn percentile_ranks_of_long_rows_with_ties() {
+    // 300 positions (the long-row sort path), values in a few tie groups with both zeros and
+    // negatives; checked against the definition.
+    let cube = grid_cube(1, 2, 300, |_, l, p| match (p * 37 + l) % 9 {
+        0 => None,
+        1 => Some(-0.0),
+        2 => Some(0.0),
+        k => Some((k as f32 - 5.0) * 1.5),
+    });
+    for exclude0 in [false, true] {
+        let s = ViewState { scale: Scale::Percentile, exclude0, ..ViewState::for_cube(&cube) };
+        let m = MatrixCache::new().get(&cube, &s).clone();
+        for r in 0..2 {
+            let row: Vec<f32> = (0..300).map(|q| m.value(r, q)).collect();
+            for p in 0..300 {
+                let want = naive_percentile(&row, if exclude0 { &[0] } else { &[] }, row[p]);
+                assert!(close(m.intensity_at(r, p), want), "row {r} position {p}");
+            }
+        }
+    }
+}
