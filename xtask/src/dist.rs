@@ -62,7 +62,8 @@ fn write_outputs(wasm: &WasmBuild) -> Result<PathBuf> {
     for page in PAGES {
         let source = root.join(page);
         if source.exists() {
-            copy(&source, &dist.join(page))?;
+            let html = with_wasm_preload(&read(&source)?);
+            write(&dist.join(page), html.as_bytes())?;
         } else if *page == "index.html" {
             bail!("{} is missing: the site has no start page", source.display());
         } else {
@@ -97,6 +98,22 @@ fn write_outputs(wasm: &WasmBuild) -> Result<PathBuf> {
     );
     eprintln!("the repository's index.html now works from file:// ({LOADER_FILE_NAME} has the wasm inline)");
     Ok(dist)
+}
+
+/// A hosted page with a `<link rel=preload>` of the wasm before the loader's `<script>`: the
+/// browser fetches (and starts compiling) the wasm while it parses the page, instead of after
+/// the deferred loader has run. (The repository's own pages, opened from `file://`, have the
+/// wasm inline and no preload.)
+fn with_wasm_preload(html: &str) -> String {
+    let Some(script) = find_tag(html, "script", |tag| tag.contains(LOADER_FILE_NAME)) else {
+        return html.to_owned();
+    };
+    let link = format!(
+        "<link rel=\"preload\" href=\"{WASM_FILE_NAME}\" as=\"fetch\" type=\"application/wasm\" crossorigin>\n"
+    );
+    let mut out = html.to_owned();
+    out.insert_str(script.start, &link);
+    out
 }
 
 /// The loader template with its placeholders replaced by the glue and the base64 wasm
@@ -276,6 +293,15 @@ mod tests {
         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'; script-src 'self' file: blob: 'wasm-unsafe-eval'; style-src 'self' file:; worker-src blob:\">\n\
         <link rel=\"stylesheet\" href=\"www/viewer.css\"></head><body><div id=\"status\"></div>\n\
         <script src=\"mask-impact-viewer.js\" defer></script></body></html>";
+
+    #[test]
+    fn hosted_pages_preload_the_wasm() {
+        let html = with_wasm_preload(INDEX);
+        let link = html.find("<link rel=\"preload\" href=\"mask_impact_bg.wasm\"").expect("preload link");
+        let script = html.find("<script src=\"mask-impact-viewer.js\"").expect("script");
+        assert!(link < script);
+        assert_eq!(with_wasm_preload("<p>no loader</p>"), "<p>no loader</p>");
+    }
 
     #[test]
     fn single_file_inlines_and_hashes() {
