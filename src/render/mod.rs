@@ -249,10 +249,16 @@ fn paint_table(matrix: &Matrix, layout: &Layout, state: &ViewState, raster: &mut
         return;
     }
     let mut line: Vec<Rgba> = vec![[0; 4]; w_px];
+    let mut colours: Vec<Rgba> = vec![[0; 4]; col_runs.len()];
+    // Column run of each device column (a branch-free gather instead of runs of 1 or 2 pixels).
+    let run_of_px: Vec<u32> = col_runs.iter().enumerate().flat_map(|(j, r)| std::iter::repeat_n(j as u32, r.3 - r.2)).collect();
     let rgba = &mut raster.rgba;
     reduce_table(&matrix.relative, matrix.n_positions, layout.first_position, layout.n_visible, &row_runs, &col_runs, |rr, reduced| {
-        for (&t, &(_, _, p0, p1)) in reduced.iter().zip(&col_runs) {
-            line[p0..p1].fill(palette.colour(t));
+        for (c, &t) in colours.iter_mut().zip(reduced) {
+            *c = palette.colour(t);
+        }
+        for (px, &j) in line.iter_mut().zip(&run_of_px) {
+            *px = colours.get(j as usize).copied().unwrap_or(BACKGROUND);
         }
         let bytes = line.as_flattened();
         for yi in rr.2..rr.3 {
