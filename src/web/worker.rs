@@ -40,39 +40,6 @@ pub fn worker_main() {
     // The handler lives as long as the worker.
     handler.forget();
     post(&message(&[("type", "ready".into())]), None);
-    schedule_warm_up(WARM_UP_ROUNDS);
-}
-
-/// A small results file (written by pandas with snappy and zstd: `www/warmup/make_warmup.py`).
-const WARM_UP_FILE: &[u8] = include_bytes!("../../www/warmup/warmup.parquet");
-/// Times the worker reads [`WARM_UP_FILE`] while idle.
-const WARM_UP_ROUNDS: u32 = 24;
-
-thread_local! {
-    /// Set when the first request arrives: warming up stops.
-    static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// While the page waits for a file, read a small file a few times, one read per task (so that a
-/// request is never kept waiting more than one read). Browsers run new wasm code unoptimised
-/// at first and optimise what runs often, for every instance of the module: without this the
-/// user's first file is decoded by slow code (several times slower, measured in
-/// `cargo xtask bench`).
-fn schedule_warm_up(rounds: u32) {
-    if rounds == 0 || BUSY.with(|b| b.get()) {
-        return;
-    }
-    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    let task = Closure::once_into_js(move || {
-        if BUSY.with(|b| b.get()) {
-            return;
-        }
-        if let Ok(cube) = crate::ingest::read_bytes("warmup.parquet", WARM_UP_FILE) {
-            let _ = cube.to_transfer();
-        }
-        schedule_warm_up(rounds - 1);
-    });
-    let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(task.unchecked_ref(), 0);
 }
 
 /// A plain object from `(key, value)` pairs.
@@ -103,7 +70,6 @@ fn post(msg: &JsValue, transfer: Option<&JsValue>) {
 }
 
 fn on_message(data: JsValue) {
-    BUSY.with(|b| b.set(true));
     let id = field(&data, "id");
     let mut timings = Timings::default();
     let result = match field(&data, "type").as_string().as_deref() {
