@@ -26,6 +26,8 @@ const PROMPT: &str = "prompt_name";
 const CONFIG_PROMPT: &str = "config_prompt";
 /// Metrics that are listed first, in this order.
 const KNOWN_METRICS: [&str; 2] = ["l2_distance", "cosine_distance"];
+/// How a missing metric is listed among missing columns (not a column name: no backticks).
+pub(crate) const ANY_METRIC: &str = "a numeric metric column";
 /// Name of the only variant when a file has no `variant` column.
 pub(crate) const DEFAULT_VARIANT: &str = "Full";
 
@@ -125,7 +127,7 @@ impl ColumnMap {
             missing.push(POSITION.to_string());
         }
         if metrics.is_empty() {
-            missing.push("a numeric metric (e.g. `l2_distance`)".to_string());
+            missing.push(ANY_METRIC.to_string());
         }
         let (Some(layer), Some(position), false) = (layer, position, metrics.is_empty()) else {
             // A metric stored as text is the likeliest cause of "no metric": say so.
@@ -916,7 +918,7 @@ mod tests {
     fn missing_columns_are_listed() {
         let batch = record_batch!(("layer", Int64, [1]), ("variant", Utf8, ["Full"])).unwrap();
         let err = build(&[batch]).unwrap_err().to_string();
-        assert!(err.starts_with("t.parquet: missing required column(s) `token_position`, `a numeric metric"), "{err}");
+        assert!(err.starts_with("t.parquet: missing required column(s) `token_position`, a numeric metric column."), "{err}");
         assert!(err.contains("Found columns: `layer`, `variant`"), "{err}");
     }
 

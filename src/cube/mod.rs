@@ -85,7 +85,7 @@ fn list(names: &[String]) -> String {
     }
     names
         .iter()
-        .map(|n| format!("`{n}`"))
+        .map(|n| if n == builder::ANY_METRIC { n.clone() } else { format!("`{n}`") })
         .collect::<Vec<_>>()
         .join(", ")
 }

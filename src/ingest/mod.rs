@@ -105,11 +105,19 @@ pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
         }
         return Err(not("this is a binary file of an unknown kind"));
     }
+    let lower = file.to_ascii_lowercase();
     match first {
         None => Err(IngestError::EmptyFile {
             file: file.to_string(),
         }),
         Some(b'[') | Some(b'{') => Ok(Format::Json),
+        Some(_) if lower.ends_with(".parquet") => Err(IngestError::Parquet {
+            file: file.to_string(),
+            message: "this is a text file, not Parquet (it does not start with the Parquet magic bytes `PAR1`)".into(),
+        }),
+        Some(_) if [".json", ".jsonl", ".ndjson"].iter().any(|e| lower.ends_with(e)) => Err(not(
+            "this JSON holds a single value, not rows: expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines",
+        )),
         Some(_) => Ok(Format::Csv),
     }
 }
@@ -457,5 +465,9 @@ mod tests {
         assert_eq!(sniff("e.csv", b"").unwrap_err().to_string(), "e.csv: the file is empty");
         assert_eq!(sniff("e.csv", b" \n ").unwrap_err().to_string(), "e.csv: the file is empty");
         assert!(sniff("x.parquet", b"\0\0\0\0garbage").unwrap_err().to_string().contains("PAR1"));
+        // Text under a Parquet name, and a JSON scalar, are named for what they are.
+        assert!(sniff("notes.parquet", b"# Notes\n").unwrap_err().to_string().contains("a text file, not Parquet"));
+        assert!(sniff("n.json", b"42\n").unwrap_err().to_string().contains("a single value, not rows"));
+        assert_eq!(sniff("n.csv", b"42\n").unwrap(), Format::Csv);
     }
 }
