@@ -231,16 +231,37 @@ struct CubeId {
     rows_read: u64,
     n_metrics: usize,
     n_rows: usize,
+    /// Hash of the source names and of 64 values spread over each metric (another cube of the
+    /// same shape put at the same address still differs here).
+    sample: u64,
 }
 
 impl CubeId {
     fn of(cube: &Cube) -> Self {
+        // FNV-1a.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |x: u64| {
+            for b in x.to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for s in &cube.sources {
+            s.bytes().for_each(|b| eat(b as u64));
+        }
+        for m in &cube.metrics {
+            let v = m.values.values();
+            let step = (v.len() / 64).max(1);
+            for x in v.iter().step_by(step) {
+                eat(x.to_bits() as u64);
+            }
+        }
         CubeId {
             values_addr: cube.metrics.first().map_or(0, |m| m.values.values().as_ptr() as usize),
             n_cells: cube.n_cells(),
             rows_read: cube.rows_read,
             n_metrics: cube.metrics.len(),
             n_rows: cube_rows(cube),
+            sample: h,
         }
     }
 }
@@ -662,7 +683,7 @@ impl Matrix {
             .column_max
             .iter()
             .enumerate()
-            .filter(|&(p, v)| !v.is_nan() && !(exclude0 && p == 0))
+            .filter(|&(p, v)| !v.is_nan() && (!exclude0 || p != 0))
             .map(|(p, &v)| (p, v))
             .collect();
         best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
