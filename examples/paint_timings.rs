@@ -246,6 +246,32 @@ fn run(name: &str, cube: &Cube, start: ViewState, viewport: Viewport, repeat: us
     }
     let load = median(loads.iter().map(Frame::total).collect());
     println!("load frame: {:.2} ms (median of {repeat}; thread CPU time)", ms(load));
+    // Idle-time work the page can do after the load (`MatrixCache::prepare`), in slices of 64
+    // rows, and the percentile view afterwards.
+    let mut page = Page { cache: MatrixCache::new(), raster: Raster::default(), topk_key: None, viewport, sink: 0 };
+    page.frame(cube, &states[0]);
+    let t = Clock::now();
+    let mut slices = 0;
+    let mut worst_slice = Duration::ZERO;
+    loop {
+        let ts = Clock::now();
+        let done = page.cache.prepare(cube, &states[0], 64);
+        worst_slice = worst_slice.max(ts.elapsed());
+        slices += 1;
+        if done {
+            break;
+        }
+    }
+    let prepared = t.elapsed();
+    let pct = ViewState { scale: mask_impact::view::Scale::Percentile, ..states[0].clone() };
+    let f = page.frame(cube, &pct);
+    println!(
+        "prepare (idle time): {:.2} ms in {slices} slices of 64 rows (longest {:.2} ms); then scale percentile: {:.2} ms ({:.2} ms with top_positions)",
+        ms(prepared),
+        ms(worst_slice),
+        ms(f.total()),
+        ms(f.total_new())
+    );
     println!(
         "| view change | rows | first ms | again ms | again: matrix / layout / paint / labels / top-k scan ms | first / again ms with `top_positions` |"
     );

@@ -13,6 +13,8 @@
 //!                   let layout = Layout::compute(Viewport::new(w, h, dpr), &cube, matrix, &state);
 //!                   render::paint(&cube, matrix, &layout, &state, &mut raster);  // one putImageData
 //!                   for l in layout.labels(&cube, matrix, &state) { fillText(..) }
+//!                   top-k panel (when MatrixKey changes): matrix.top_positions(k, state.exclude0)
+//! when idle:        cache.prepare(&cube, &state, 64)                 // until it returns true
 //! on pointer move:  layout.hit_test(matrix, x, y).and_then(|h| Probe::of(&cube, matrix, &state, h))
 //!                   → probe.tooltip_text() as textContent
 //! on wheel:         state.zoom = zoom_about(state.zoom, matrix.n_positions,

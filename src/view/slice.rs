@@ -178,13 +178,54 @@ impl MatrixCache {
         self.spare.clear();
     }
 
-    /// The matrix for `state`, rebuilt only when needed.
-    pub fn get(&mut self, cube: &Cube, state: &ViewState) -> &Matrix {
+    /// Per-dataset work ahead of need, a slice at a time (for idle time, e.g.
+    /// `requestIdleCallback`): the percentile ranks and the row maxima of every row of the
+    /// selected prompt and variant (all steps, layers and metrics), so that a later switch to
+    /// the percentile scale or to another metric or step does not pay for them. Does at most
+    /// `max_rows` rows per call; returns `true` once everything is ready.
+    pub fn prepare(&mut self, cube: &Cube, state: &ViewState, max_rows: usize) -> bool {
+        self.check_cube(cube);
+        let prompt = state.prompt_index(cube);
+        let Some(variant) = cube.variant_index(&state.variant) else { return true };
+        if prompt >= cube.prompts.len() {
+            return true;
+        }
+        let mut budget = max_rows;
+        for metric in 0..cube.metrics.len() {
+            for step in 0..cube.steps.len() {
+                for layer in 0..cube.layers.len() {
+                    let at = RowAt { prompt, step, variant, layer };
+                    let ri = cube_row_index(cube, at);
+                    let done = self.data.ranks.get(&metric).is_some_and(|s| s.n_valid.get(ri).is_some_and(|&n| n != u32::MAX));
+                    if done {
+                        continue;
+                    }
+                    if budget == 0 {
+                        return false;
+                    }
+                    budget -= 1;
+                    self.data.ensure_ranks(cube, metric, at);
+                    for exclude0 in [true, false] {
+                        self.data.reference(cube, metric, at, exclude0, None);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Forget everything when `cube` is not the cube the cache was filled from.
+    fn check_cube(&mut self, cube: &Cube) {
         let id = CubeId::of(cube);
         if self.data.cube != Some(id) {
             self.clear();
             self.data.cube = Some(id);
         }
+    }
+
+    /// The matrix for `state`, rebuilt only when needed.
+    pub fn get(&mut self, cube: &Cube, state: &ViewState) -> &Matrix {
+        self.check_cube(cube);
         let key = MatrixKey::of(state);
         match self.entries.iter().position(|(k, _)| *k == key) {
             Some(i) => {
@@ -330,9 +371,9 @@ impl RowCache {
         r
     }
 
-    /// Percentile intensities of a cube row into `out` (same length as the row); returns the
-    /// group's largest value (the percentile scale's reference).
-    fn percentile_row(&mut self, cube: &Cube, metric: usize, at: RowAt, exclude0: bool, out: &mut [f32]) -> f32 {
+    /// Compute (once) the percentile ranks of a cube row. Returns the row's place in the rank
+    /// store (`(row index, cell offset)`), `None` when the row is outside the cube's layout.
+    fn ensure_ranks(&mut self, cube: &Cube, metric: usize, at: RowAt) -> Option<(usize, usize)> {
         let n_rows = cube_rows(cube);
         let n_cells = cube.n_cells();
         let store = self.ranks.entry(metric).or_insert_with(|| RankStore {
@@ -343,19 +384,34 @@ impl RowCache {
         });
         let row = cube.row(metric, at);
         let n = row.len();
-        let p = &cube.prompts[at.prompt];
+        let p = cube.prompts.get(at.prompt)?;
         let offset = p.cell_offset + ((at.step * cube.variants.len() + at.variant) * cube.layers.len() + at.layer) * n;
         let ri = cube_row_index(cube, at);
-        let (Some(counts), true) = (store.counts.get_mut(offset..offset + n), ri < n_rows) else {
-            // Not a row of this cube's layout: compute directly.
-            return percentile_group(row, out, if exclude0 { &[0] } else { &[] });
-        };
+        let counts = store.counts.get_mut(offset..offset + n)?;
+        if ri >= n_rows {
+            return None;
+        }
         if store.n_valid[ri] == u32::MAX {
             let (n_valid, max_all, max_excl0) = rank_counts(row, counts);
             store.n_valid[ri] = n_valid;
             store.max_all[ri] = max_all;
             store.max_excl0[ri] = max_excl0;
         }
+        Some((ri, offset))
+    }
+
+    /// Percentile intensities of a cube row into `out` (same length as the row); returns the
+    /// group's largest value (the percentile scale's reference).
+    fn percentile_row(&mut self, cube: &Cube, metric: usize, at: RowAt, exclude0: bool, out: &mut [f32]) -> f32 {
+        let row = cube.row(metric, at);
+        let n = row.len();
+        let Some((ri, offset)) = self.ensure_ranks(cube, metric, at) else {
+            // Not a row of this cube's layout: compute directly.
+            return percentile_group(row, out, if exclude0 { &[0] } else { &[] });
+        };
+        let Some((store, counts)) = self.ranks.get(&metric).and_then(|s| Some((s, s.counts.get(offset..offset + n)?))) else {
+            return percentile_group(row, out, if exclude0 { &[0] } else { &[] });
+        };
         let n_valid = store.n_valid[ri];
         if !exclude0 || n == 0 {
             let d = n_valid as f32;

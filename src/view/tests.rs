@@ -700,3 +700,23 @@ fn percentile_ranks_of_long_rows_with_ties() {
         }
     }
 }
+
+#[test]
+fn prepare_works_ahead_in_slices_and_changes_nothing() {
+    let cube = grid_cube(3, 4, 13, awkward);
+    let s = ViewState { step: StepSelection::All, scale: Scale::Percentile, ..ViewState::for_cube(&cube) };
+    let mut cache = MatrixCache::new();
+    // 2 metrics × 3 steps × 4 layers = 24 rows, 10 per call.
+    assert!(!cache.prepare(&cube, &s, 10));
+    assert!(!cache.prepare(&cube, &s, 10));
+    assert!(cache.prepare(&cube, &s, 10));
+    assert!(cache.prepare(&cube, &s, 0));
+    for metric in ["l2_distance", "cosine_distance"] {
+        for exclude0 in [true, false] {
+            let t = ViewState { metric: metric.into(), exclude0, ..s.clone() };
+            assert_same_matrix(cache.get(&cube, &t), &Matrix::build(&cube, &t), metric);
+            let t = ViewState { scale: Scale::Linear, ..t };
+            assert_same_matrix(cache.get(&cube, &t), &Matrix::build(&cube, &t), metric);
+        }
+    }
+}
