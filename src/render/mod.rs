@@ -68,6 +68,22 @@ impl Raster {
         }
     }
 
+    /// [`Raster::reset`], except that when the size is unchanged the pixels inside `keep`
+    /// (`x0, y0, x1, y1`, device px, exclusive ends) are left as they are: for a caller about
+    /// to overwrite them all.
+    fn reset_around(&mut self, width_px: u32, height_px: u32, colour: Rgba, keep: Option<(i64, i64, i64, i64)>) {
+        let same = self.width_px == width_px && self.height_px == height_px && self.rgba.len() == width_px as usize * height_px as usize * 4;
+        let Some((x0, y0, x1, y1)) = keep.filter(|_| same) else {
+            return self.reset(width_px, height_px, colour);
+        };
+        let (w, h) = (width_px as i64, height_px as i64);
+        let (x0, x1, y0, y1) = (x0.clamp(0, w), x1.clamp(0, w), y0.clamp(0, h), y1.clamp(0, h));
+        self.fill_rect(0, 0, w, y0, colour);
+        self.fill_rect(0, y1, w, h, colour);
+        self.fill_rect(0, y0, x0, y1, colour);
+        self.fill_rect(x1, y0, w, y1, colour);
+    }
+
     /// Colour of a pixel (`None` outside).
     pub fn pixel(&self, x: u32, y: u32) -> Option<Rgba> {
         if x >= self.width_px || y >= self.height_px {
@@ -81,11 +97,16 @@ impl Raster {
     pub fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, colour: Rgba) {
         let (w, h) = (self.width_px as i64, self.height_px as i64);
         let (x0, x1, y0, y1) = (x0.clamp(0, w), x1.clamp(0, w), y0.clamp(0, h), y1.clamp(0, h));
+        let uniform = colour.iter().all(|&c| c == colour[0]);
         for y in y0..y1 {
             let row = (y * w) as usize * 4;
-            for x in x0..x1 {
-                let i = row + x as usize * 4;
-                self.rgba[i..i + 4].copy_from_slice(&colour);
+            let Some(span) = self.rgba.get_mut(row + x0 as usize * 4..row + x1 as usize * 4) else { continue };
+            if uniform {
+                span.fill(colour[0]);
+            } else {
+                for px in span.chunks_exact_mut(4) {
+                    px.copy_from_slice(&colour);
+                }
             }
         }
     }
@@ -194,8 +215,20 @@ const GRID_LINE: Rgba = [255, 255, 255, 255];
 pub fn paint(_cube: &Cube, matrix: &Matrix, layout: &Layout, state: &ViewState, raster: &mut Raster) {
     let vp = layout.viewport;
     let (w, h) = vp.device_size();
-    raster.reset(w, h, BACKGROUND);
     let dpr = vp.device_pixel_ratio;
+    // The table overwrites every pixel of its heatmap rectangle: clear only around it.
+    let hm = layout.heatmap;
+    let covered = matrix.view != ViewKind::Grid
+        && layout.n_visible > 0
+        && layout.n_rows > 0
+        && layout.n_rows == matrix.rows.len()
+        && dev(hm.x, dpr) >= 0
+        && dev(hm.y, dpr) >= 0
+        && dev(hm.x + hm.w, dpr) <= w as i64
+        && matrix.relative.len() == matrix.rows.len() * matrix.n_positions
+        && layout.first_position + layout.n_visible <= matrix.n_positions;
+    let rect = covered.then(|| (dev(hm.x, dpr), dev(hm.y, dpr), dev(hm.x + hm.w, dpr), dev(hm.y + hm.h, dpr)));
+    raster.reset_around(w, h, BACKGROUND, rect);
     let colour_of = |t: f32| -> Rgba {
         if t.is_nan() {
             NO_DATA

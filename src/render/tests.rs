@@ -294,3 +294,27 @@ fn step_all_paint_shows_each_pixels_hottest_cell() {
     assert_eq!(at(2, 99, 30), pink);
     assert_eq!(at(20, 10, 12), [255, 255, 255, 255]);
 }
+
+#[test]
+fn a_reused_raster_equals_a_fresh_one() {
+    // The heatmap rectangle is not cleared between frames (the table overwrites it): painting
+    // over a previous, different frame must give exactly the fresh picture.
+    let c = cube(4, 6, 50, |s, l, p| if (s + l + p) % 7 == 0 { None } else { Some(((s * 3 + l * 5 + p) % 11) as f32) });
+    let base = ViewState::for_cube(&c);
+    let frames = [
+        ViewState { step: StepSelection::All, pin: Some(7), ..base.clone() },
+        ViewState { zoom: Some(InclusiveRange { first: 10, last: 20 }), ..base.clone() },
+        ViewState { view: crate::view::ViewKind::Grid, ..base.clone() },
+        ViewState { step: StepSelection::All, norm: Normalisation::Global, heatmap: false, ..base.clone() },
+        base.clone(),
+    ];
+    let mut reused = Raster::default();
+    for s in &frames {
+        let m = Matrix::build(&c, s);
+        let layout = Layout::compute(Viewport::new(500.0, 300.0, 2.0), &c, &m, s);
+        paint(&c, &m, &layout, s, &mut reused);
+        let mut fresh = Raster::default();
+        paint(&c, &m, &layout, s, &mut fresh);
+        assert!(reused == fresh, "stale pixels after {}", s.to_hash());
+    }
+}
