@@ -1554,25 +1554,9 @@ fn draw_labels(ctx: &CanvasRenderingContext2d, labels: &[Label]) {
 /// The k positions with the largest values in the current matrix (max over its rows).
 fn fill_topk(doc: &Document, ui: &Ui, cube: &Cube, matrix: &Matrix, state: &ViewState) {
     dom::clear(&ui.topk_list);
-    let n = matrix.n_positions;
-    let mut best: Vec<(usize, f32)> = Vec::with_capacity(n);
-    for p in 0..n {
-        if state.exclude0 && p == 0 {
-            continue;
-        }
-        let mut m = f32::NAN;
-        for r in 0..matrix.rows.len() {
-            let v = matrix.value(r, p);
-            if !v.is_nan() && (m.is_nan() || v > m) {
-                m = v;
-            }
-        }
-        if !m.is_nan() {
-            best.push((p, m));
-        }
-    }
-    best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    best.truncate(TOP_K);
+    // Per-position maxima are cached with the matrix: only the peak rows of the k best are
+    // looked up here.
+    let best = matrix.top_positions(TOP_K, state.exclude0);
     let metric = cube.metrics.get(matrix.metric).map_or("", |m| m.name.as_str());
     let over = if matrix.rows.len() > 1 { "maximum over the rows shown" } else { "the row shown" };
     ui.topk_caption.set_text_content(Some(&format!("{metric}, {over}{}", if state.exclude0 { ", position 0 left out" } else { "" })));
@@ -1584,7 +1568,24 @@ fn fill_topk(doc: &Document, ui: &Ui, cube: &Cube, matrix: &Matrix, state: &View
         let pos = el(doc, "span", "pos", &format!("#{p}"));
         let tok = el(doc, "span", "tok", &display_token(prompt.and_then(|pr| pr.token(p)).unwrap_or(""), 18));
         let val = el(doc, "span", "val", &format!("{v:.4}"));
-        append(&b, &[&pos, &tok, &val]);
+        // Where the peak is: the layer (and, over several steps or variants, which of them).
+        let peak = (0..matrix.rows.len())
+            .filter(|&r| matrix.value(r, p) == v)
+            .find_map(|r| matrix.rows.get(r))
+            .map(|row| {
+                let mut text = format!("L{}", cube.layers.get(row.layer).copied().unwrap_or_default());
+                if matches!(state.step, crate::view::StepSelection::All) {
+                    text += &format!(" · step {}", cube.steps.get(row.step).copied().unwrap_or_default());
+                }
+                if state.view == ViewKind::Heads {
+                    text = cube.variants.get(row.variant).cloned().unwrap_or_default();
+                }
+                text
+            })
+            .unwrap_or_default();
+        let at = el(doc, "span", "peak", &peak);
+        attrs(&at, &[("title", "where the maximum is")]);
+        append(&b, &[&pos, &tok, &val, &at]);
         append(&li, &[&b]);
         append(&ui.topk_list, &[&li]);
     }
