@@ -213,8 +213,29 @@ fn bad_input_is_reported_and_leaves_no_partial_output() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.csv"), "{err}");
     assert!(err.contains("abc"), "{err}");
-    assert!(err.contains("offset") || err.contains("line"), "{err}");
+    // The header is line 1, the 50 good rows lines 2–51.
+    assert!(err.contains("line 52"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+    assert_eq!(listing(&dir), ["bad.csv", "bad.parquet"]);
+
+    // A bad value far into a file (past the first 8 MB chunk and the first batches, decoded
+    // on the reading thread) is reported with its line, counted from the file's start.
+    let mut long = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
+    let rows = 400_000;
+    for i in 0..rows {
+        long.push_str(&format!("{},{},tok,{},Full,1.5\n", i / 30_000, i % 30, (i / 30) % 1000));
+    }
+    long.push_str("9,1,tok,5,Full,oops\n");
+    assert!(long.len() > 8 << 20);
+    let far = dir.join("far.csv");
+    std::fs::write(&far, &long).unwrap();
+    let o = run(&["convert", s(&far), "-o", s(&dir.join("far.parquet"))]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Line 1 is the header: the bad row is line rows + 2.
+    assert!(err.contains("far.csv") && err.contains("oops"), "{err}");
+    assert!(err.contains(&format!("line {}", rows + 2)), "{err}");
+    std::fs::remove_file(&far).unwrap();
     assert_eq!(listing(&dir), ["bad.csv", "bad.parquet"]);
 
     // Truncated JSON: an error naming the file, no output file.

@@ -4,8 +4,14 @@
 //! that have no value in any metric. Metrics are rounded to a number of decimals and stored as
 //! `float32`; text columns are dictionary-encoded; `generation_step`, `layer` and
 //! `token_position` use the narrowest signed integer type that holds their values; pages are
-//! zstd-compressed; each generation step is one row group with statistics (and a page index),
-//! so readers skip steps they do not need.
+//! zstd-compressed; row groups hold whole generation steps, in step order, with statistics
+//! (and a page index), so readers skip steps they do not need.
+//!
+//! The layout is measured, not assumed ([`choose_layout`]): on the real file a row group per
+//! step in layer → variant → position order is smallest; on noisy synthetic data, whose
+//! rounded values repeat across steps, steps sharing a row group (and so the metric
+//! dictionaries) make the file about 25% smaller. The columns of a row group are encoded in
+//! parallel, one thread per column.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -531,6 +537,8 @@ pub fn choose_layout(cube: &Cube, plan: &Plan, options: &ConvertOptions) -> Resu
         chosen.row_groups = Some(chosen.row_groups.unwrap_or(RowGroups::PerStep));
         return Ok(chosen);
     }
+    // Size of the first step alone, per step, in the chosen order (once measured).
+    let mut first_step_bytes = None;
     if chosen.order.is_none() {
         let mut best: Option<(u64, RowOrder)> = None;
         for order in ORDER_CANDIDATES {
@@ -545,6 +553,7 @@ pub fn choose_layout(cube: &Cube, plan: &Plan, options: &ConvertOptions) -> Resu
             }
         }
         chosen.order = best.map(|(_, o)| o);
+        first_step_bytes = best.map(|(b, _)| b);
     }
     if chosen.row_groups.is_none() {
         let shared = RowGroups::WholeSteps {
@@ -561,8 +570,11 @@ pub fn choose_layout(cube: &Cube, plan: &Plan, options: &ConvertOptions) -> Resu
                 row_groups: Some(row_groups),
                 ..chosen.clone()
             };
-            let per_step = trial_bytes(cube, plan, &with(RowGroups::PerStep), &[0])?
-                + trial_bytes(cube, plan, &with(RowGroups::PerStep), &[1])?;
+            let first = match first_step_bytes {
+                Some(b) => b,
+                None => trial_bytes(cube, plan, &with(RowGroups::PerStep), &[0])?,
+            };
+            let per_step = first + trial_bytes(cube, plan, &with(RowGroups::PerStep), &[1])?;
             let shared_first = trial_bytes(cube, plan, &with(shared), &[0])?;
             let shared_two = trial_bytes(cube, plan, &with(shared), &[0, 1])?;
             let n = cube.steps.len() as f64;

@@ -4,7 +4,7 @@
 //!   [`crate::ingest`], with a progress callback. Memory follows the cube (the cells), not the
 //!   input bytes.
 //! - [`convert`]: write a cube as Parquet tuned for this data (rounded `float32` metrics,
-//!   dictionary text, narrow integers, zstd, one row group per generation step), optionally
+//!   dictionary text, narrow integers, zstd, row groups of whole generation steps), optionally
 //!   partitioned by step, and as CSV.
 //! - [`inspect`]: what a file holds and what is wrong with it.
 //! - [`text`]: CSV and JSON written the way pandas writes them (`generate`, `convert --csv`).

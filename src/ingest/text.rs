@@ -457,6 +457,9 @@ impl TextDecoder {
             let (_, rest) = rest.split_once("' for column ")?;
             let (col, rest) = rest.split_once(" at line ")?;
             let line: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            // arrow-csv counts the header as line 0 here (its field-count errors count it as
+            // line 1): say the line of the file, 1-based, header included.
+            let line = line.parse::<u64>().ok()? + 1;
             let col: usize = col.parse().ok()?;
             let value: String = value.chars().take(40).collect();
             return Some(format!(
