@@ -485,6 +485,14 @@ impl TextDecoder {
                     self.bytes_read
                 ));
             }
+            if let Some(v) = rest.strip_prefix("expected primitive got ").or_else(|| rest.strip_prefix("expected string got ")) {
+                // An object, array or boolean where a number or text belongs.
+                let value: String = v.chars().take(40).collect();
+                return Some(format!(
+                    "field `{field}` holds {value}, but it must be a single number or text in every row (near byte {})",
+                    self.bytes_read
+                ));
+            }
             return Some(format!("field `{field}`: {rest} (near byte {})", self.bytes_read));
         }
         None
