@@ -181,7 +181,7 @@ export function writeReport(results, outPath, jsonRel) {
   L.push('```')
   L.push('')
   L.push('`cargo xtask bench` runs `npm ci` in `bench/`, builds the data generator (`bench/synth`), our page (`cargo xtask dist`) and the CLI (release), generates the data into `bench/data/` (cached, keyed by its parameters and the generator\'s source), ' +
-    'then runs `node bench/run.mjs`, which serves `dist/` and the baseline pages (`bench/baselines/`) on 127.0.0.1, drives Chromium and rewrites this file. On a cold tree the release builds (wasm with LTO + wasm-opt, the CLI, the generator) come first and take a good part of an hour on 2 cores; later runs reuse them and the cached data. ' +
+    'then runs `node bench/run.mjs`, which serves `dist/` and the baseline pages (`bench/baselines/`) on 127.0.0.1, drives Chromium and rewrites this file. On a cold tree the release builds (wasm with LTO, the CLI, the generator) come first and take a good part of an hour on 2 cores; later runs reuse them and the cached data. ' +
     '`node bench/run.mjs --only=seed.parquet --readers=ours,arrow` reruns a subset (it needs the steps above done once); `node bench/report.mjs RESULTS.json` rewrites this file from saved results; `node bench/run.mjs --cli-only=RESULTS.json` adds the CLI timings to saved results.')
   L.push('')
   fs.writeFileSync(outPath, L.join('\n'))

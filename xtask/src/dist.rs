@@ -27,15 +27,15 @@ const CSS_PATH: &str = "www/viewer.css";
 /// The pages of the site; `index.html` is required, the others are copied when present.
 const PAGES: &[&str] = &["index.html", "visualize_results.html", "visualize_results_json.html"];
 
-/// Entry point of `cargo xtask dist [--no-wasm-opt]`.
+/// Entry point of `cargo xtask dist [--wasm-opt]`.
 pub fn run(args: &[String]) -> Result<()> {
     prereq::ensure(Needs::Build)?;
-    dist_with(!crate::util::has_flag(args, "--no-wasm-opt")).map(|_| ())
+    dist_with(crate::util::has_flag(args, "--wasm-opt")).map(|_| ())
 }
 
-/// [`dist_with`] with `wasm-opt -Oz` (what `cargo xtask dist` does).
+/// [`dist_with`] as `cargo xtask dist` does it (without `wasm-opt`, see [`crate::build`]).
 pub fn dist() -> Result<PathBuf> {
-    dist_with(true)
+    dist_with(false)
 }
 
 /// Builds the wasm (`wasm-opt -Oz` when `optimise_size` and binaryen is installed) and writes

@@ -21,7 +21,7 @@ type Subcommand = (&'static str, &'static str, fn(&[String]) -> Result<()>);
 /// Every subcommand of `cargo xtask`, in the order `--help` lists them.
 const SUBCOMMANDS: &[Subcommand] = &[
     ("prereq", "check (and, as root on Debian, install) what the build and the tests need [--test]", prereq::run),
-    ("dist", "build the wasm and write dist/ (static site + single-file mask-impact-viewer.html) [--no-wasm-opt]", dist::run),
+    ("dist", "build the wasm and write dist/ (static site + single-file mask-impact-viewer.html) [--wasm-opt]", dist::run),
     ("serve", "dist, then serve dist/ on http://127.0.0.1:8000/ [--port N] [--no-build]", serve::run),
     ("bench", "benchmark our page against parquet-wasm + Arrow.js, hyparquet (headless Chromium); rewrites BENCHMARKS.md [--quick]", bench::run),
     ("fuzz", "run the ingest fuzz targets for a bounded time each [--seconds N] [--target NAME]", fuzz::run),

@@ -1,4 +1,4 @@
-//! `cargo xtask serve [--port N] [--no-build] [--no-wasm-opt]`: builds `dist/` and serves it on 127.0.0.1.
+//! `cargo xtask serve [--port N] [--no-build] [--wasm-opt]`: builds `dist/` and serves it on 127.0.0.1.
 //!
 //! The server is a small static file server written with `std`: GET and HEAD, single HTTP
 //! `Range` requests (206/416), correct MIME types (`application/wasm` for streaming
@@ -26,7 +26,7 @@ pub fn run(args: &[String]) -> Result<()> {
         repo_root().join("dist")
     } else {
         prereq::ensure(Needs::Build)?;
-        crate::dist::dist_with(!has_flag(args, "--no-wasm-opt"))?
+        crate::dist::dist_with(has_flag(args, "--wasm-opt"))?
     };
     let server = Server::start(port, vec![Mount::new("/", dist)])?;
     let url = server.url();

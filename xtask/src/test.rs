@@ -60,8 +60,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     step("building dist/ for the end-to-end tests");
-    // wasm-opt -Oz takes minutes on an 11 MB module and changes no behaviour: the tests use
-    // the bound wasm unless asked (`--wasm-opt`); `cargo xtask dist` always optimises.
+    // The tests use the wasm `cargo xtask dist` ships: without wasm-opt unless asked
+    // (`--wasm-opt`, see xtask/src/build.rs for why it is off).
     match crate::dist::dist_with(has_flag(own_args, "--wasm-opt")) {
         Ok(dist) => {
             if let Err(err) = end_to_end(&dist, e2e_filters) {
