@@ -820,19 +820,22 @@ fn group_reference(values: &[f32], excluded: Option<usize>, clip: Option<f32>, s
     }
 }
 
+/// The cells with data, as `(index, value)`, leaving out `excluded` (ascending).
+fn cells_kept<'a>(values: &'a [f32], excluded: &'a [usize]) -> impl Iterator<Item = (usize, f32)> + 'a {
+    let mut ex = excluded.iter().peekable();
+    values.iter().enumerate().filter_map(move |(i, &v)| {
+        if ex.peek() == Some(&&i) {
+            ex.next();
+            return None;
+        }
+        (!v.is_nan()).then_some((i, v))
+    })
+}
+
 /// [`group_reference`] with several cells left out (`excluded` ascending).
 fn group_reference_many(values: &[f32], excluded: &[usize], clip: Option<f32>, scratch: &mut Vec<f32>) -> f32 {
     scratch.clear();
-    let mut ex = excluded.iter().peekable();
-    for (i, &v) in values.iter().enumerate() {
-        if ex.peek() == Some(&&i) {
-            ex.next();
-            continue;
-        }
-        if !v.is_nan() {
-            scratch.push(v.abs());
-        }
-    }
+    scratch.extend(cells_kept(values, excluded).map(|(_, v)| v.abs()));
     match clip {
         None => scratch.iter().fold(0.0f32, |a, &b| a.max(b)),
         Some(p) => percentile_nearest_rank(scratch, p).unwrap_or(0.0),
@@ -904,16 +907,7 @@ fn total_order_key(v: f32) -> u32 {
 /// Cells with data sorted in total order, as `(key << 32) | index`.
 fn sorted_keys(values: &[f32], excluded: &[usize]) -> Vec<u64> {
     let mut keys: Vec<u64> = Vec::with_capacity(values.len());
-    let mut ex = excluded.iter().peekable();
-    for (i, &v) in values.iter().enumerate() {
-        if ex.peek() == Some(&&i) {
-            ex.next();
-            continue;
-        }
-        if !v.is_nan() {
-            keys.push(((total_order_key(v) as u64) << 32) | i as u64);
-        }
-    }
+    keys.extend(cells_kept(values, excluded).map(|(i, v)| ((total_order_key(v) as u64) << 32) | i as u64));
     radix_sort_by_high_bits(&mut keys);
     keys
 }
