@@ -244,7 +244,7 @@ pub struct CubeBuilder {
     /// Step of the previous row, and the steps whose run of rows has ended (the next row had
     /// another step): in files sorted by step, the steps already read whole.
     last_step: Option<i64>,
-    ended_steps: Vec<i64>,
+    ended_steps: std::collections::HashSet<i64>,
     /// Rows expected in all (a hint for reserving memory).
     expected_rows: u64,
 }
@@ -416,7 +416,7 @@ impl CubeBuilder {
             rows_skipped: 0,
             duplicates: 0,
             last_step: None,
-            ended_steps: Vec::new(),
+            ended_steps: std::collections::HashSet::new(),
             expected_rows: 0,
         }
     }
@@ -631,9 +631,7 @@ impl CubeBuilder {
             };
             if self.last_step != Some(s) {
                 if let Some(prev) = self.last_step {
-                    if !self.ended_steps.contains(&prev) {
-                        self.ended_steps.push(prev);
-                    }
+                    self.ended_steps.insert(prev);
                 }
                 self.last_step = Some(s);
             }
