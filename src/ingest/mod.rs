@@ -15,6 +15,7 @@
 //! assert_eq!(cube.value(0, cube.cell(0, 0, 0, 0), 1), None);
 //! ```
 
+mod fast;
 mod parquet;
 mod text;
 

@@ -9,6 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
+use super::fast::{FastText, Fed, Layout};
 use super::{Format, IngestError, Poll, TEXT_CHUNK_BYTES};
 use crate::cube::{ColumnMap, CubeBuilder};
 
@@ -26,6 +27,9 @@ const INT_COLUMNS: [&str; 3] = ["generation_step", "layer", "token_position"];
 const METRIC_COLUMNS: [&str; 2] = ["l2_distance", "cosine_distance"];
 
 enum Decoder {
+    /// The fast path for the usual layouts ([`super::fast`]); on anything unusual it hands
+    /// the rest of the file to one of the general decoders below.
+    Fast(Box<FastText>),
     Csv(arrow_csv::reader::Decoder),
     Json(arrow_json::reader::Decoder),
 }
@@ -35,12 +39,15 @@ impl Decoder {
         match self {
             Decoder::Csv(d) => d.decode(buf),
             Decoder::Json(d) => d.decode(buf),
+            // Not called: the fast decoder is driven by `TextDecoder::decode`.
+            Decoder::Fast(_) => Ok(buf.len()),
         }
     }
     fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
         match self {
             Decoder::Csv(d) => d.flush(),
             Decoder::Json(d) => d.flush(),
+            Decoder::Fast(_) => Ok(None),
         }
     }
 }
@@ -69,6 +76,14 @@ pub struct TextDecoder {
     head: Vec<u8>,
     /// The decoding schema, once known.
     schema: Option<SchemaRef>,
+    /// CSV: the delimiter, and whether "no value" is spelled with words.
+    delimiter: u8,
+    null_words: bool,
+    /// Whether the fast decoder may be used (see [`TextDecoder::with_fast_path`]).
+    fast_path: bool,
+    /// CSV: data records read by the fast decoder before the general one took over, plus the
+    /// header (added to the general decoder's line numbers in messages); 0 otherwise.
+    line_offset: u64,
 }
 
 /// The CSV/JSON half of an [`Ingest`](super::Ingest).
@@ -402,7 +417,18 @@ impl TextDecoder {
             decoder: None,
             head: Vec::new(),
             schema: None,
+            delimiter: b',',
+            null_words: false,
+            fast_path: true,
+            line_offset: 0,
         }
+    }
+
+    /// Whether to use the fast decoder for the usual layouts (default `true`); `false` reads
+    /// everything with arrow-csv / arrow-json (tests compare the two).
+    pub fn with_fast_path(mut self, fast: bool) -> TextDecoder {
+        self.fast_path = fast;
+        self
     }
 
     /// Bytes consumed by the decoder so far.
@@ -459,7 +485,7 @@ impl TextDecoder {
             let line: String = rest.chars().take_while(char::is_ascii_digit).collect();
             // arrow-csv counts the header as line 0 here (its field-count errors count it as
             // line 1): say the line of the file, 1-based, header included.
-            let line = line.parse::<u64>().ok()? + 1;
+            let line = line.parse::<u64>().ok()? + 1 + self.line_offset;
             let col: usize = col.parse().ok()?;
             let value: String = value.chars().take(40).collect();
             return Some(format!(
@@ -471,6 +497,7 @@ impl TextDecoder {
             // "incorrect number of fields for line {n}, expected {e} got {g}"
             let (line, rest) = rest.split_once(", expected ")?;
             let (expected, got) = rest.split_once(" got ")?;
+            let line = line.parse::<u64>().ok()? + self.line_offset;
             return Some(format!(
                 "line {line} has {got} fields, but the header has {expected} columns (a row is cut, or a text with commas is not quoted)"
             ));
@@ -512,10 +539,72 @@ impl TextDecoder {
                 },
             });
         }
+        if let Some(Decoder::Fast(f)) = &mut self.decoder {
+            let fed = f.finish(&mut |b| sink.batch(b))?;
+            let in_array = f.in_json_array();
+            match fed {
+                Fed::Taken => return Ok(()),
+                Fed::Fallback(rest) => self.fall_back(rest, in_array, sink)?,
+            }
+        }
         if let Some(Decoder::Csv(d)) = &mut self.decoder {
             d.decode(&[]).map_err(|e| self.error(e))?;
         }
         self.flush(sink)
+    }
+
+    /// The general decoder for this file (`header`: the CSV header row comes first).
+    fn general(&self, header: bool) -> Result<Decoder, IngestError> {
+        let Some(schema) = self.schema.clone() else {
+            return Err(IngestError::Read {
+                file: self.file.clone(),
+                message: "internal error: no schema before decoding".into(),
+            });
+        };
+        Ok(match self.format {
+            Format::Json => Decoder::Json(
+                arrow_json::ReaderBuilder::new(schema)
+                    .with_batch_size(BATCH_ROWS)
+                    .with_flatten(true)
+                    .with_coerce_primitive(true)
+                    .build_decoder()
+                    .map_err(|e| self.error(e))?,
+            ),
+            _ => {
+                let mut b = arrow_csv::ReaderBuilder::new(schema)
+                    .with_header(header)
+                    .with_delimiter(self.delimiter)
+                    .with_batch_size(BATCH_ROWS);
+                if self.null_words {
+                    let pattern = format!("^(?i:|{})$", CSV_NULL_WORDS.join("|"));
+                    let re = regex::Regex::new(&pattern).map_err(|e| IngestError::Csv {
+                        file: self.file.clone(),
+                        message: e.to_string(),
+                    })?;
+                    b = b.with_null_regex(re);
+                }
+                Decoder::Csv(b.build_decoder())
+            }
+        })
+    }
+
+    /// The fast decoder met something unusual: `rest` (the bytes from the start of that
+    /// record on, up to the end of what was fed) and all later bytes go to the general
+    /// decoder. `in_array`: the JSON records array was open (its `[` is fed again first).
+    fn fall_back(&mut self, rest: Vec<u8>, in_array: bool, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        let Some(Decoder::Fast(f)) = &self.decoder else {
+            return Ok(());
+        };
+        let header = !f.header_done();
+        self.line_offset = if header || self.format == Format::Json { 0 } else { f.records() + 1 };
+        self.decoder = Some(self.general(header)?);
+        self.bytes_read = self.bytes_fed.saturating_sub(rest.len() as u64);
+        if in_array {
+            if let Some(d) = self.decoder.as_mut() {
+                d.decode(b"[").map_err(|e| self.error(e))?;
+            }
+        }
+        self.decode(&rest, sink)
     }
 
     fn flush(&mut self, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
@@ -538,33 +627,25 @@ impl TextDecoder {
                 };
                 sink.begin(&schema)?;
                 self.schema = Some(schema.clone());
-                let d = arrow_json::ReaderBuilder::new(schema)
-                    .with_batch_size(BATCH_ROWS)
-                    .with_flatten(true)
-                    .with_coerce_primitive(true)
-                    .build_decoder()
-                    .map_err(|e| self.error(e))?;
-                Decoder::Json(d)
+                match FastText::new(&self.file, Layout::Json, &schema, BATCH_ROWS).filter(|_| self.fast_path) {
+                    Some(f) => Decoder::Fast(Box::new(f)),
+                    None => self.general(true)?,
+                }
             }
             _ => {
                 let delim = delimiter(chunk);
                 let (schema, null_words) = csv_schema(&self.file, chunk, delim, at_eof)?;
                 sink.begin(&schema)?;
                 self.schema = Some(schema.clone());
-                let mut b = arrow_csv::ReaderBuilder::new(schema)
-                    .with_header(true)
-                    .with_delimiter(delim)
-                    .with_batch_size(BATCH_ROWS);
-                if null_words {
-                    let pattern = format!("^(?i:|{})$", CSV_NULL_WORDS.join("|"));
-                    let re = regex::Regex::new(&pattern).map_err(|e| IngestError::Csv {
-                        file: self.file.clone(),
-                        message: e.to_string(),
-                    })?;
-                    b = b.with_null_regex(re);
+                self.delimiter = delim;
+                self.null_words = null_words;
+                let fast = (!null_words && self.fast_path)
+                    .then(|| FastText::new(&self.file, Layout::Csv(delim), &schema, BATCH_ROWS))
+                    .flatten();
+                match fast {
+                    Some(f) => Decoder::Fast(Box::new(f)),
+                    None => self.general(true)?,
                 }
-                let d = b.build_decoder();
-                Decoder::Csv(d)
             }
         };
         self.decoder = Some(decoder);
@@ -609,6 +690,17 @@ impl TextDecoder {
     }
 
     fn decode(&mut self, mut buf: &[u8], sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        if let Some(Decoder::Fast(f)) = &mut self.decoder {
+            let fed = f.decode(buf, false, &mut |b| sink.batch(b))?;
+            let in_array = f.in_json_array();
+            return match fed {
+                Fed::Taken => {
+                    self.bytes_read += buf.len() as u64;
+                    Ok(())
+                }
+                Fed::Fallback(rest) => self.fall_back(rest, in_array, sink),
+            };
+        }
         while !buf.is_empty() {
             let Some(d) = self.decoder.as_mut() else {
                 return Ok(());

@@ -1,0 +1,1046 @@
+//! A fast decoder for the CSV and JSON layouts that writers produce in practice (pandas
+//! `to_csv`, `to_json(orient="records")`, JSON Lines): the same Arrow columns as arrow-csv /
+//! arrow-json would give, several times faster on result files.
+//!
+//! Why it is faster: result files repeat long text on every row (`prompt_name`,
+//! `config_prompt`); a dictionary column here compares the raw bytes of a field with those of
+//! the previous row first (one `memcmp`, no unescaping, no hashing), and plain decimal numbers
+//! are parsed by an exact fast path (Clinger: an integer mantissa below 2^53 scaled by a power
+//! of ten up to 10^22 is correctly rounded by one IEEE division or multiplication).
+//!
+//! It handles only what it is sure of. Anything unusual — a field count that differs from the
+//! header, a quote inside an unquoted field, a lone `\r`, a blank line, a value that is not a
+//! number in a number column, an unknown or repeated JSON key, a nested value, invalid UTF-8 —
+//! stops it at the start of that record: the rows before are handed over, and the caller
+//! feeds the rest of the file to arrow-csv / arrow-json, which then reads it (or reports the
+//! error) exactly as it would have from the start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+
+use super::IngestError;
+
+/// What became of the bytes handed to [`FastText::decode`].
+pub(super) enum Fed {
+    /// All bytes taken (a partial record is held until more come).
+    Taken,
+    /// Something unusual: the rows before it were handed over; these bytes (from the start of
+    /// the unusual record, the held part included) must go to the general decoder.
+    Fallback(Vec<u8>),
+}
+
+/// The layouts the fast decoder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// CSV with this delimiter, header row first, no null words.
+    Csv(u8),
+    /// JSON: an array of row objects, or JSON Lines.
+    Json,
+}
+
+/// Where a JSON stream is between records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonAt {
+    /// Before the first non-space byte: `[` (array) or `{` (JSON Lines).
+    Start,
+    /// In an array, before a record (after `[` or `,`).
+    ArrayValue,
+    /// In an array, after a record: `,` or `]`.
+    ArrayNext,
+    /// After the array's `]` (anything more goes to the general decoder).
+    ArrayDone,
+    /// JSON Lines, before a record.
+    Lines,
+}
+
+/// One output column being filled.
+enum Column {
+    Number {
+        values: Vec<f64>,
+        valid: Vec<bool>,
+        nulls: usize,
+    },
+    Dict(DictColumn),
+    Text {
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+        valid: Vec<bool>,
+        nulls: usize,
+    },
+}
+
+#[derive(Default)]
+struct DictColumn {
+    keys: Vec<i32>,
+    valid: Vec<bool>,
+    nulls: usize,
+    /// Decoded text → key, for this batch.
+    map: HashMap<Box<str>, i32>,
+    /// The dictionary values of this batch, in key order.
+    offsets: Vec<i32>,
+    data: Vec<u8>,
+    /// The raw bytes of the previous row's field and its key (-1: none).
+    last_raw: Vec<u8>,
+    last_key: i32,
+}
+
+impl DictColumn {
+    fn new() -> DictColumn {
+        DictColumn {
+            offsets: vec![0],
+            last_key: -1,
+            ..Default::default()
+        }
+    }
+
+    /// The key of `text` (decoded), added to the dictionary when new.
+    fn key_of(&mut self, text: &str) -> i32 {
+        if let Some(&k) = self.map.get(text) {
+            return k;
+        }
+        let k = (self.offsets.len() - 1) as i32;
+        self.data.extend_from_slice(text.as_bytes());
+        self.offsets.push(self.data.len() as i32);
+        self.map.insert(text.into(), k);
+        k
+    }
+}
+
+impl Column {
+    fn push_null(&mut self) {
+        match self {
+            Column::Number { values, valid, nulls } => {
+                values.push(0.0);
+                valid.push(false);
+                *nulls += 1;
+            }
+            Column::Dict(d) => {
+                d.keys.push(0);
+                d.valid.push(false);
+                d.nulls += 1;
+            }
+            Column::Text { offsets, data, valid, nulls } => {
+                offsets.push(data.len() as i32);
+                valid.push(false);
+                *nulls += 1;
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Column::Number { valid, .. } | Column::Text { valid, .. } => valid.len(),
+            Column::Dict(d) => d.valid.len(),
+        }
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        while self.len() > rows {
+            match self {
+                Column::Number { values, valid, nulls } => {
+                    values.pop();
+                    if valid.pop() == Some(false) {
+                        *nulls -= 1;
+                    }
+                }
+                Column::Dict(d) => {
+                    d.keys.pop();
+                    if d.valid.pop() == Some(false) {
+                        d.nulls -= 1;
+                    }
+                }
+                Column::Text { offsets, data, valid, nulls } => {
+                    offsets.pop();
+                    data.truncate(*offsets.last().unwrap_or(&0) as usize);
+                    if valid.pop() == Some(false) {
+                        *nulls -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The filled values as an array, leaving the column empty.
+    fn take(&mut self) -> Result<ArrayRef, ArrowError> {
+        fn nulls_of(valid: &mut Vec<bool>, nulls: usize) -> Option<NullBuffer> {
+            let v = std::mem::take(valid);
+            (nulls > 0).then(|| NullBuffer::from(v))
+        }
+        match self {
+            Column::Number { values, valid, nulls } => {
+                let n = nulls_of(valid, *nulls);
+                *nulls = 0;
+                Ok(Arc::new(Float64Array::new(ScalarBuffer::from(std::mem::take(values)), n)))
+            }
+            Column::Text { offsets, data, valid, nulls } => {
+                let n = nulls_of(valid, *nulls);
+                *nulls = 0;
+                let offsets = std::mem::replace(offsets, vec![0]);
+                let data = std::mem::take(data);
+                Ok(Arc::new(StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), data.into(), n)?))
+            }
+            Column::Dict(d) => {
+                let n = nulls_of(&mut d.valid, d.nulls);
+                let keys = Int32Array::new(ScalarBuffer::from(std::mem::take(&mut d.keys)), n);
+                let offsets = std::mem::replace(&mut d.offsets, vec![0]);
+                let data = std::mem::take(&mut d.data);
+                d.map.clear();
+                d.nulls = 0;
+                d.last_key = -1;
+                d.last_raw.clear();
+                let values = StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), data.into(), None)?;
+                Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))?))
+            }
+        }
+    }
+}
+
+/// The fast CSV / JSON decoder. See the [module docs](self).
+pub(super) struct FastText {
+    /// The file's name, for messages.
+    file: String,
+    layout: Layout,
+    /// The schema of the batches it hands over.
+    schema: SchemaRef,
+    columns: Vec<Column>,
+    /// JSON: the key of each column, as raw bytes.
+    keys: Vec<Vec<u8>>,
+    /// JSON: which columns the current record has set.
+    seen: Vec<bool>,
+    rows: usize,
+    batch_rows: usize,
+    /// Bytes of a record not yet complete.
+    held: Vec<u8>,
+    header_done: bool,
+    json_at: JsonAt,
+    /// Data records handed over so far.
+    records: u64,
+    /// CSV: the field ranges of the record being parsed (scratch).
+    fields: Vec<(usize, usize, bool)>,
+}
+
+/// Ways a record can end while being parsed.
+enum Rec {
+    /// A complete record ending before this offset.
+    Done(usize),
+    /// The bytes end before the record does.
+    More,
+    /// Not for the fast path.
+    Unusual,
+}
+
+impl FastText {
+    /// A fast decoder producing the columns of `schema` (Float64, Utf8 or dictionary of Utf8;
+    /// `None` for any other type), `batch_rows` rows per batch.
+    pub(super) fn new(file: &str, layout: Layout, schema: &SchemaRef, batch_rows: usize) -> Option<FastText> {
+        let mut columns = Vec::new();
+        let mut fields = Vec::new();
+        for f in schema.fields() {
+            let known_text = is_dictionary_text(f.name());
+            let c = match f.data_type() {
+                DataType::Float64 => Column::Number {
+                    values: Vec::new(),
+                    valid: Vec::new(),
+                    nulls: 0,
+                },
+                DataType::Utf8 | DataType::Dictionary(_, _) if known_text => Column::Dict(DictColumn::new()),
+                DataType::Utf8 => Column::Text {
+                    offsets: vec![0],
+                    data: Vec::new(),
+                    valid: Vec::new(),
+                    nulls: 0,
+                },
+                DataType::Dictionary(k, v) if k.as_ref() == &DataType::Int32 && v.as_ref() == &DataType::Utf8 => {
+                    Column::Dict(DictColumn::new())
+                }
+                _ => return None,
+            };
+            let t = match &c {
+                Column::Number { .. } => DataType::Float64,
+                Column::Dict(_) => DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                Column::Text { .. } => DataType::Utf8,
+            };
+            fields.push(Field::new(f.name(), t, true));
+            columns.push(c);
+        }
+        // JSON keys are matched by their raw bytes: a name that JSON would escape is unusual.
+        if layout == Layout::Json
+            && schema.fields().iter().any(|f| f.name().bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20))
+        {
+            return None;
+        }
+        Some(FastText {
+            file: file.to_string(),
+            layout,
+            keys: schema.fields().iter().map(|f| f.name().as_bytes().to_vec()).collect(),
+            seen: vec![false; columns.len()],
+            schema: Arc::new(Schema::new(fields)),
+            columns,
+            rows: 0,
+            batch_rows: batch_rows.max(1),
+            held: Vec::new(),
+            header_done: layout == Layout::Json,
+            json_at: JsonAt::Start,
+            records: 0,
+            fields: Vec::new(),
+        })
+    }
+
+    /// Whether the CSV header row has been read (always true for JSON).
+    pub(super) fn header_done(&self) -> bool {
+        self.header_done
+    }
+
+    /// The end of the file: the rows held are handed over; `Fed::Fallback` when what is left
+    /// (a cut record, an array never closed) is for the general decoder to judge.
+    pub(super) fn finish(&mut self, emit: &mut dyn FnMut(RecordBatch) -> Result<(), IngestError>) -> Result<Fed, IngestError> {
+        if let Fed::Fallback(rest) = self.decode(&[], true, emit)? {
+            return Ok(Fed::Fallback(rest));
+        }
+        self.flush(emit)?;
+        if self.in_json_array() {
+            return Ok(Fed::Fallback(Vec::new()));
+        }
+        Ok(Fed::Taken)
+    }
+
+    /// Data records handed over so far.
+    pub(super) fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether the JSON stream is inside its top-level array (the general decoder then needs
+    /// an opening `[` before the rest).
+    pub(super) fn in_json_array(&self) -> bool {
+        matches!(self.json_at, JsonAt::ArrayValue | JsonAt::ArrayNext)
+    }
+
+    /// Take the next bytes of the file (`at_eof`: they are the last); full batches go to
+    /// `emit`.
+    pub(super) fn decode(
+        &mut self,
+        buf: &[u8],
+        at_eof: bool,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<(), IngestError>,
+    ) -> Result<Fed, IngestError> {
+        let mut start = 0;
+        if !self.held.is_empty() {
+            // Finish the held record with as few bytes of `buf` as needed (copying the whole
+            // chunk behind it would cost a pass over every byte), then go on in `buf` itself.
+            let mut held = std::mem::take(&mut self.held);
+            let mut old = held.len();
+            let mut taken = 0;
+            loop {
+                let n = (buf.len() - taken).min(held.len().max(64 << 10));
+                held.extend_from_slice(&buf[taken..taken + n]);
+                taken += n;
+                let last = taken == buf.len();
+                let (at, unusual) = self.run(&held, 0, at_eof && last, emit)?;
+                if unusual {
+                    self.flush(emit)?;
+                    let mut rest = held[at..].to_vec();
+                    rest.extend_from_slice(&buf[taken..]);
+                    return Ok(Fed::Fallback(rest));
+                }
+                if at >= old {
+                    start = at - old;
+                    break;
+                }
+                held.drain(..at);
+                old -= at;
+                if last {
+                    if at_eof && !held.is_empty() {
+                        self.flush(emit)?;
+                        return Ok(Fed::Fallback(held));
+                    }
+                    self.held = held;
+                    return Ok(Fed::Taken);
+                }
+            }
+        }
+        let (at, unusual) = self.run(buf, start, at_eof, emit)?;
+        if unusual || (at_eof && at < buf.len()) {
+            // Something unusual, or a record the end of the file cuts: the general decoder
+            // judges it.
+            self.flush(emit)?;
+            return Ok(Fed::Fallback(buf[at..].to_vec()));
+        }
+        self.held = buf[at..].to_vec();
+        Ok(Fed::Taken)
+    }
+
+    /// Decode the records of `data` from `at` on; returns where it stopped and whether it
+    /// stopped at something unusual (else at a record that `data` does not hold whole).
+    fn run(
+        &mut self,
+        data: &[u8],
+        mut at: usize,
+        at_eof: bool,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<(), IngestError>,
+    ) -> Result<(usize, bool), IngestError> {
+        loop {
+            if at >= data.len() {
+                return Ok((at, false));
+            }
+            if self.rows >= self.batch_rows {
+                self.flush(emit)?;
+            }
+            let r = match self.layout {
+                Layout::Csv(delim) => self.csv_record(data, at, delim, at_eof),
+                Layout::Json => self.json_step(data, at, at_eof),
+            };
+            match r {
+                Rec::Done(end) => at = end,
+                Rec::More => return Ok((at, false)),
+                Rec::Unusual => return Ok((at, true)),
+            }
+        }
+    }
+
+    /// Hand over the rows held.
+    pub(super) fn flush(&mut self, emit: &mut dyn FnMut(RecordBatch) -> Result<(), IngestError>) -> Result<(), IngestError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let arrays = self.columns.iter_mut().map(Column::take).collect::<Result<Vec<_>, _>>();
+        let batch = arrays
+            .and_then(|a| RecordBatch::try_new(self.schema.clone(), a))
+            .map_err(|e| IngestError::Read {
+                file: self.file.clone(),
+                message: format!("internal error assembling decoded rows: {e}"),
+            })?;
+        self.records += self.rows as u64;
+        self.rows = 0;
+        emit(batch)
+    }
+
+    /// Undo a partly added row (its record is not for the fast path or not complete).
+    fn undo_row(&mut self) {
+        let rows = self.rows;
+        for c in &mut self.columns {
+            c.truncate(rows);
+        }
+    }
+
+    // ---- CSV ----
+
+    /// One CSV record from `data[at..]`.
+    fn csv_record(&mut self, data: &[u8], at: usize, delim: u8, at_eof: bool) -> Rec {
+        let mut fields = std::mem::take(&mut self.fields);
+        fields.clear();
+        let r = split_csv_record(data, at, delim, at_eof, &mut fields);
+        let r = match r {
+            Rec::Done(end) if !self.header_done => {
+                self.header_done = true;
+                Rec::Done(end)
+            }
+            Rec::Done(end) => {
+                if fields.len() != self.columns.len() {
+                    Rec::Unusual
+                } else if self.csv_row(data, &fields) {
+                    self.rows += 1;
+                    Rec::Done(end)
+                } else {
+                    self.undo_row();
+                    Rec::Unusual
+                }
+            }
+            other => other,
+        };
+        self.fields = fields;
+        r
+    }
+
+    /// Add one record's fields as a row; `false` if a field is unusual.
+    fn csv_row(&mut self, data: &[u8], fields: &[(usize, usize, bool)]) -> bool {
+        for (c, &(s, e, quoted)) in self.columns.iter_mut().zip(fields) {
+            // The raw field, quotes included when quoted.
+            let raw = &data[s..e];
+            let inner = if quoted { &raw[1..raw.len() - 1] } else { raw };
+            if inner.is_empty() {
+                c.push_null();
+                continue;
+            }
+            match c {
+                Column::Number { values, valid, .. } => {
+                    let Some(v) = parse_number(inner, quoted) else {
+                        return false;
+                    };
+                    values.push(v);
+                    valid.push(true);
+                }
+                Column::Dict(d) => {
+                    if d.last_key >= 0 && d.last_raw == raw {
+                        d.keys.push(d.last_key);
+                        d.valid.push(true);
+                        continue;
+                    }
+                    let text = if quoted { unquote_csv(inner) } else { std::borrow::Cow::Borrowed(inner) };
+                    let Ok(text) = std::str::from_utf8(&text) else {
+                        return false;
+                    };
+                    let k = d.key_of(text);
+                    d.keys.push(k);
+                    d.valid.push(true);
+                    d.last_key = k;
+                    d.last_raw.clear();
+                    d.last_raw.extend_from_slice(raw);
+                }
+                Column::Text { offsets, data: bytes, valid, .. } => {
+                    let text = if quoted { unquote_csv(inner) } else { std::borrow::Cow::Borrowed(inner) };
+                    if std::str::from_utf8(&text).is_err() {
+                        return false;
+                    }
+                    bytes.extend_from_slice(&text);
+                    offsets.push(bytes.len() as i32);
+                    valid.push(true);
+                }
+            }
+        }
+        true
+    }
+
+    // ---- JSON ----
+
+    /// One step of a JSON stream from `data[at..]`: a separator, a record, or the end.
+    fn json_step(&mut self, data: &[u8], at: usize, at_eof: bool) -> Rec {
+        let i = skip_ws(data, at);
+        let Some(&b) = data.get(i) else {
+            return Rec::More;
+        };
+        match (self.json_at, b) {
+            (JsonAt::Start, b'[') => {
+                self.json_at = JsonAt::ArrayValue;
+                Rec::Done(i + 1)
+            }
+            (JsonAt::Start, b'{') => {
+                self.json_at = JsonAt::Lines;
+                Rec::Done(i)
+            }
+            (JsonAt::ArrayNext, b',') => {
+                self.json_at = JsonAt::ArrayValue;
+                Rec::Done(i + 1)
+            }
+            (JsonAt::ArrayNext, b']') => {
+                self.json_at = JsonAt::ArrayDone;
+                Rec::Done(i + 1)
+            }
+            (JsonAt::ArrayValue | JsonAt::Lines, b'{') => match self.json_record(data, i) {
+                Rec::Done(end) => {
+                    if self.json_at == JsonAt::ArrayValue {
+                        self.json_at = JsonAt::ArrayNext;
+                    }
+                    Rec::Done(end)
+                }
+                Rec::More if at_eof => Rec::Unusual,
+                other => other,
+            },
+            _ => Rec::Unusual,
+        }
+    }
+
+    /// One JSON object starting at `data[at] == b'{'`, as a row.
+    fn json_record(&mut self, data: &[u8], at: usize) -> Rec {
+        self.seen.iter_mut().for_each(|s| *s = false);
+        let r = self.json_fields(data, at + 1);
+        match r {
+            Rec::Done(end) => {
+                let rows = self.rows;
+                for (c, seen) in self.columns.iter_mut().zip(&self.seen) {
+                    if !seen {
+                        c.push_null();
+                    }
+                    debug_assert_eq!(c.len(), rows + 1);
+                }
+                self.rows += 1;
+                Rec::Done(end)
+            }
+            other => {
+                self.undo_row();
+                other
+            }
+        }
+    }
+
+    fn json_fields(&mut self, data: &[u8], mut i: usize) -> Rec {
+        let mut next_col = 0;
+        i = skip_ws(data, i);
+        match data.get(i) {
+            None => return Rec::More,
+            Some(b'}') => return Rec::Done(i + 1),
+            _ => {}
+        }
+        loop {
+            // Key.
+            if data.get(i) != Some(&b'"') {
+                return if i >= data.len() { Rec::More } else { Rec::Unusual };
+            }
+            let Some((key_end, escaped)) = string_end(data, i + 1) else {
+                return Rec::More;
+            };
+            if escaped {
+                return Rec::Unusual;
+            }
+            let key = &data[i + 1..key_end];
+            // Keys come in the same order on every row: try the expected one first.
+            let col = if self.keys.get(next_col).is_some_and(|k| k == key) {
+                next_col
+            } else {
+                match self.keys.iter().position(|k| k == key) {
+                    Some(c) => c,
+                    None => return Rec::Unusual,
+                }
+            };
+            if self.seen[col] {
+                return Rec::Unusual;
+            }
+            self.seen[col] = true;
+            next_col = col + 1;
+            i = skip_ws(data, key_end + 1);
+            match data.get(i) {
+                None => return Rec::More,
+                Some(b':') => {}
+                Some(_) => return Rec::Unusual,
+            }
+            i = skip_ws(data, i + 1);
+            let Some(&b) = data.get(i) else {
+                return Rec::More;
+            };
+            // Value.
+            let column = &mut self.columns[col];
+            match b {
+                b'"' => {
+                    let Some((end, escaped)) = string_end(data, i + 1) else {
+                        return Rec::More;
+                    };
+                    let raw = &data[i + 1..end];
+                    match column {
+                        Column::Dict(d) => {
+                            if d.last_key >= 0 && d.last_raw == raw {
+                                d.keys.push(d.last_key);
+                                d.valid.push(true);
+                            } else {
+                                let Some(text) = json_text(&data[i..=end], raw, escaped) else {
+                                    return Rec::Unusual;
+                                };
+                                let k = d.key_of(&text);
+                                d.keys.push(k);
+                                d.valid.push(true);
+                                d.last_key = k;
+                                d.last_raw.clear();
+                                d.last_raw.extend_from_slice(raw);
+                            }
+                        }
+                        Column::Text { offsets, data: bytes, valid, .. } => {
+                            let Some(text) = json_text(&data[i..=end], raw, escaped) else {
+                                return Rec::Unusual;
+                            };
+                            bytes.extend_from_slice(text.as_bytes());
+                            offsets.push(bytes.len() as i32);
+                            valid.push(true);
+                        }
+                        // A number written as text: the general decoder's rules apply.
+                        Column::Number { .. } => return Rec::Unusual,
+                    }
+                    i = end + 1;
+                }
+                b'n' => {
+                    if data.len() < i + 4 {
+                        return Rec::More;
+                    }
+                    if &data[i..i + 4] != b"null" {
+                        return Rec::Unusual;
+                    }
+                    column.push_null();
+                    i += 4;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let end = i + data[i..]
+                        .iter()
+                        .position(|&c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                        .unwrap_or(data.len() - i);
+                    if end >= data.len() {
+                        return Rec::More;
+                    }
+                    let Column::Number { values, valid, .. } = column else {
+                        return Rec::Unusual;
+                    };
+                    let Some(v) = parse_json_number(&data[i..end]) else {
+                        return Rec::Unusual;
+                    };
+                    values.push(v);
+                    valid.push(true);
+                    i = end;
+                }
+                _ => return Rec::Unusual,
+            }
+            i = skip_ws(data, i);
+            match data.get(i) {
+                None => return Rec::More,
+                Some(b',') => i = skip_ws(data, i + 1),
+                Some(b'}') => return Rec::Done(i + 1),
+                Some(_) => return Rec::Unusual,
+            }
+        }
+    }
+}
+
+/// Text columns that the decoders read into dictionaries.
+fn is_dictionary_text(name: &str) -> bool {
+    ["token_masked", "variant", "prompt_name", "config_prompt"]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(name))
+}
+
+fn skip_ws(data: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = data.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The offset of the closing quote of a JSON string whose text starts at `from`, and whether
+/// the string holds escapes; `None` if the data ends first.
+fn string_end(data: &[u8], mut from: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    loop {
+        let j = from + memchr::memchr2(b'"', b'\\', &data[from..])?;
+        if data[j] == b'"' {
+            return Some((j, escaped));
+        }
+        escaped = true;
+        // Skip the escaped byte (`\"` and `\\` included).
+        from = j + 2;
+        if from > data.len() {
+            return None;
+        }
+    }
+}
+
+/// The text of a JSON string (`quoted`: with its quotes; `raw`: without), unescaped and
+/// checked; `None` if it is not valid JSON text.
+fn json_text<'a>(quoted: &[u8], raw: &'a [u8], escaped: bool) -> Option<std::borrow::Cow<'a, str>> {
+    if escaped {
+        return serde_json::from_slice::<String>(quoted).ok().map(std::borrow::Cow::Owned);
+    }
+    if raw.iter().any(|&b| b < 0x20) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok().map(std::borrow::Cow::Borrowed)
+}
+
+/// Split one CSV record starting at `data[at]` into field ranges `(start, end, quoted)`
+/// (quoted: the range includes both quotes).
+fn split_csv_record(data: &[u8], at: usize, delim: u8, at_eof: bool, fields: &mut Vec<(usize, usize, bool)>) -> Rec {
+    let mut i = at;
+    if i >= data.len() {
+        return Rec::More;
+    }
+    // A blank line: the general decoder's rules.
+    if matches!(data[i], b'\n' | b'\r') {
+        return Rec::Unusual;
+    }
+    loop {
+        let start = i;
+        if data.get(i) == Some(&b'"') {
+            // Quoted: up to a quote not followed by another quote.
+            let mut j = i + 1;
+            loop {
+                let Some(q) = memchr::memchr(b'"', &data[j..]) else {
+                    return if at_eof { Rec::Unusual } else { Rec::More };
+                };
+                let q = j + q;
+                match data.get(q + 1) {
+                    Some(b'"') => j = q + 2,
+                    None if !at_eof => return Rec::More,
+                    _ => {
+                        i = q + 1;
+                        break;
+                    }
+                }
+            }
+            fields.push((start, i, true));
+        } else {
+            let end = memchr::memchr3(delim, b'\n', b'"', &data[i..]).map(|k| i + k);
+            let end = match end {
+                Some(e) => e,
+                None if at_eof => data.len(),
+                None => return Rec::More,
+            };
+            if data.get(end) == Some(&b'"') {
+                return Rec::Unusual;
+            }
+            let mut field_end = end;
+            if field_end > start && data[field_end - 1] == b'\r' {
+                // `\r\n` ends the record; a `\r` elsewhere is unusual.
+                if data.get(end) != Some(&b'\n') {
+                    return Rec::Unusual;
+                }
+                field_end -= 1;
+            }
+            if data[start..field_end].contains(&b'\r') {
+                return Rec::Unusual;
+            }
+            fields.push((start, field_end, false));
+            i = end;
+        }
+        match data.get(i) {
+            Some(&b) if b == delim => i += 1,
+            Some(b'\n') => return Rec::Done(i + 1),
+            Some(b'\r') => match data.get(i + 1) {
+                Some(b'\n') => return Rec::Done(i + 2),
+                None if !at_eof => return Rec::More,
+                _ => return Rec::Unusual,
+            },
+            None if at_eof => return Rec::Done(i),
+            None => return Rec::More,
+            Some(_) => return Rec::Unusual,
+        }
+        if i >= data.len() {
+            if !at_eof {
+                return Rec::More;
+            }
+            // A delimiter at the very end: one more, empty field.
+            fields.push((i, i, false));
+            return Rec::Done(i);
+        }
+    }
+}
+
+/// The text of a quoted CSV field (without its quotes): `""` → `"`.
+fn unquote_csv(inner: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !inner.contains(&b'"') {
+        return std::borrow::Cow::Borrowed(inner);
+    }
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        out.push(inner[i]);
+        i += if inner[i] == b'"' { 2 } else { 1 };
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A plain decimal `-?\d+(\.\d+)?` with at most 15 significant digits, exactly (Clinger's
+/// fast path: both the mantissa and the power of ten are exact doubles, one division rounds
+/// correctly). `None` for anything else.
+fn parse_plain_decimal(s: &[u8]) -> Option<f64> {
+    let (neg, digits) = match s.first()? {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let mut mantissa: u64 = 0;
+    let mut n_digits = 0usize;
+    let mut frac_digits = 0usize;
+    let mut seen_dot = false;
+    let mut any = false;
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                any = true;
+                if mantissa == 0 && b == b'0' {
+                    // Leading zeros do not count as significant digits.
+                } else {
+                    n_digits += 1;
+                }
+                mantissa = mantissa * 10 + (b - b'0') as u64;
+                if seen_dot {
+                    frac_digits += 1;
+                }
+                if n_digits > 15 || frac_digits > 22 {
+                    return None;
+                }
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return None,
+        }
+    }
+    // `1.` and `.5` are left to the general parser, as are empty digits.
+    if !any || digits.first() == Some(&b'.') || digits.last() == Some(&b'.') {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[frac_digits];
+    Some(if neg { -v } else { v })
+}
+
+/// A CSV number field as arrow-csv reads it (`Float64` parser of arrow-cast), with the fast
+/// path first. `None`: not a number.
+fn parse_number(field: &[u8], quoted: bool) -> Option<f64> {
+    if !quoted {
+        if let Some(v) = parse_plain_decimal(field) {
+            return Some(v);
+        }
+    }
+    let text = if quoted { unquote_csv(field) } else { std::borrow::Cow::Borrowed(field) };
+    let text = std::str::from_utf8(&text).ok()?;
+    <arrow_array::types::Float64Type as arrow_cast::parse::Parser>::parse(text)
+}
+
+/// A JSON number token, exactly. `None`: not a valid JSON number.
+fn parse_json_number(token: &[u8]) -> Option<f64> {
+    if let Some(v) = parse_plain_decimal(token) {
+        // JSON forbids leading zeros (`01`): leave those to the general decoder.
+        let d = token.strip_prefix(b"-").unwrap_or(token);
+        if d.len() > 1 && d[0] == b'0' && d[1] != b'.' {
+            return None;
+        }
+        return Some(v);
+    }
+    let text = std::str::from_utf8(token).ok()?;
+    // Rust's parser rounds correctly, as arrow-json's does; the JSON grammar is checked by
+    // serde_json on this rare path.
+    serde_json::from_str::<serde_json::Number>(text).ok()?;
+    text.parse::<f64>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_decimals_are_exact() {
+        for s in ["0", "1", "-1", "772.7286", "0.8939", "-0.0153", "123456789012345", "0.000001", "1.5", "100"] {
+            assert_eq!(parse_plain_decimal(s.as_bytes()), Some(s.parse::<f64>().unwrap()), "{s}");
+        }
+        for s in ["", "-", ".5", "1.", "1e5", "1.2.3", "nan", "1234567890123456", " 1", "+1"] {
+            assert_eq!(parse_plain_decimal(s.as_bytes()), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn csv_records_split_with_quotes() {
+        let data = b"a,\"b,\"\"c\"\"\nd\",\r\nx";
+        let mut f = Vec::new();
+        let r = split_csv_record(data, 0, b',', false, &mut f);
+        assert!(matches!(r, Rec::Done(16)));
+        assert_eq!(f, vec![(0, 1, false), (2, 13, true), (14, 14, false)]);
+        assert_eq!(unquote_csv(&data[3..12]).as_ref(), b"b,\"c\"\nd");
+        // The last record without a newline is complete only at the end of the file.
+        f.clear();
+        assert!(matches!(split_csv_record(data, 16, b',', false, &mut f), Rec::More));
+        f.clear();
+        assert!(matches!(split_csv_record(data, 16, b',', true, &mut f), Rec::Done(17)));
+        // A quote inside an unquoted field, a lone CR, a blank line: not for the fast path.
+        for bad in [&b"a,b\"c\n"[..], b"a\rb,c\n", b"\n"] {
+            f.clear();
+            assert!(matches!(split_csv_record(bad, 0, b',', true, &mut f), Rec::Unusual), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn json_strings_end_after_escapes() {
+        assert_eq!(string_end(br#"ab\"c\\"x"#, 0), Some((7, true)));
+        assert_eq!(string_end(br#"abc"x"#, 0), Some((3, false)));
+        assert_eq!(string_end(br#"ab\"#, 0), None);
+        assert_eq!(json_text(br#""a\nb""#, br#"a\nb"#, true).as_deref(), Some("a\nb"));
+    }
+    /// Reads `bytes` through the whole ingest, at every chunk size given (the fast path and its
+    /// hand-over to the general decoder must not depend on where chunks end).
+    fn read_all(name: &str, bytes: &[u8]) -> Vec<Result<crate::cube::Cube, String>> {
+        [1u64, 2, 5, 17, 1 << 20]
+            .into_iter()
+            .map(|chunk| {
+                let b = bytes::Bytes::copy_from_slice(bytes);
+                let mut ingest = super::super::Ingest::new(name, b.len() as u64).with_text_chunk_bytes(chunk);
+                super::super::drive(&mut ingest, |r| Ok(b.slice(r.start as usize..r.end as usize)), |_| true)
+                    .map_err(|e| e.to_string())?;
+                ingest.finish().map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn csv_unusual_record_hands_over_and_values_stay_right() {
+        // Row 3 has a quote inside an unquoted token (csv reads it literally): from there on
+        // arrow-csv reads; the values (hand-written here) must be the same either way.
+        let csv = b"layer,token_position,token_masked,l2_distance,config_prompt\n\
+0,0,\"a,\"\"b\"\"\n\",1.5,\"long\nprompt\"\n\
+0,1,x,2.25,\"long\nprompt\"\n\
+0,2,q\"r,1e2,\"long\nprompt\"\n\
+0,3,y,,\"long\nprompt\"\n";
+        for cube in read_all("u.csv", csv) {
+            let cube = cube.unwrap();
+            let p = &cube.prompts[0];
+            assert_eq!(p.token(0), Some("a,\"b\"\n"));
+            assert_eq!(p.token(1), Some("x"));
+            assert_eq!(p.token(2), Some("q\"r"));
+            assert_eq!(p.token(3), Some("y"));
+            assert_eq!(p.text.as_deref(), Some("long\nprompt"));
+            let at = cube.cell(0, 0, 0, 0);
+            assert_eq!(cube.value(0, at, 0), Some(1.5));
+            assert_eq!(cube.value(0, at, 1), Some(2.25));
+            assert_eq!(cube.value(0, at, 2), Some(100.0));
+            assert_eq!(cube.value(0, at, 3), None);
+        }
+    }
+
+    #[test]
+    fn csv_errors_after_fast_rows_name_the_file_line() {
+        // Line 1 is the header; line 4 holds text in a metric; line 6 has too few fields.
+        let csv = b"layer,token_position,l2_distance\n0,0,1\n0,1,2\n0,2,abc\n0,3,4\n";
+        for r in read_all("e.csv", csv) {
+            let e = r.unwrap_err();
+            assert!(e.contains("line 4: column `l2_distance` holds `abc`"), "{e}");
+        }
+        let csv = b"layer,token_position,l2_distance\n0,0,1\n0,1,2\n0,2,3\n0,3,4\n0,4\n";
+        for r in read_all("f.csv", csv) {
+            let e = r.unwrap_err();
+            assert!(e.starts_with("f.csv: "), "{e}");
+            assert!(e.contains("line 6 has 2 fields, but the header has 3 columns"), "{e}");
+        }
+    }
+
+    #[test]
+    fn json_records_escapes_order_nulls_and_hand_over() {
+        // Keys in another order on row 2, a missing key and null on row 3, escapes and an
+        // exponent, then a metric written as text (row 4: arrow-json reads it from there on).
+        let json = br#"[{"layer":0,"token_position":0,"token_masked":"a\"b\u00e9","l2_distance":1.5,"config_prompt":"p\nq"},
+ {"token_position":1,"layer":0,"l2_distance":2.5e1,"token_masked":"x","config_prompt":"p\nq"},
+ {"layer":0,"token_position":2,"l2_distance":null,"config_prompt":"p\nq"},
+ {"layer":0,"token_position":3,"token_masked":"z","l2_distance":"0.25","config_prompt":"p\nq"},
+ {"layer":0,"token_position":4,"token_masked":"w","l2_distance":-0.125,"config_prompt":"p\nq"}]"#;
+        for cube in read_all("r.json", json) {
+            let cube = cube.unwrap();
+            let p = &cube.prompts[0];
+            assert_eq!(p.token(0), Some("a\"bé"));
+            assert_eq!(p.token(1), Some("x"));
+            assert_eq!(p.token(2), None);
+            assert_eq!(p.token(3), Some("z"));
+            assert_eq!(p.text.as_deref(), Some("p\nq"));
+            let at = cube.cell(0, 0, 0, 0);
+            let values: Vec<_> = (0..5).map(|i| cube.value(0, at, i)).collect();
+            assert_eq!(values, vec![Some(1.5), Some(25.0), None, Some(0.25), Some(-0.125)]);
+        }
+        // JSON Lines, the same rows without the text metric.
+        let lines = b"{\"layer\":1,\"token_position\":0,\"l2_distance\":3}\n{\"layer\":1,\"token_position\":1,\"l2_distance\":4}\n";
+        for cube in read_all("l.jsonl", lines) {
+            let cube = cube.unwrap();
+            let at = cube.cell(0, 0, 0, 0);
+            assert_eq!((cube.value(0, at, 0), cube.value(0, at, 1)), (Some(3.0), Some(4.0)));
+        }
+    }
+
+    #[test]
+    fn json_bad_values_and_cut_files_are_errors() {
+        let nested = br#"[{"layer":0,"token_position":0,"l2_distance":1},{"layer":0,"token_position":1,"l2_distance":{"a":1}}]"#;
+        for r in read_all("n.json", nested) {
+            let e = r.unwrap_err();
+            assert!(e.starts_with("n.json: cannot read it as JSON"), "{e}");
+            assert!(e.contains("`l2_distance`"), "{e}");
+        }
+        let cut = br#"[{"layer":0,"token_position":0,"l2_distance":1},{"layer":0,"token_posi"#;
+        for r in read_all("c.json", cut) {
+            assert!(r.unwrap_err().starts_with("c.json: "));
+        }
+    }
+}
