@@ -22,10 +22,12 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowLeafColumn};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::sorted_dictionary::SortedFloatChunk;
 use super::{CliError, Loaded};
 use crate::cube::Cube;
 
@@ -82,7 +84,9 @@ pub enum FloatEncoding {
     /// `BYTE_STREAM_SPLIT`: the bytes of each float grouped by significance, which zstd
     /// compresses well.
     ByteStreamSplit,
-    /// Dictionary while it stays under [`FLOAT_DICTIONARY_BYTES`], then plain.
+    /// Dictionary while it stays under [`FLOAT_DICTIONARY_BYTES`], then plain. The dictionary
+    /// is stored sorted and the indices byte-aligned ([`SortedFloatChunk`]): 10–20% smaller
+    /// than arrow-rs's own dictionary pages on this data.
     #[default]
     Dictionary,
     /// Plain.
@@ -445,8 +449,23 @@ impl Rows {
     }
 }
 
+/// Most rows in a data page. arrow-rs's default (20 000) cuts a dictionary-encoded metric
+/// column into pages of 20–50 KB, each compressed on its own: larger pages compress better
+/// (real file: 7% smaller). Pages still end at 1 MiB of encoded values.
+pub const PAGE_ROWS: usize = 1 << 20;
+
 /// The Parquet writer settings for a plan.
 pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<WriterProperties, CliError> {
+    writer_properties_for(plan, options, false)
+}
+
+/// The settings of [`writer_properties`]; with `metrics_uncompressed`, the metric columns are
+/// not compressed (for [`SortedFloatChunk`], which compresses its rewritten pages itself).
+fn writer_properties_for(
+    plan: &Plan,
+    options: &ConvertOptions,
+    metrics_uncompressed: bool,
+) -> Result<WriterProperties, CliError> {
     let level = ZstdLevel::try_new(options.zstd_level)
         .map_err(|e| CliError::Usage(format!("--level {}: {e}", options.zstd_level)))?;
     let mut props = WriterProperties::builder()
@@ -456,6 +475,7 @@ pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<Writer
         // Row groups are cut by the writer at step boundaries only.
         .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(None)
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_key_value_metadata(Some(vec![KeyValue::new(
             "mask_impact.writer".to_string(),
             format!("mask-impact {} convert", env!("CARGO_PKG_VERSION")),
@@ -474,6 +494,9 @@ pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<Writer
         .set_column_encoding(position, Encoding::DELTA_BINARY_PACKED);
     for name in &plan.metric_names {
         let col = ColumnPath::from(name.as_str());
+        if metrics_uncompressed {
+            props = props.set_column_compression(col.clone(), Compression::UNCOMPRESSED);
+        }
         props = match options.float_encoding {
             // A small dictionary pays off (real data: a few thousand distinct values); a large
             // one costs more than plain floats (noisy data), so fall back to plain early.
@@ -607,27 +630,53 @@ pub fn write_parquet<W: Write + Send>(
         message: e.to_string(),
     };
     let props = writer_properties(plan, options)?;
+    // Metric columns with a dictionary go through `SortedFloatChunk` (sorted dictionary,
+    // byte-aligned indices), which compresses its pages itself.
+    let sorted_floats = options.float_encoding == FloatEncoding::Dictionary;
+    let level = ZstdLevel::try_new(options.zstd_level)
+        .map_err(|e| CliError::Usage(format!("--level {}: {e}", options.zstd_level)))?;
+    let metric_props = Arc::new(writer_properties_for(plan, options, true)?);
+    let is_metric: Vec<bool> = plan
+        .schema
+        .fields()
+        .iter()
+        .map(|f| sorted_floats && plan.metric_names.iter().any(|m| m == f.name()))
+        .collect();
     // The column chunks of a row group are encoded in parallel, one thread per column (the
     // arrow-rs pattern of `ArrowColumnWriter`); the file writer keeps the Arrow schema in the
     // footer as `ArrowWriter` does.
     let writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(props)).map_err(werr)?;
     let (mut file_writer, factory) = writer.into_serialized_writer().map_err(werr)?;
+    let descriptors: Vec<_> = (0..plan.schema.fields().len())
+        .map(|i| file_writer.schema_descr().column(i))
+        .collect();
     let mut written = Written::default();
     let max_rows = match options.row_groups {
         Some(RowGroups::WholeSteps { max_rows }) => max_rows as u64,
         Some(RowGroups::PerStep) | None => 0,
     };
+    /// What a column's encoding thread gets.
+    enum Piece {
+        Leaf(ArrowLeafColumn),
+        /// Non-null values and definition levels of a metric column.
+        Floats(Vec<f32>, Vec<i16>),
+    }
+    /// What a column's encoding thread returns.
+    enum Chunk {
+        Arrow(ArrowColumnChunk),
+        Sorted(bytes::Bytes, ColumnCloseResult),
+    }
     std::thread::scope(|scope| -> Result<(), CliError> {
         // Per column of the open row group: the channel to its encoding thread, and the thread.
         type Worker<'s> = (
-            std::sync::mpsc::SyncSender<ArrowLeafColumn>,
-            std::thread::ScopedJoinHandle<'s, parquet::errors::Result<ArrowColumnChunk>>,
+            std::sync::mpsc::SyncSender<Piece>,
+            std::thread::ScopedJoinHandle<'s, parquet::errors::Result<Chunk>>,
         );
         let mut group: Vec<Worker<'_>> = Vec::new();
         // Rows in the row group being written.
         let mut in_group = 0u64;
         let close_group = |group: &mut Vec<Worker<'_>>,
-                               file_writer: &mut parquet::file::writer::SerializedFileWriter<W>|
+                           file_writer: &mut parquet::file::writer::SerializedFileWriter<W>|
          -> Result<(), CliError> {
             let mut chunks = Vec::with_capacity(group.len());
             for (tx, handle) in group.drain(..) {
@@ -640,7 +689,10 @@ pub fn write_parquet<W: Write + Send>(
             }
             let mut rg = file_writer.next_row_group().map_err(werr)?;
             for chunk in chunks {
-                chunk.append_to_row_group(&mut rg).map_err(werr)?;
+                match chunk {
+                    Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut rg).map_err(werr)?,
+                    Chunk::Sorted(bytes, close) => rg.append_column(&bytes, close).map_err(werr)?,
+                }
             }
             rg.close().map_err(werr)?;
             Ok(())
@@ -648,27 +700,58 @@ pub fn write_parquet<W: Write + Send>(
         for &s in steps {
             let rows = plan.step_batches(cube, s, options, |batch| {
                 if group.is_empty() {
-                    for mut column in factory.create_column_writers(written.row_groups).map_err(werr)? {
-                        let (tx, rx) = std::sync::mpsc::sync_channel::<ArrowLeafColumn>(2);
-                        let handle = scope.spawn(move || {
-                            for leaf in rx {
-                                column.write(&leaf)?;
-                            }
-                            column.close()
-                        });
+                    let writers = factory.create_column_writers(written.row_groups).map_err(werr)?;
+                    for (i, mut column) in writers.into_iter().enumerate() {
+                        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(2);
+                        let handle = if is_metric[i] {
+                            let (descr, props) = (descriptors[i].clone(), metric_props.clone());
+                            scope.spawn(move || {
+                                let pieces = rx.into_iter().filter_map(|p| match p {
+                                    Piece::Floats(values, levels) => Some((values, levels)),
+                                    Piece::Leaf(_) => None,
+                                });
+                                let (bytes, close) = SortedFloatChunk::encode(descr, props, level, pieces)?;
+                                Ok(Chunk::Sorted(bytes, close))
+                            })
+                        } else {
+                            scope.spawn(move || {
+                                for piece in rx {
+                                    if let Piece::Leaf(leaf) = piece {
+                                        column.write(&leaf)?;
+                                    }
+                                }
+                                Ok(Chunk::Arrow(column.close()?))
+                            })
+                        };
                         group.push((tx, handle));
                     }
                 }
-                let mut workers = group.iter();
-                for (array, field) in batch.columns().iter().zip(plan.schema.fields()) {
-                    for leaf in compute_leaves(field, array).map_err(werr)? {
-                        let Some((tx, _)) = workers.next() else {
-                            return Err(CliError::Usage("internal: more leaves than column writers".into()));
-                        };
-                        if tx.send(leaf).is_err() {
-                            // The encoder stopped on an error: closing the group reports it.
-                            return Ok(());
+                for (i, (array, field)) in batch.columns().iter().zip(plan.schema.fields()).enumerate() {
+                    let Some((tx, _)) = group.get(i) else {
+                        return Err(CliError::Usage("internal: more columns than column writers".into()));
+                    };
+                    let piece = if is_metric[i] {
+                        let floats = array
+                            .as_any()
+                            .downcast_ref::<Float32Array>()
+                            .ok_or_else(|| CliError::Usage(format!("internal: {} is not float32", field.name())))?;
+                        let mut values = Vec::with_capacity(floats.len());
+                        let mut levels = Vec::with_capacity(floats.len());
+                        for v in floats.iter() {
+                            levels.push(i16::from(v.is_some()));
+                            values.extend(v);
                         }
+                        Piece::Floats(values, levels)
+                    } else {
+                        let mut leaves = compute_leaves(field, array).map_err(werr)?;
+                        if leaves.len() != 1 {
+                            return Err(CliError::Usage(format!("internal: {} is not one leaf column", field.name())));
+                        }
+                        Piece::Leaf(leaves.remove(0))
+                    };
+                    if tx.send(piece).is_err() {
+                        // The encoder stopped on an error: closing the group reports it.
+                        return Ok(());
                     }
                 }
                 written.rows += batch.num_rows() as u64;
