@@ -1,9 +1,20 @@
 //! Where the time of opening a file goes, natively: `cargo run --release --example load_timings -- FILE`.
-//! Prints decode-only (parquet → Arrow), the full ingest into a cube, and the IPC hand-over.
-use std::time::Instant;
+//! Prints decode-only (parquet → Arrow), the full ingest into a cube (wall and this thread's CPU
+//! time, steadier on a shared machine), and the IPC hand-over. `MASK_IMPACT_TEXT_GENERAL=1`
+//! reads CSV/JSON with arrow-csv / arrow-json only (no fast decoder), for comparison.
+use std::time::{Duration, Instant};
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: load_timings FILE")?;
+    let fast = std::env::var_os("MASK_IMPACT_TEXT_GENERAL").is_none();
     let bytes = bytes::Bytes::from(std::fs::read(&path)?);
     for _ in 0..3 {
         if bytes.starts_with(b"PAR1") {
@@ -21,7 +32,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("parquet decode only: {rows} rows {:?}", t.elapsed());
         }
         let t = Instant::now();
-        let mut ingest = mask_impact::ingest::Ingest::new(&path, bytes.len() as u64).with_first_step(Some(0));
+        let cpu = thread_cpu();
+        let mut ingest = mask_impact::ingest::Ingest::new(&path, bytes.len() as u64)
+            .with_first_step(Some(0))
+            .with_text_fast_path(fast);
         let mut early = None;
         mask_impact::ingest::drive_with(
             &mut ingest,
@@ -33,10 +47,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 true
             },
         )?;
+        let (wall, cpu) = (t.elapsed(), thread_cpu() - cpu);
         println!("step 0 read whole:   {early:?} (elapsed, rows)");
-        let t = Instant::now();
-        let cube = mask_impact::ingest::read_bytes(&path, &bytes)?;
-        println!("ingest to cube:      {:?}", t.elapsed());
+        println!("ingest to cube:      {wall:?} wall, {cpu:?} cpu ({} rows)", ingest.builder().rows_read());
+        let cube = ingest.finish()?;
         let t = Instant::now();
         let ipc = cube.to_ipc_bytes()?;
         println!("to ipc:              {:?} ({} bytes)", t.elapsed(), ipc.len());

@@ -766,27 +766,21 @@ fn split_csv_record(data: &[u8], at: usize, delim: u8, at_eof: bool, fields: &mu
             }
             fields.push((start, i, true));
         } else {
-            let end = memchr::memchr3(delim, b'\n', b'"', &data[i..]).map(|k| i + k);
-            let end = match end {
-                Some(e) => e,
-                None if at_eof => data.len(),
-                None => return Rec::More,
-            };
-            if data.get(end) == Some(&b'"') {
-                return Rec::Unusual;
-            }
-            let mut field_end = end;
-            if field_end > start && data[field_end - 1] == b'\r' {
-                // `\r\n` ends the record; a `\r` elsewhere is unusual.
-                if data.get(end) != Some(&b'\n') {
-                    return Rec::Unusual;
+            // Unquoted fields are short (numbers, tokens): a plain loop beats a vector search.
+            let mut end = i;
+            while let Some(&b) = data.get(end) {
+                if b == delim || b == b'\n' || b == b'"' || b == b'\r' {
+                    break;
                 }
-                field_end -= 1;
+                end += 1;
             }
-            if data[start..field_end].contains(&b'\r') {
-                return Rec::Unusual;
+            match data.get(end) {
+                None if !at_eof => return Rec::More,
+                // A quote inside an unquoted field; a `\r` is checked where the record ends.
+                Some(b'"') => return Rec::Unusual,
+                _ => {}
             }
-            fields.push((start, field_end, false));
+            fields.push((start, end, false));
             i = end;
         }
         match data.get(i) {

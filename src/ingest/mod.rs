@@ -162,6 +162,7 @@ pub struct Ingest {
     format: Option<Format>,
     columns: Option<ColumnMap>,
     text_chunk_bytes: u64,
+    text_fast_path: bool,
     first_step: Option<i64>,
 }
 
@@ -181,6 +182,7 @@ impl Ingest {
             format: None,
             columns: None,
             text_chunk_bytes: TEXT_CHUNK_BYTES,
+            text_fast_path: true,
             first_step: None,
         }
     }
@@ -189,6 +191,13 @@ impl Ingest {
     /// (tests use small chunks to put chunk boundaries everywhere).
     pub fn with_text_chunk_bytes(mut self, bytes: u64) -> Ingest {
         self.text_chunk_bytes = bytes.max(1);
+        self
+    }
+
+    /// Whether CSV and JSON in the usual layouts go through the fast decoder (default `true`);
+    /// `false` reads them with arrow-csv / arrow-json only (for comparisons).
+    pub fn with_text_fast_path(mut self, fast: bool) -> Ingest {
+        self.text_fast_path = fast;
         self
     }
 
@@ -267,6 +276,7 @@ impl Ingest {
                         // The text source reads from byte 0 again: the head is small.
                         let mut text = TextSource::new(&self.file, self.file_len, format);
                         text.set_chunk_bytes(self.text_chunk_bytes);
+                        text.set_fast_path(self.text_fast_path);
                         State::Text(Box::new(text))
                     }
                 };

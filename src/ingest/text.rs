@@ -358,6 +358,11 @@ impl TextSource {
         self.chunk_bytes = chunk_bytes.max(1);
     }
 
+    /// Whether the fast decoder may be used (see [`TextDecoder::with_fast_path`]).
+    pub fn set_fast_path(&mut self, fast: bool) {
+        self.decoder.fast_path = fast;
+    }
+
     pub fn bytes_read(&self) -> u64 {
         self.decoder.bytes_read()
     }
