@@ -1,17 +1,21 @@
 //! The wasm-bindgen entry point, DOM wiring and the decode worker (wasm32 only).
 //!
-//! Two instances of the same wasm module run in the browser:
+//! Two wasm modules are built from this crate (cargo features `web-page` and `web-worker`
+//! select each one's export; `cargo xtask dist` builds both, see xtask/src/build.rs):
 //!
-//! - the **page** ([`start_page`]): builds the UI into `#app`, keeps the [`Cube`](crate::cube::Cube)
-//!   and the [`ViewState`](crate::view::ViewState) (mirrored in the location hash), paints the
-//!   heatmap on a canvas with [`render::paint`](crate::render::paint) and defines
-//!   `window.maskImpact`;
-//! - the **decode worker** ([`worker_main`]): reads files by byte ranges and posts the finished
-//!   cube back as Arrow IPC bytes (see [`worker`] for the messages).
+//! - the **page** ([`start_page`], feature `web-page`): builds the UI into `#app`, keeps the
+//!   [`Cube`](crate::cube::Cube) and the [`ViewState`](crate::view::ViewState) (mirrored in the
+//!   location hash), paints the heatmap on a canvas with [`render::paint`](crate::render::paint)
+//!   and defines `window.maskImpact`. Its module holds no ingest code (Parquet, codecs, CSV,
+//!   JSON): the linker keeps only what `start_page` reaches, so it is small and ready soon;
+//! - the **decode worker** ([`worker_main`], feature `web-worker`): reads files by byte ranges
+//!   and posts the finished cube back as Arrow IPC bytes (see [`worker`] for the messages).
 //!
-//! The loader (`www/loader.js`) compiles the module once, then calls
-//! `wasm_bindgen.start_page(module, workerUrl)`; the worker script it points to instantiates the
-//! same module and calls `wasm_bindgen.worker_main()`.
+//! The loader (`www/loader.js`) compiles both modules side by side, instantiates the page's and
+//! calls `wasm_bindgen.start_page(workerModule, workerUrl)` (`workerModule`: the worker's
+//! module or a promise of it); the worker script it points to instantiates the worker's module
+//! and calls `wasm_bindgen.worker_main()`. With both features (the default) one module would
+//! serve both roles.
 //!
 //! Performance marks for the benchmarks (`performance.getEntriesByName`): `mi-load-start` (file
 //! input change, drop, demo, `openUrl`), `mi-data-ready` (cube received), `mi-painted` (first

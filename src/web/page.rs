@@ -43,9 +43,9 @@ const TOP_K: usize = 10;
 /// Entry point of the page's instance: build the UI, start the decode worker, define
 /// `window.maskImpact`, then load `?demo` / `?url=` if asked.
 ///
-/// `module` is the compiled `WebAssembly.Module` (posted to the worker), `worker_url` the URL of
-/// the worker script.
-#[wasm_bindgen]
+/// `module` is the worker's compiled `WebAssembly.Module` or a promise of it (posted to each
+/// worker), `worker_url` the URL of the worker script.
+#[cfg_attr(feature = "web-page", wasm_bindgen)]
 pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
     console_error_panic_hook::set_once();
     let win = web_sys::window().ok_or("no window")?;
@@ -584,9 +584,21 @@ impl App {
         });
         worker.set_onmessageerror(Some(onmessageerror.as_ref().unchecked_ref()));
         onmessageerror.forget();
-        if let Err(e) = worker.post_message(&self.module) {
-            self.set_status("error", &format!("Cannot start the decoder: {}", js_text(&e)), None);
-        }
+        // The loader passes the worker's module or a promise of it (still compiling while the
+        // page starts): post it once it is there.
+        let target = worker.clone();
+        let post = Closure::<dyn FnMut(JsValue)>::new(move |module: JsValue| {
+            if let Err(e) = target.post_message(&module) {
+                with_app(|a| a.set_status("error", &format!("Cannot start the decoder: {}", js_text(&e)), None));
+            }
+        });
+        let failed = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            with_app(|a| a.set_status("error", &format!("Cannot start the decoder: {}", js_text(&e)), None));
+        });
+        let _ = js_sys::Promise::resolve(&self.module).then2(&post, &failed);
+        // Called at most once each, like the handlers above they live as long as the page.
+        post.forget();
+        failed.forget();
         self.worker = Some(WorkerSlot { worker, ready: false });
     }
 

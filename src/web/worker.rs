@@ -29,7 +29,7 @@ use crate::synth::{self, SynthConfig};
 const PROGRESS_INTERVAL_MS: f64 = 100.0;
 
 /// Entry point of the worker's instance (called by the loader's worker script).
-#[wasm_bindgen]
+#[cfg_attr(feature = "web-worker", wasm_bindgen)]
 pub fn worker_main() {
     console_error_panic_hook::set_once();
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();

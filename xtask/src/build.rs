@@ -1,5 +1,6 @@
-//! Building the viewer's WebAssembly: `cargo build --lib --release --target wasm32-unknown-unknown`
-//! (in its own target dir, `target/wasm`), wasm-bindgen (`--target no-modules`, used as a
+//! Building the viewer's WebAssembly, two modules (the page's and the decode worker's, see
+//! [`Role`]): `cargo build --lib --release --target wasm32-unknown-unknown --no-default-features
+//! --features web-page|web-worker` (in its own target dir, `target/wasm`), wasm-bindgen (`--target no-modules`, used as a
 //! library, pinned to the root crate's `wasm-bindgen` version) and `wasm-opt -Oz` when binaryen
 //! is installed.
 
@@ -10,36 +11,82 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Name of the wasm file next to the loader in `dist/` (the loader fetches it by this name).
-pub const WASM_FILE_NAME: &str = "mask_impact_bg.wasm";
+/// The two modules built from the root crate (cargo features select each one's entry point; see
+/// `[features]` in Cargo.toml): the page's (view, render, DOM) and the decode worker's (ingest,
+/// codecs, cube builder, demo data). The page is ready once its own small module runs; the
+/// worker's compiles meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `start_page`: feature `web-page`.
+    Page,
+    /// `worker_main`: feature `web-worker`.
+    Worker,
+}
 
-/// The built viewer: wasm-bindgen glue and the (optimised) wasm.
-pub struct WasmBuild {
+impl Role {
+    /// Both roles, page first.
+    pub const ALL: [Role; 2] = [Role::Page, Role::Worker];
+
+    /// The cargo feature exporting this role's entry point.
+    fn feature(self) -> &'static str {
+        match self {
+            Role::Page => "web-page",
+            Role::Worker => "web-worker",
+        }
+    }
+
+    /// Name of the wasm file next to the loader in `dist/` (the loader fetches it by this name).
+    pub fn wasm_file_name(self) -> &'static str {
+        match self {
+            Role::Page => "mask_impact_page.wasm",
+            Role::Worker => "mask_impact_worker.wasm",
+        }
+    }
+}
+
+/// One built module: its wasm-bindgen glue and the (optimised) wasm.
+pub struct WasmModule {
     /// The `--target no-modules` glue: a classic script defining the global `wasm_bindgen`.
     pub glue_js: String,
     /// The final wasm bytes.
     pub wasm: Vec<u8>,
 }
 
-/// Builds the wasm, binds it and (when `optimise_size`) runs `wasm-opt -Oz`; prints the sizes.
+/// The built viewer: the page's module and the decode worker's.
+pub struct WasmBuild {
+    /// The page's module (`start_page`).
+    pub page: WasmModule,
+    /// The decode worker's module (`worker_main`).
+    pub worker: WasmModule,
+}
+
+/// Builds both modules (see [`Role`]), binds them and (when `optimise_size`) runs `wasm-opt
+/// -Oz`; prints the sizes.
 ///
 /// `wasm-opt` is off by default: binaryen 108 (Debian 12's) writes a module whose externref
 /// table wasm-bindgen's glue can no longer fill (the page stops at "WebAssembly.Table.set():
 /// Argument 1 is invalid for table"), and it saves about 12% raw but only 0.2% gzipped
-/// (measured: 8,768,030 → 7,712,754 bytes; 2,393,202 → 2,388,422 gzipped).
+/// (measured on the single module of before the split: 8,768,030 → 7,712,754 bytes; 2,393,202 →
+/// 2,388,422 gzipped).
 pub fn build_wasm(optimise_size: bool) -> Result<WasmBuild> {
+    Ok(WasmBuild { page: build_module(Role::Page, optimise_size)?, worker: build_module(Role::Worker, optimise_size)? })
+}
+
+/// Builds, binds and (optionally) optimises the module of `role`.
+fn build_module(role: Role, optimise_size: bool) -> Result<WasmModule> {
     let root = repo_root();
     let target_dir = root.join("target/wasm");
     // MASK_IMPACT_PROFILE=quick builds with the `quick` profile (no LTO, incremental): a
     // larger, slightly slower wasm in a fraction of the build time, for iterating on the page.
     let profile = std::env::var("MASK_IMPACT_PROFILE").unwrap_or_else(|_| "release".into());
     step(&format!(
-        "building the viewer's wasm (profile {profile}{}; the first build takes a few minutes)",
+        "building the {role:?} wasm (profile {profile}{}; the first build takes a few minutes)",
         if profile == "release" { ", LTO" } else { "" }
     ));
     let mut cargo = util::cargo();
     cargo
-        .args(["build", "--lib", "--profile", &profile, "--target", WASM_TARGET, "--target-dir"])
+        .args(["build", "--lib", "--profile", &profile, "--target", WASM_TARGET])
+        .args(["--no-default-features", "--features", role.feature(), "--target-dir"])
         .arg(&target_dir);
     if std::env::var_os("AR_wasm32_unknown_unknown").is_none() {
         // cc (for zstd-sys) needs an archiver that writes a symbol index for wasm objects.
@@ -48,10 +95,11 @@ pub fn build_wasm(optimise_size: bool) -> Result<WasmBuild> {
         }
     }
     util::run(&mut cargo)?;
+    // Both roles link to the same path: bind each right after its build.
     let raw_wasm = target_dir.join(WASM_TARGET).join(&profile).join("mask_impact.wasm");
 
-    step("wasm-bindgen (no-modules)");
-    let bindgen_dir = target_dir.join("bindgen");
+    step(&format!("wasm-bindgen (no-modules) of the {role:?} wasm"));
+    let bindgen_dir = target_dir.join("bindgen").join(role.feature());
     std::fs::create_dir_all(&bindgen_dir)?;
     wasm_bindgen_cli_support::Bindgen::new()
         .input_path(&raw_wasm)
@@ -65,7 +113,7 @@ pub fn build_wasm(optimise_size: bool) -> Result<WasmBuild> {
     let glue_path = bindgen_dir.join("mask_impact.js");
     let glue_js = std::fs::read_to_string(&glue_path)
         .with_context(|| format!("reading {}", glue_path.display()))?;
-    let bound_wasm = bindgen_dir.join(WASM_FILE_NAME);
+    let bound_wasm = bindgen_dir.join("mask_impact_bg.wasm");
 
     let final_wasm = if optimise_size {
         optimise(&bound_wasm, &bindgen_dir.join("mask_impact_bg.opt.wasm"))
@@ -76,13 +124,13 @@ pub fn build_wasm(optimise_size: bool) -> Result<WasmBuild> {
     let wasm = std::fs::read(&final_wasm).with_context(|| format!("reading {}", final_wasm.display()))?;
     let raw_bytes = std::fs::metadata(&bound_wasm).map(|m| m.len()).unwrap_or(0);
     eprintln!(
-        "wasm: {} bytes ({} gzipped); before wasm-opt {} bytes; glue {} bytes",
+        "{role:?} wasm: {} bytes ({} gzipped); before wasm-opt {} bytes; glue {} bytes",
         wasm.len(),
         gzip_len(&wasm),
         raw_bytes,
         glue_js.len()
     );
-    Ok(WasmBuild { glue_js, wasm })
+    Ok(WasmModule { glue_js, wasm })
 }
 
 /// Runs `wasm-opt -Oz` from `input` to `output` and returns the file to use: `output`, or `input`

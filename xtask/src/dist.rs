@@ -1,7 +1,8 @@
 //! `cargo xtask dist`: builds the viewer and writes
 //! - `dist/`: a static site (the three pages, `www/` assets, `mask-impact-viewer.js` which fetches
-//!   `mask_impact_bg.wasm` next to itself) that works unchanged on any static host and sub-path;
-//! - `dist/mask-impact-viewer.html`: one self-contained file (CSS, loader, glue and wasm inline,
+//!   `mask_impact_page.wasm` and `mask_impact_worker.wasm` next to itself) that works unchanged on
+//!   any static host and sub-path;
+//! - `dist/mask-impact-viewer.html`: one self-contained file (CSS, loader, glues and wasm inline,
 //!   its Content-Security-Policy carrying the sha256 of its inline script) that works when
 //!   e-mailed and opened from disk;
 //! - the repository's top-level `mask-impact-viewer.js` (git-ignored) with the wasm inline, so that
@@ -10,7 +11,7 @@
 //! The loader is `www/loader.js`, a template: see the comment at its top for the loader ↔ page
 //! interface.
 
-use crate::build::{self, WasmBuild, WASM_FILE_NAME};
+use crate::build::{self, Role, WasmBuild};
 use crate::prereq::{self, Needs};
 use crate::util::{repo_root, step};
 use anyhow::{bail, Context, Result};
@@ -55,9 +56,8 @@ fn write_outputs(wasm: &WasmBuild) -> Result<PathBuf> {
     std::fs::create_dir_all(dist.join("www"))?;
 
     let template = read(&root.join("www/loader.js"))?;
-    let wasm_base64 = base64::engine::general_purpose::STANDARD.encode(&wasm.wasm);
-    let loader_fetching = fill_loader(&template, &wasm.glue_js, "")?;
-    let loader_inline = fill_loader(&template, &wasm.glue_js, &wasm_base64)?;
+    let loader_fetching = fill_loader(&template, wasm, false)?;
+    let loader_inline = fill_loader(&template, wasm, true)?;
 
     for page in PAGES {
         let source = root.join(page);
@@ -78,7 +78,8 @@ fn write_outputs(wasm: &WasmBuild) -> Result<PathBuf> {
         }
     }
     write(&dist.join(LOADER_FILE_NAME), loader_fetching.as_bytes())?;
-    write(&dist.join(WASM_FILE_NAME), &wasm.wasm)?;
+    write(&dist.join(Role::Page.wasm_file_name()), &wasm.page.wasm)?;
+    write(&dist.join(Role::Worker.wasm_file_name()), &wasm.worker.wasm)?;
 
     let index = read(&root.join("index.html"))?;
     let css = read(&root.join(CSS_PATH)).unwrap_or_default();
@@ -88,10 +89,14 @@ fn write_outputs(wasm: &WasmBuild) -> Result<PathBuf> {
     write(&root.join(LOADER_FILE_NAME), loader_inline.as_bytes())?;
 
     eprintln!(
-        "dist/ ready: {} + {} ({} bytes); single file {} ({} bytes, {} gzipped)",
+        "dist/ ready: {} + {} ({} bytes, {} gzipped) + {} ({} bytes, {} gzipped); single file {} ({} bytes, {} gzipped)",
         LOADER_FILE_NAME,
-        WASM_FILE_NAME,
-        wasm.wasm.len(),
+        Role::Page.wasm_file_name(),
+        wasm.page.wasm.len(),
+        build::gzip_len(&wasm.page.wasm),
+        Role::Worker.wasm_file_name(),
+        wasm.worker.wasm.len(),
+        build::gzip_len(&wasm.worker.wasm),
         SINGLE_FILE_NAME,
         single.len(),
         build::gzip_len(single.as_bytes())
@@ -100,31 +105,48 @@ fn write_outputs(wasm: &WasmBuild) -> Result<PathBuf> {
     Ok(dist)
 }
 
-/// A hosted page with a `<link rel=preload>` of the wasm before the loader's `<script>`: the
-/// browser fetches (and starts compiling) the wasm while it parses the page, instead of after
-/// the deferred loader has run. (The repository's own pages, opened from `file://`, have the
+/// A hosted page with `<link rel=preload>`s of the two wasm files before the loader's `<script>`:
+/// the browser fetches them while it parses the page, instead of after the deferred loader has
+/// run. (The repository's own pages, opened from `file://`, have the
 /// wasm inline and no preload.)
 fn with_wasm_preload(html: &str) -> String {
     let Some(script) = find_tag(html, "script", |tag| tag.contains(LOADER_FILE_NAME)) else {
         return html.to_owned();
     };
-    let link = format!(
-        "<link rel=\"preload\" href=\"{WASM_FILE_NAME}\" as=\"fetch\" type=\"application/wasm\" crossorigin>\n"
-    );
+    let links: String = Role::ALL
+        .iter()
+        .map(|role| {
+            format!(
+                "<link rel=\"preload\" href=\"{}\" as=\"fetch\" type=\"application/wasm\" crossorigin>\n",
+                role.wasm_file_name()
+            )
+        })
+        .collect();
     let mut out = html.to_owned();
-    out.insert_str(script.start, &link);
+    out.insert_str(script.start, &links);
     out
 }
 
-/// The loader template with its placeholders replaced by the glue and the base64 wasm
-/// (empty: fetch `mask_impact_bg.wasm`).
-fn fill_loader(template: &str, glue_js: &str, wasm_base64: &str) -> Result<String> {
-    const GLUE: &str = "/*GLUE*/\"\"";
-    const WASM: &str = "/*WASM_BASE64*/\"\"";
-    if template.matches(GLUE).count() != 1 || template.matches(WASM).count() != 1 {
-        bail!("www/loader.js must contain {GLUE} and {WASM} exactly once each");
+/// The loader template with its placeholders replaced by the two glues, the wasm file names and
+/// (when `inline`) the two wasm modules as base64 (empty: the loader fetches the files).
+fn fill_loader(template: &str, wasm: &WasmBuild, inline: bool) -> Result<String> {
+    let base64 = |bytes: &[u8]| if inline { base64::engine::general_purpose::STANDARD.encode(bytes) } else { String::new() };
+    let fills = [
+        ("/*PAGE_GLUE*/\"\"", wasm.page.glue_js.clone()),
+        ("/*WORKER_GLUE*/\"\"", wasm.worker.glue_js.clone()),
+        ("/*PAGE_WASM_FILE*/\"\"", Role::Page.wasm_file_name().to_owned()),
+        ("/*WORKER_WASM_FILE*/\"\"", Role::Worker.wasm_file_name().to_owned()),
+        ("/*PAGE_WASM_BASE64*/\"\"", base64(&wasm.page.wasm)),
+        ("/*WORKER_WASM_BASE64*/\"\"", base64(&wasm.worker.wasm)),
+    ];
+    let mut out = template.to_owned();
+    for (placeholder, value) in fills {
+        if out.matches(placeholder).count() != 1 {
+            bail!("www/loader.js must contain {placeholder} exactly once");
+        }
+        out = out.replacen(placeholder, &js_string(&value), 1);
     }
-    Ok(template.replacen(GLUE, &js_string(glue_js), 1).replacen(WASM, &js_string(wasm_base64), 1))
+    Ok(out)
 }
 
 /// A JavaScript string literal for `text`, safe inside an HTML `<script>` element (no `<`).
@@ -297,9 +319,10 @@ mod tests {
     #[test]
     fn hosted_pages_preload_the_wasm() {
         let html = with_wasm_preload(INDEX);
-        let link = html.find("<link rel=\"preload\" href=\"mask_impact_bg.wasm\"").expect("preload link");
+        let page = html.find("<link rel=\"preload\" href=\"mask_impact_page.wasm\"").expect("page preload link");
+        let worker = html.find("<link rel=\"preload\" href=\"mask_impact_worker.wasm\"").expect("worker preload link");
         let script = html.find("<script src=\"mask-impact-viewer.js\"").expect("script");
-        assert!(link < script);
+        assert!(page < script && worker < script);
         assert_eq!(with_wasm_preload("<p>no loader</p>"), "<p>no loader</p>");
     }
 
