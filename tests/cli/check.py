@@ -7,6 +7,7 @@ Needs: pip install pyarrow pandas polars duckdb numpy
 
 Usage:
   check.py make-input DIR                  write in.csv, in.json, in.jsonl (pandas) into DIR
+  check.py make-wide-input DIR             write wide.csv: more than 65 536 distinct metric values
   check.py roundtrip SRC OUT DECIMALS      OUT (Parquet) holds SRC's values to the rounding
   check.py row-groups OUT N                OUT has N row groups, each holding whole steps
   check.py partitioned SRC DIR DECIMALS    DIR (Hive folder) holds SRC's values
@@ -70,6 +71,32 @@ def make_input(out_dir):
     df.to_csv(os.path.join(out_dir, "in.csv"), index=False)
     df.to_json(os.path.join(out_dir, "in.json"), orient="records")
     df.to_json(os.path.join(out_dir, "in.jsonl"), orient="records", lines=True)
+
+
+def make_wide_input(out_dir):
+    """80 000 rows whose l2 values are almost all distinct at 4 decimals (dictionary indices
+    wider than 16 bits) and whose cosine values take a few thousand (16-bit indices), with
+    missing values."""
+    rng = np.random.default_rng(7)
+    steps, layers, positions, variants = 2, 8, 100, 50
+    idx = np.indices((steps, layers, positions, variants)).reshape(4, -1)
+    n = idx.shape[1]
+    l2 = rng.uniform(0, 1000, n)
+    cos = np.round(rng.uniform(0, 0.3, n), 4)
+    cos[rng.uniform(0, 1, n) < 0.01] = np.nan
+    names = ["Full", "Attn"] + [f"Head_{h}" for h in range(variants - 2)]
+    df = pd.DataFrame(
+        {
+            "generation_step": idx[0],
+            "layer": idx[1],
+            "token_masked": [f"t{p % 37}" for p in idx[2]],
+            "token_position": idx[2],
+            "variant": [names[v] for v in idx[3]],
+            "l2_distance": l2,
+            "cosine_distance": cos,
+        }
+    )
+    df.to_csv(os.path.join(out_dir, "wide.csv"), index=False)
 
 
 def read_source(path):
@@ -293,6 +320,7 @@ def main(argv):
     cmd, args = argv[1], argv[2:]
     {
         "make-input": make_input,
+        "make-wide-input": make_wide_input,
         "roundtrip": roundtrip,
         "row-groups": row_groups,
         "partitioned": partitioned,
