@@ -262,7 +262,7 @@ def inspect(path, report_path):
     check(r["duplicates"] == dup, f"duplicates {r['duplicates']} vs {dup}")
     grid = 0
     n_var, n_layer = df["variant"].nunique(), df["layer"].nunique()
-    n_steps, n_pos = df["generation_step"].nunique(), df["token_position"].max() + 1
+    n_steps, n_pos = int(df["generation_step"].nunique()), int(df["token_position"].max()) + 1
     grid = n_steps * n_var * n_layer * n_pos
     present = len(df.drop_duplicates(["generation_step", "variant", "layer", "token_position"]))
     check(r["grid_cells"] == grid, f"grid {r['grid_cells']} vs {grid}")
