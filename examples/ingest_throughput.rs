@@ -4,13 +4,40 @@
 //! generation steps, default 5 ≈ 380k rows) as CSV, JSON (array of records, as pandas
 //! `orient="records"`) and Parquet (zstd) in memory, then reads each back with
 //! `ingest::read_bytes` and prints rows/s and MB/s.
+//!
+//! `ingest_throughput FILE` instead streams FILE from disk in chunks (`ingest::read_path`, as
+//! the worker does with `Blob.slice`) and prints the time, the cube's size and the peak
+//! resident memory of the process (`VmHWM`): the native counterpart of the worker's peak.
 
 use std::time::Instant;
 
 use mask_impact::ingest;
 use mask_impact::synth::{Synth, SynthConfig};
 
+/// Peak resident set of this process, in KiB (Linux).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn main() {
+    if let Some(path) = std::env::args().nth(1).filter(|a| std::path::Path::new(a).is_file()) {
+        let t = Instant::now();
+        let cube = ingest::read_path(std::path::Path::new(&path)).expect("loads");
+        let secs = t.elapsed().as_secs_f64();
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let cube_bytes: usize = cube.metrics.iter().map(|m| m.values.len() * 4).sum();
+        println!(
+            "{path}: {} rows, {:.1} MB in {secs:.3} s = {:.1} MB/s; cube values {:.1} MiB; peak RSS {:.1} MiB",
+            cube.rows_read,
+            len as f64 / 1e6,
+            len as f64 / secs / 1e6,
+            cube_bytes as f64 / (1 << 20) as f64,
+            peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+        );
+        return;
+    }
     let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let config = SynthConfig { steps, ..SynthConfig::seed_scale() };
     let rows = config.rows();
