@@ -36,6 +36,24 @@ fn main() {
             cube_bytes as f64 / (1 << 20) as f64,
             peak_rss_kib().unwrap_or(0) as f64 / 1024.0
         );
+        if std::env::var_os("COMPARE").is_some() {
+            // The same file through arrow-csv / arrow-json only: every cell must be the same.
+            let bytes = bytes::Bytes::from(std::fs::read(&path).expect("reads"));
+            let mut ingest = ingest::Ingest::new(&path, bytes.len() as u64).with_text_fast_path(false);
+            ingest::drive(&mut ingest, |r| Ok(bytes.slice(r.start as usize..r.end as usize)), |_| true).expect("loads");
+            let general = ingest.finish().expect("cube");
+            assert_eq!(general.rows_read, cube.rows_read);
+            assert_eq!((&general.steps, &general.layers, &general.variants), (&cube.steps, &cube.layers, &cube.variants));
+            for (a, b) in general.prompts.iter().zip(&cube.prompts) {
+                assert_eq!((&a.name, &a.text, &a.tokens), (&b.name, &b.text, &b.tokens));
+            }
+            for (a, b) in general.metrics.iter().zip(&cube.metrics) {
+                assert_eq!(a.name, b.name);
+                let same = a.values.values().iter().zip(b.values.values()).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{}: values differ", a.name);
+            }
+            println!("same cube as arrow-csv / arrow-json alone");
+        }
         return;
     }
     let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
