@@ -111,6 +111,9 @@ pub struct ConvertOptions {
     pub float_encoding: FloatEncoding,
     /// Rows per record batch handed to the writer.
     pub batch_rows: usize,
+    /// Write only every `layer_stride`-th layer (1: all). [`choose_layout`]'s trials encode a
+    /// sample of the layers: the sizes they compare scale alike, at a fraction of the cost.
+    pub layer_stride: usize,
 }
 
 impl Default for ConvertOptions {
@@ -122,6 +125,7 @@ impl Default for ConvertOptions {
             row_groups: None,
             float_encoding: FloatEncoding::default(),
             batch_rows: 64 * 1024,
+            layer_stride: 1,
         }
     }
 }
@@ -287,7 +291,8 @@ impl Plan {
         let round = Rounder::new(options.decimals);
         let mut total = 0u64;
         let mut cells: Vec<f32> = vec![0.0; cube.metrics.len()];
-        let (nv, nl) = (cube.variants.len(), cube.layers.len());
+        let stride = options.layer_stride.max(1);
+        let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
         for p in 0..cube.prompts.len() {
             let n = cube.prompts[p].n_positions();
             // Loop sizes, outermost first, and how a loop index maps to (variant, layer, position).
@@ -302,6 +307,7 @@ impl Plan {
                 for b in 0..sizes[1] {
                     for c in 0..sizes[2] {
                         let (v, l, pos) = pick([a, b, c]);
+                        let l = l * stride;
                         let at = cube.cell(p, step, v, l);
                         for (m, cell) in cells.iter_mut().enumerate() {
                             *cell = cube.row(m, at)[pos];
@@ -534,10 +540,18 @@ impl Write for ByteCount {
     }
 }
 
-/// Size in bytes of the Parquet file of `steps` written with `options`.
+/// The trials of [`choose_layout`] encode every third layer.
+pub const TRIAL_LAYER_STRIDE: usize = 3;
+
+/// Size in bytes of the Parquet file of `steps` written with `options`, on a sample of the
+/// layers (every [`TRIAL_LAYER_STRIDE`]-th).
 fn trial_bytes(cube: &Cube, plan: &Plan, options: &ConvertOptions, steps: &[usize]) -> Result<u64, CliError> {
     let mut count = ByteCount::default();
-    write_parquet(cube, plan, options, steps, &mut count, "(trial)", &mut |_| {})?;
+    let sample = ConvertOptions {
+        layer_stride: TRIAL_LAYER_STRIDE,
+        ..options.clone()
+    };
+    write_parquet(cube, plan, &sample, steps, &mut count, "(trial)", &mut |_| {})?;
     Ok(count.0)
 }
 
