@@ -454,6 +454,12 @@ impl CubeBuilder {
         self.ended_steps.contains(&step)
     }
 
+    /// Records that every row of generation step `step` has been read, whatever rows follow:
+    /// the source knows it (a Parquet reader from the row groups' statistics).
+    pub fn mark_step_read(&mut self, step: i64) {
+        self.ended_steps.insert(step);
+    }
+
     /// Whether the rows of some step were followed by rows of another step (see
     /// [`step_passed`](Self::step_passed)).
     pub fn any_step_passed(&self) -> bool {

@@ -163,7 +163,8 @@ pub struct Ingest {
     columns: Option<ColumnMap>,
     text_chunk_bytes: u64,
     text_fast_path: bool,
-    first_step: Option<i64>,
+    /// `Some` when an early view is wanted: of this step (`Some(None)`: the smallest step).
+    first_step: Option<Option<i64>>,
 }
 
 impl Ingest {
@@ -201,10 +202,12 @@ impl Ingest {
         self
     }
 
-    /// Read the Parquet row groups that can hold generation step `step` (by their statistics)
-    /// before the others, so that a view of that step can be shown early.
+    /// Read the Parquet rows of generation step `step` (`None`: the smallest step, which a view
+    /// shows when none is asked for) before the others, so that a view of that step can be
+    /// shown early: the row groups that can hold it (by their statistics) first, and within a
+    /// large row group, its rows first.
     pub fn with_first_step(mut self, step: Option<i64>) -> Ingest {
-        self.first_step = step;
+        self.first_step = Some(step);
         self
     }
 
@@ -268,9 +271,11 @@ impl Ingest {
                 self.format = Some(format);
                 self.state = match format {
                     Format::Parquet => {
-                        State::Parquet(Box::new(
-                        ParquetSource::new(&self.file, self.file_len)?.with_first_step(self.first_step),
-                    ))
+                        let source = ParquetSource::new(&self.file, self.file_len)?;
+                        State::Parquet(Box::new(match self.first_step {
+                            Some(step) => source.with_first_step(step),
+                            None => source,
+                        }))
                     }
                     Format::Csv | Format::Json => {
                         // The text source reads from byte 0 again: the head is small.

@@ -5,7 +5,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parquet::arrow::push_decoder::{ParquetPushDecoder, ParquetPushDecoderBuilder};
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::push_decoder::{ParquetPushDecoder, ParquetPushDecoderBuilder, RowGroupSelection};
 use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataPushDecoder};
@@ -19,8 +20,34 @@ const BATCH_ROWS: usize = 64 * 1024;
 
 enum Stage {
     Footer(ParquetMetaDataPushDecoder),
+    /// Reading only the step column of the row group read first, to find where the rows of
+    /// the first step are.
+    Probe(Box<Probe>),
     Data(ParquetPushDecoder),
     Done,
+}
+
+/// The early view of a large row group: its step column is read first (a few KB), then the
+/// rows of the step the view shows are decoded before the rest of the group, so the view does
+/// not wait for a whole row group (pandas/pyarrow write groups of 1Mi rows, a dozen steps).
+struct Probe {
+    decoder: ParquetPushDecoder,
+    /// The step the view shows.
+    step: i64,
+    /// The row group probed.
+    group: usize,
+    /// The order the row groups are read in (`group` first).
+    order: Vec<usize>,
+    mask: ProjectionMask,
+    /// The step column as runs: (is `step`, rows).
+    runs: Vec<(bool, usize)>,
+}
+
+/// After a [`Probe`]: rows still to come before the step shown is read (and complete: no
+/// other row group holds it).
+struct Early {
+    step: i64,
+    rows_left: u64,
 }
 
 /// The Parquet half of an [`Ingest`](super::Ingest).
@@ -31,7 +58,10 @@ pub struct ParquetSource {
     columns: Option<ColumnMap>,
     metadata: Option<Arc<ParquetMetaData>>,
     first_step: Option<i64>,
+    /// Whether an early view is wanted ([`Self::with_first_step`]).
+    early_view: bool,
     file_len: u64,
+    early: Option<Early>,
 }
 
 /// Puts a parquet error into the user's words where we can recognise it.
@@ -64,13 +94,18 @@ impl ParquetSource {
             columns: None,
             metadata: None,
             first_step: None,
+            early_view: false,
             file_len,
+            early: None,
         })
     }
 
-    /// Read the row groups whose statistics say they can hold generation step `step` first.
+    /// Read the rows of generation step `step` first (`None`: the smallest step): the row
+    /// groups whose statistics say they can hold it, and within a large row group that no other
+    /// group shares it with, its rows before the others (see [`Probe`]).
     pub fn with_first_step(mut self, step: Option<i64>) -> ParquetSource {
         self.first_step = step;
+        self.early_view = true;
         self
     }
 
@@ -95,7 +130,7 @@ impl ParquetSource {
                 Stage::Footer(footer) => match footer.try_decode().map_err(err)? {
                     DecodeResult::NeedsData(ranges) => return Ok(Poll::NeedsData(ranges)),
                     DecodeResult::Data(metadata) => {
-                        self.stage = Stage::Data(self.start_data(Arc::new(metadata), builder)?);
+                        self.stage = self.start_data(Arc::new(metadata), builder)?;
                     }
                     DecodeResult::Finished => {
                         return Err(IngestError::Parquet {
@@ -104,10 +139,42 @@ impl ParquetSource {
                         })
                     }
                 },
+                Stage::Probe(probe) => match probe.decoder.try_decode().map_err(err)? {
+                    DecodeResult::NeedsData(ranges) => return Ok(Poll::NeedsData(ranges)),
+                    DecodeResult::Data(batch) => {
+                        if !probe.add(&batch) {
+                            // Steps that are not integers: read the file plainly.
+                            let probe = self.take_probe();
+                            self.stage = Stage::Data(self.data_decoder(&probe.order, probe.mask, None)?);
+                        }
+                    }
+                    DecodeResult::Finished => {
+                        let probe = self.take_probe();
+                        let (first, rest) = probe.selections();
+                        let early_rows: u64 = first.iter().filter(|r| !r.skip).map(|r| r.row_count as u64).sum();
+                        // No rows of the step in the group (statistics that were wrong): no early part.
+                        let first = (early_rows > 0).then_some(first);
+                        self.early = first.as_ref().map(|_| Early { step: probe.step, rows_left: early_rows });
+                        let groups = first
+                            .into_iter()
+                            .chain(rest)
+                            .map(|r| RowGroupSelection::new(probe.group, Some(RowSelection::from(r))))
+                            .chain(probe.order.iter().skip(1).map(|&g| RowGroupSelection::new(g, None)))
+                            .collect();
+                        self.stage = Stage::Data(self.data_decoder(&probe.order, probe.mask, Some(groups))?);
+                    }
+                },
                 Stage::Data(decoder) => match decoder.try_decode().map_err(err)? {
                     DecodeResult::NeedsData(ranges) => return Ok(Poll::NeedsData(ranges)),
                     DecodeResult::Data(batch) => {
                         builder.push_batch(&batch)?;
+                        if let Some(early) = &mut self.early {
+                            early.rows_left = early.rows_left.saturating_sub(batch.num_rows() as u64);
+                            if early.rows_left == 0 {
+                                builder.mark_step_read(early.step);
+                                self.early = None;
+                            }
+                        }
                         return Ok(Poll::Decoded);
                     }
                     DecodeResult::Finished => {
@@ -120,11 +187,15 @@ impl ParquetSource {
         }
     }
 
-    fn start_data(
-        &mut self,
-        metadata: Arc<ParquetMetaData>,
-        builder: &mut CubeBuilder,
-    ) -> Result<ParquetPushDecoder, IngestError> {
+    fn take_probe(&mut self) -> Box<Probe> {
+        match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Probe(p) => p,
+            // Only called in the probe stage.
+            _ => unreachable!("take_probe outside the probe stage"),
+        }
+    }
+
+    fn start_data(&mut self, metadata: Arc<ParquetMetaData>, builder: &mut CubeBuilder) -> Result<Stage, IngestError> {
         let err = |e| explain(&self.file, e);
         // Damaged metadata can give column chunks negative or out-of-file byte ranges, which
         // the parquet crate asserts on (found by `cargo xtask fuzz`): say so instead.
@@ -159,20 +230,80 @@ impl ParquetSource {
             .collect();
         let mask = ProjectionMask::roots(decoder.parquet_schema(), roots);
         builder.expect_rows(metadata.file_metadata().num_rows().max(0) as u64);
-        let order = match (&columns.step, self.first_step) {
-            (Some(step_column), Some(step)) => row_groups_first(&metadata, &schema, step_column, step),
+        let n_groups = metadata.num_row_groups();
+        let stats = columns.step.as_deref().and_then(|c| step_statistics(&metadata, &schema, c));
+        let step = self.first_step.or_else(|| {
+            if !self.early_view {
+                return None;
+            }
+            // The view shows the smallest step when none is asked for.
+            let (mins, _) = stats.as_ref()?;
+            mins.iter().copied().collect::<Option<Vec<i64>>>()?.into_iter().min()
+        });
+        let order = match (&stats, step) {
+            (Some((mins, maxes)), Some(step)) => row_groups_first(mins, maxes, step),
+            _ => (0..n_groups).collect(),
+        };
+        let probe = match (&columns.step, step, order.first()) {
+            (Some(step_column), Some(step), Some(&group)) => {
+                let step_root = schema.fields().iter().position(|f| f.name() == step_column);
+                let big = metadata.row_group(group).num_rows() > BATCH_ROWS as i64;
+                let range = stats.as_ref().map(|(mins, maxes)| (mins[group], maxes[group]));
+                // A group of one step (by its statistics) gains nothing.
+                let one_step = matches!(range, Some((Some(lo), Some(hi))) if lo == hi);
+                let only_here = stats.as_ref().is_some_and(|(mins, maxes)| {
+                    (0..n_groups).filter(|&g| g != group).all(|g| match (mins[g], maxes[g]) {
+                        (Some(lo), Some(hi)) => step < lo || hi < step,
+                        _ => false,
+                    })
+                });
+                match step_root {
+                    // Only when no other group can hold the step: otherwise the rest of this
+                    // group would follow the step's rows, and the step would look complete
+                    // (to the builder) before the other groups' rows of it are read.
+                    Some(root) if big && !one_step && only_here => {
+                        let probe_mask = ProjectionMask::roots(decoder.parquet_schema(), [root]);
+                        let probe_decoder = ParquetPushDecoderBuilder::try_new_decoder(metadata.clone())
+                            .map_err(err)?
+                            .with_row_group_selections(vec![RowGroupSelection::new(group, None)])
+                            .with_projection(probe_mask)
+                            .with_batch_size(BATCH_ROWS * 4)
+                            .build()
+                            .map_err(err)?;
+                        Some(Probe { decoder: probe_decoder, step, group, order: order.clone(), mask: mask.clone(), runs: Vec::new() })
+                    }
+                    _ => None,
+                }
+            }
             _ => None,
         };
         self.columns = Some(columns);
-        let decoder = match order {
-            Some(order) => decoder.with_row_groups(order),
-            None => decoder,
+        match probe {
+            Some(p) => Ok(Stage::Probe(Box::new(p))),
+            None => Ok(Stage::Data(self.data_decoder(&order, mask, None)?)),
+        }
+    }
+
+    /// The decoder of the rows: the row groups in `order`, or the row-group-local selections
+    /// `groups` (after a probe).
+    fn data_decoder(
+        &self,
+        order: &[usize],
+        mask: ProjectionMask,
+        groups: Option<Vec<RowGroupSelection>>,
+    ) -> Result<ParquetPushDecoder, IngestError> {
+        let err = |e| explain(&self.file, e);
+        let Some(metadata) = &self.metadata else {
+            return Err(IngestError::Parquet { file: self.file.clone(), message: "the footer was not read".into() });
         };
-        decoder
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(err)
+        let decoder = ParquetPushDecoderBuilder::try_new_decoder(metadata.clone()).map_err(err)?;
+        let in_order = order.iter().enumerate().all(|(k, &g)| k == g);
+        let decoder = match groups {
+            Some(groups) => decoder.with_row_group_selections(groups),
+            None if in_order => decoder,
+            None => decoder.with_row_groups(order.to_vec()),
+        };
+        decoder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(err)
     }
 
     pub(super) fn push(
@@ -186,21 +317,19 @@ impl ParquetSource {
         let err = |e| explain(&file, e);
         match &mut self.stage {
             Stage::Footer(f) => f.push_ranges(ranges, data).map_err(err),
+            Stage::Probe(p) => p.decoder.push_ranges(ranges, data).map_err(err),
             Stage::Data(d) => d.push_ranges(ranges, data).map_err(err),
             Stage::Done => Ok(()),
         }
     }
 }
 
-/// Row group order that puts first the groups whose statistics for `step_column` allow `step`
-/// (the others keep their order after them), or `None` when statistics are missing or the order
-/// would not change.
-fn row_groups_first(
-    metadata: &ParquetMetaData,
-    schema: &arrow_schema::Schema,
-    step_column: &str,
-    step: i64,
-) -> Option<Vec<usize>> {
+/// Per row group, the smallest and largest value of the step column by its statistics
+/// (arrow-rs `StatisticsConverter`; `None` where a group has none), or `None` when the column
+/// has no usable statistics.
+type StepStatistics = (Vec<Option<i64>>, Vec<Option<i64>>);
+
+fn step_statistics(metadata: &ParquetMetaData, schema: &arrow_schema::Schema, step_column: &str) -> Option<StepStatistics> {
     use arrow_array::cast::AsArray;
     use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
     let converter = StatisticsConverter::try_new(step_column, schema, metadata.file_metadata().schema_descr()).ok()?;
@@ -211,13 +340,57 @@ fn row_groups_first(
     };
     let mins = as_i64(converter.row_group_mins(groups).ok()?)?;
     let maxes = as_i64(converter.row_group_maxes(groups).ok()?)?;
+    (mins.len() == groups.len() && maxes.len() == groups.len()).then_some((mins, maxes))
+}
+
+/// Row group order that puts first the groups whose statistics allow `step` (the others keep
+/// their order after them; a group without statistics may hold it).
+fn row_groups_first(mins: &[Option<i64>], maxes: &[Option<i64>], step: i64) -> Vec<usize> {
     let holds = |i: usize| match (mins.get(i).copied().flatten(), maxes.get(i).copied().flatten()) {
         (Some(lo), Some(hi)) => lo <= step && step <= hi,
         _ => true,
     };
-    let (first, rest): (Vec<usize>, Vec<usize>) = (0..groups.len()).partition(|&i| holds(i));
-    let order: Vec<usize> = first.into_iter().chain(rest).collect();
-    (order.iter().enumerate().any(|(k, &i)| k != i)).then_some(order)
+    let (first, rest): (Vec<usize>, Vec<usize>) = (0..mins.len()).partition(|&i| holds(i));
+    first.into_iter().chain(rest).collect()
+}
+
+impl Probe {
+    /// Adds a batch of the step column; `false` when it is not a column of integers.
+    fn add(&mut self, batch: &arrow_array::RecordBatch) -> bool {
+        use arrow_array::cast::AsArray;
+        use arrow_array::Array;
+        let Some(col) = batch.columns().first() else { return false };
+        let Ok(steps) = crate::cube::numbers_as_i64(col) else { return false };
+        let steps = steps.as_primitive::<arrow_array::types::Int64Type>();
+        for i in 0..steps.len() {
+            // As the cube builder does: no step is step 0.
+            let s = if steps.is_null(i) { 0 } else { steps.value(i) };
+            let hit = s == self.step;
+            match self.runs.last_mut() {
+                Some((h, n)) if *h == hit => *n += 1,
+                _ => self.runs.push((hit, 1)),
+            }
+        }
+        true
+    }
+
+    /// The selection of the rows of the step shown, and of the other rows (`None` when there
+    /// are none), each without its trailing skip.
+    fn selections(&self) -> (Vec<RowSelector>, Option<Vec<RowSelector>>) {
+        let pick = |want: bool| -> Vec<RowSelector> {
+            let mut out: Vec<RowSelector> = self
+                .runs
+                .iter()
+                .map(|&(hit, n)| if hit == want { RowSelector::select(n) } else { RowSelector::skip(n) })
+                .collect();
+            while out.last().is_some_and(|r| r.skip) {
+                out.pop();
+            }
+            out
+        };
+        let rest = pick(false);
+        (pick(true), (!rest.is_empty()).then_some(rest))
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +476,123 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod early_view {
+    use super::super::{drive_with, Ingest};
+    use arrow_array::{Float32Array, Int64Array, RecordBatch};
+    use bytes::Bytes;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    use std::sync::Arc;
+
+    const POSITIONS: i64 = 15_000;
+
+    /// Steps 0, 1, 2 (in `steps` order, each 2 layers × 15,000 positions: 90,000 rows, more
+    /// than one batch), in row groups of `group_rows`; the value is `1e5 * step + 1e4 * layer +
+    /// position` (exact in `f32`).
+    fn file(steps: &[i64], group_rows: usize) -> Bytes {
+        let (mut s, mut l, mut p, mut v) = (vec![], vec![], vec![], vec![]);
+        for &step in steps {
+            for layer in 0..2i64 {
+                for pos in 0..POSITIONS {
+                    s.push(step);
+                    l.push(layer);
+                    p.push(pos);
+                    v.push((100_000 * step + 10_000 * layer + pos) as f32);
+                }
+            }
+        }
+        let batch = RecordBatch::try_from_iter([
+            ("generation_step", Arc::new(Int64Array::from(s)) as _),
+            ("layer", Arc::new(Int64Array::from(l)) as _),
+            ("token_position", Arc::new(Int64Array::from(p)) as _),
+            ("l2_distance", Arc::new(Float32Array::from(v)) as _),
+        ])
+        .unwrap();
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(group_rows)).build();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        Bytes::from(out)
+    }
+
+    /// The steps of the cube when `step` first counts as read, and the final cube.
+    fn read(bytes: &Bytes, first_step: Option<i64>, step: i64) -> (Option<Vec<i64>>, crate::cube::Cube) {
+        let mut ingest = Ingest::new("t.parquet", bytes.len() as u64).with_first_step(first_step);
+        let mut early = None;
+        drive_with(
+            &mut ingest,
+            |r| Ok(bytes.slice(r.start as usize..r.end as usize)),
+            |i| {
+                if early.is_none() && i.builder().step_passed(step) {
+                    early = Some(i.builder().snapshot().unwrap().steps);
+                }
+                true
+            },
+        )
+        .unwrap();
+        (early, ingest.finish().unwrap())
+    }
+
+    fn check_values(cube: &crate::cube::Cube) {
+        assert_eq!(cube.steps, vec![0, 1, 2]);
+        for (si, step) in [0i64, 1, 2].into_iter().enumerate() {
+            for layer in 0..2usize {
+                let at = cube.cell(0, si, 0, layer);
+                for pos in [0usize, 1, 14_999] {
+                    let want = (100_000 * step + 10_000 * layer as i64 + pos as i64) as f32;
+                    assert_eq!(cube.value(0, at, pos), Some(want), "step {step} layer {layer} position {pos}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_rows_of_the_step_shown_come_before_the_rest_of_their_row_group() {
+        // One row group of three steps: step 1 (the middle) is read first and, the file having
+        // no other group, is complete before any row of steps 0 or 2 is read.
+        let bytes = file(&[0, 1, 2], 1 << 20);
+        let (early, cube) = read(&bytes, Some(1), 1);
+        assert_eq!(early, Some(vec![1]));
+        check_values(&cube);
+        // No step asked for: the smallest one (by the statistics) is shown first.
+        let (early, cube) = read(&bytes, None, 0);
+        assert_eq!(early, Some(vec![0]));
+        check_values(&cube);
+    }
+
+    #[test]
+    fn a_step_that_other_row_groups_may_hold_is_complete_only_when_passed() {
+        // Groups of 50,000 rows: step 1 (rows 30,000..60,000) spans the first two groups; when
+        // it first counts as read, every one of its cells has its value.
+        let bytes = file(&[0, 1, 2], 50_000);
+        let mut ingest = Ingest::new("t.parquet", bytes.len() as u64).with_first_step(Some(1));
+        let mut early = None;
+        drive_with(
+            &mut ingest,
+            |r| Ok(bytes.slice(r.start as usize..r.end as usize)),
+            |i| {
+                if early.is_none() && i.builder().step_passed(1) {
+                    early = Some(i.builder().snapshot().unwrap());
+                }
+                true
+            },
+        )
+        .unwrap();
+        let early = early.unwrap();
+        let si = early.step_index(1).unwrap();
+        for layer in 0..2usize {
+            let at = early.cell(0, si, 0, layer);
+            for pos in 0..POSITIONS as usize {
+                let want = (100_000 + 10_000 * layer as i64 + pos as i64) as f32;
+                assert_eq!(early.value(0, at, pos), Some(want), "layer {layer} position {pos}");
+            }
+        }
+        check_values(&ingest.finish().unwrap());
     }
 }
 
