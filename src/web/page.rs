@@ -17,8 +17,8 @@ use super::worker::{field, js_text, message};
 use crate::cube::Cube;
 use crate::render::{self, Raster};
 use crate::view::{
-    display_token, fit, pan, zoom_about, Align, Label, Layout, Matrix, MatrixCache, MatrixKey, Probe,
-    ViewKind, ViewState, Viewport,
+    display_token, fit, pan, percent_decode, zoom_about, Align, Label, Layout, Matrix, MatrixCache,
+    MatrixKey, Probe, StepSelection, ViewKind, ViewState, Viewport,
 };
 
 /// The `requestAnimationFrame` callback, made once.
@@ -79,11 +79,17 @@ pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
         topk_key: None,
         profile_key: String::new(),
         help_open: false,
+        canvas_css: None,
     };
     APP.with(|cell| *cell.borrow_mut() = Some(app));
     FRAME.with(|f| {
         *f.borrow_mut() = Some(Closure::new(move |_t: f64| {
-            with_app(|a| a.frame());
+            // Skipped when a discrete change already painted (`paint_now`).
+            with_app(|a| {
+                if a.frame_pending {
+                    a.frame();
+                }
+            });
         }));
     });
     define_api(&win)?;
@@ -482,6 +488,9 @@ struct App {
     topk_key: Option<MatrixKey>,
     profile_key: String,
     help_open: bool,
+    /// The canvas's CSS size, measured once per resize (the `ResizeObserver` clears it):
+    /// reading the layout in every frame forced a synchronous reflow after each DOM update.
+    canvas_css: Option<(f64, f64)>,
 }
 
 fn now_ms(win: &Window) -> f64 {
@@ -815,15 +824,20 @@ impl App {
     /// or undefined (none or not a number).
     fn hash_step(&self) -> JsValue {
         let hash = self.win.location().hash().unwrap_or_default();
-        let step = hash
+        // Parsed by the view state's own rules (percent-decoding, `all`), without a cube: the
+        // worker only needs to know which rows to read first.
+        let mut s = ViewState::default();
+        let given = hash
             .trim_start_matches('#')
             .split('&')
-            .find_map(|kv| kv.strip_prefix("step="))
-            .map(|v| v.to_string());
-        match step.as_deref() {
-            Some("all") => "all".into(),
-            Some(v) => v.parse::<i64>().map(|n| JsValue::from_f64(n as f64)).unwrap_or(JsValue::UNDEFINED),
-            None => JsValue::UNDEFINED,
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| percent_decode(k) == "step")
+            .last()
+            .is_some_and(|(_, v)| s.apply("step", &percent_decode(v), None));
+        match (given, s.step) {
+            (false, _) => JsValue::UNDEFINED,
+            (true, StepSelection::All) => "all".into(),
+            (true, StepSelection::One(n)) => JsValue::from_f64(n as f64),
         }
     }
 
@@ -1019,6 +1033,7 @@ impl App {
         self.commit(s);
         // Normalise what was typed.
         self.write_hash();
+        self.paint_now();
     }
 
     /// A control changed.
@@ -1042,6 +1057,7 @@ impl App {
         }
         if ok {
             self.commit(s);
+            self.paint_now();
         }
     }
 
@@ -1214,6 +1230,7 @@ impl App {
         e.prevent_default();
         self.hide_tooltip();
         self.commit(next);
+        self.paint_now();
     }
 
     /// CSS px of a client point relative to the canvas.
@@ -1222,9 +1239,12 @@ impl App {
         ((client_x - r.left()) as f32, (client_y - r.top()) as f32)
     }
 
-    fn viewport(&self) -> Viewport {
-        let r = self.ui.canvas.get_bounding_client_rect();
-        Viewport::new(r.width() as f32, r.height() as f32, self.win.device_pixel_ratio() as f32)
+    fn viewport(&mut self) -> Viewport {
+        let (w, h) = *self.canvas_css.get_or_insert_with(|| {
+            let r = self.ui.canvas.get_bounding_client_rect();
+            (r.width(), r.height())
+        });
+        Viewport::new(w as f32, h as f32, self.win.device_pixel_ratio() as f32)
     }
 
     /// Matrix and a fresh layout for the current state and canvas size.
@@ -1350,6 +1370,15 @@ impl App {
                 let _ = self.win.request_animation_frame(cb.as_ref().unchecked_ref());
             }
         });
+    }
+
+    /// Paint now if a frame is pending. Discrete changes (a control, a key, the hash) paint in
+    /// their event handler, as the pages we replace do, rather than waiting up to a frame for
+    /// `requestAnimationFrame`; continuous ones (wheel, drag) stay coalesced per frame.
+    fn paint_now(&mut self) {
+        if self.frame_pending {
+            self.frame();
+        }
     }
 
     fn frame(&mut self) {
@@ -1586,7 +1615,7 @@ fn fill_topk(doc: &Document, ui: &Ui, cube: &Cube, matrix: &Matrix, state: &View
             .find_map(|r| matrix.rows.get(r))
             .map(|row| {
                 let mut text = format!("L{}", cube.layers.get(row.layer).copied().unwrap_or_default());
-                if matches!(state.step, crate::view::StepSelection::All) {
+                if matches!(state.step, StepSelection::All) {
                     text += &format!(" · step {}", cube.steps.get(row.step).copied().unwrap_or_default());
                 }
                 if state.view == ViewKind::Heads {
@@ -1788,10 +1817,14 @@ fn install_listeners(win: &Window, doc: &Document) -> Result<(), JsValue> {
     });
     // Resize: the canvas follows its box.
     let observer_cb = Closure::<dyn FnMut(JsValue)>::new(move |_entries: JsValue| {
-        with_app(|a| a.request_frame());
+        with_app(|a| {
+            a.canvas_css = None;
+            a.request_frame();
+        });
     });
     let observer = web_sys::ResizeObserver::new(observer_cb.as_ref().unchecked_ref())?;
     observer.observe(&plot);
+    observer.observe(&canvas);
     observer_cb.forget();
     std::mem::forget(observer);
     Ok(())
