@@ -102,7 +102,7 @@ export function writeReport(results, outPath, jsonRel) {
   L.push('From the file input\'s `change` event to the heatmap painted (step 0, variant Full, metric l2; the `mi-painted` mark of each page, or the status turning `ready` where a page has no such mark). ' +
     'Each run is a fresh browser context in the same Chromium, readers alternating; "first" is the first (cold) run, median and min are over the runs after it. ' +
     '"× ours" is the reader\'s median over ours (higher = ours faster). ' +
-    '"all rows" is the median time to the status `ready` (every row read): our page paints an early view as soon as the rows of the step shown are read (Parquet row groups holding it first, by their statistics) and goes on reading; the baselines paint once everything is read.')
+    '"all rows" is the median time to the status `ready` (every row read): our page paints an early view as soon as the rows of the step shown are read (Parquet: the row groups holding it first, by their statistics, and within a large group its rows first) and goes on reading; the baselines paint once everything is read.')
   L.push('')
   L.push('| file | reader | first | median | min | all rows | runs | × ours | failures |')
   L.push('|---|---|---:|---:|---:|---:|---:|---:|---|')
