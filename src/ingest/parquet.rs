@@ -402,106 +402,22 @@ mod tests {
     use parquet::file::properties::WriterProperties;
     use std::sync::Arc;
 
-    /// Three row groups, one per step (0, 1, 2): 2 layers × 3 positions each; the value is
-    /// `100 * step + 10 * layer + position`.
-    fn three_steps() -> Bytes {
-        let mut out = Vec::new();
-        let batch = |step: i64| {
-            let (mut s, mut l, mut p, mut v) = (vec![], vec![], vec![], vec![]);
-            for layer in 0..2i64 {
-                for pos in 0..3i64 {
-                    s.push(step);
-                    l.push(layer);
-                    p.push(pos);
-                    v.push((100 * step + 10 * layer + pos) as f32);
-                }
-            }
-            RecordBatch::try_from_iter([
-                ("generation_step", Arc::new(Int64Array::from(s)) as _),
-                ("layer", Arc::new(Int64Array::from(l)) as _),
-                ("token_position", Arc::new(Int64Array::from(p)) as _),
-                ("l2_distance", Arc::new(Float32Array::from(v)) as _),
-            ])
-            .unwrap()
-        };
-        let first = batch(0);
-        let props = WriterProperties::builder().set_max_row_group_row_count(Some(6)).build();
-        let mut w = ArrowWriter::try_new(&mut out, first.schema(), Some(props)).unwrap();
-        for step in 0..3 {
-            w.write(&batch(step)).unwrap();
-            w.flush().unwrap();
-        }
-        w.close().unwrap();
-        Bytes::from(out)
+    /// The value written for a cell: exact in `f32` for the sizes used here.
+    fn value(step: i64, layer: i64, position: i64) -> f32 {
+        (100_000 * step + 10_000 * layer + position) as f32
     }
 
-    /// Reads `bytes` asking for `first_step` first; returns the steps of the first snapshot
-    /// taken once that step has been passed (or the file ended), and the final cube.
-    fn read(bytes: &Bytes, first_step: Option<i64>) -> (Vec<i64>, crate::cube::Cube) {
-        let mut ingest = Ingest::new("t.parquet", bytes.len() as u64).with_first_step(first_step);
-        let mut first_view: Option<Vec<i64>> = None;
-        drive_with(
-            &mut ingest,
-            |r| Ok(bytes.slice(r.start as usize..r.end as usize)),
-            |i| {
-                if first_view.is_none() && first_step.is_some_and(|s| i.builder().step_passed(s)) {
-                    first_view = Some(i.builder().snapshot().unwrap().steps);
-                }
-                true
-            },
-        )
-        .unwrap();
-        let cube = ingest.finish().unwrap();
-        (first_view.unwrap_or_else(|| cube.steps.clone()), cube)
-    }
-
-    #[test]
-    fn row_groups_of_the_first_step_are_read_first() {
-        let bytes = three_steps();
-        let (first, cube) = read(&bytes, Some(2));
-        // Step 2's group is read first; the snapshot is taken after the batch in which the
-        // next group's step begins (here a whole group), before the file is read whole.
-        assert_eq!(first, vec![0, 2]);
-        assert_eq!(cube.steps, vec![0, 1, 2]);
-        let (first, _) = read(&bytes, Some(1));
-        // Step 1's group first, then step 0's (where step 1 is passed); step 2's not yet.
-        assert_eq!(first, vec![0, 1]);
-        // Whatever the order, every value lands in its cell: 100 * step + 10 * layer + position.
-        for (si, step) in [0i64, 1, 2].into_iter().enumerate() {
-            for layer in 0..2usize {
-                let at = cube.cell(0, si, 0, layer);
-                for pos in 0..3usize {
-                    let want = (100 * step + 10 * layer as i64 + pos as i64) as f32;
-                    assert_eq!(cube.value(0, at, pos), Some(want));
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod early_view {
-    use super::super::{drive_with, Ingest};
-    use arrow_array::{Float32Array, Int64Array, RecordBatch};
-    use bytes::Bytes;
-    use parquet::arrow::ArrowWriter;
-    use parquet::file::properties::WriterProperties;
-    use std::sync::Arc;
-
-    const POSITIONS: i64 = 15_000;
-
-    /// Steps 0, 1, 2 (in `steps` order, each 2 layers × 15,000 positions: 90,000 rows, more
-    /// than one batch), in row groups of `group_rows`; the value is `1e5 * step + 1e4 * layer +
-    /// position` (exact in `f32`).
-    fn file(steps: &[i64], group_rows: usize) -> Bytes {
+    /// Steps in `steps` order, each 2 layers × `positions` positions, in row groups of
+    /// `group_rows` rows.
+    fn file(steps: &[i64], positions: i64, group_rows: usize) -> Bytes {
         let (mut s, mut l, mut p, mut v) = (vec![], vec![], vec![], vec![]);
         for &step in steps {
             for layer in 0..2i64 {
-                for pos in 0..POSITIONS {
+                for pos in 0..positions {
                     s.push(step);
                     l.push(layer);
                     p.push(pos);
-                    v.push((100_000 * step + 10_000 * layer + pos) as f32);
+                    v.push(value(step, layer, pos));
                 }
             }
         }
@@ -520,8 +436,9 @@ mod early_view {
         Bytes::from(out)
     }
 
-    /// The steps of the cube when `step` first counts as read, and the final cube.
-    fn read(bytes: &Bytes, first_step: Option<i64>, step: i64) -> (Option<Vec<i64>>, crate::cube::Cube) {
+    /// Reads `bytes` asking for `first_step` first; returns the cube when step `step` first
+    /// counts as read (`None` if it never does before the end), and the final cube.
+    fn read(bytes: &Bytes, first_step: Option<i64>, step: i64) -> (Option<crate::cube::Cube>, crate::cube::Cube) {
         let mut ingest = Ingest::new("t.parquet", bytes.len() as u64).with_first_step(first_step);
         let mut early = None;
         drive_with(
@@ -529,7 +446,7 @@ mod early_view {
             |r| Ok(bytes.slice(r.start as usize..r.end as usize)),
             |i| {
                 if early.is_none() && i.builder().step_passed(step) {
-                    early = Some(i.builder().snapshot().unwrap().steps);
+                    early = Some(i.builder().snapshot().unwrap());
                 }
                 true
             },
@@ -538,13 +455,14 @@ mod early_view {
         (early, ingest.finish().unwrap())
     }
 
-    fn check_values(cube: &crate::cube::Cube) {
-        assert_eq!(cube.steps, vec![0, 1, 2]);
-        for (si, step) in [0i64, 1, 2].into_iter().enumerate() {
+    /// Every cell of `steps` at `positions` holds its value.
+    fn check_values(cube: &crate::cube::Cube, steps: &[i64], positions: &[usize]) {
+        for &step in steps {
+            let si = cube.step_index(step).unwrap();
             for layer in 0..2usize {
                 let at = cube.cell(0, si, 0, layer);
-                for pos in [0usize, 1, 14_999] {
-                    let want = (100_000 * step + 10_000 * layer as i64 + pos as i64) as f32;
+                for &pos in positions {
+                    let want = value(step, layer as i64, pos as i64);
                     assert_eq!(cube.value(0, at, pos), Some(want), "step {step} layer {layer} position {pos}");
                 }
             }
@@ -552,47 +470,47 @@ mod early_view {
     }
 
     #[test]
+    fn row_groups_of_the_first_step_are_read_first() {
+        // Three row groups, one per step (0, 1, 2), of 2 layers × 3 positions.
+        let bytes = file(&[0, 1, 2], 3, 6);
+        let (early, cube) = read(&bytes, Some(2), 2);
+        // Step 2's group is read first; the snapshot is taken after the batch in which the
+        // next group's step begins (here a whole group), before the file is read whole.
+        assert_eq!(early.unwrap().steps, vec![0, 2]);
+        assert_eq!(cube.steps, vec![0, 1, 2]);
+        let (early, _) = read(&bytes, Some(1), 1);
+        // Step 1's group first, then step 0's (where step 1 is passed); step 2's not yet.
+        assert_eq!(early.unwrap().steps, vec![0, 1]);
+        // Whatever the order, every value lands in its cell.
+        check_values(&cube, &[0, 1, 2], &[0, 1, 2]);
+    }
+
+    /// Each step 2 × 40,000 = 80,000 rows: more than one batch (64Ki rows).
+    const POSITIONS: i64 = 40_000;
+
+    #[test]
     fn the_rows_of_the_step_shown_come_before_the_rest_of_their_row_group() {
         // One row group of three steps: step 1 (the middle) is read first and, the file having
         // no other group, is complete before any row of steps 0 or 2 is read.
-        let bytes = file(&[0, 1, 2], 1 << 20);
+        let bytes = file(&[0, 1, 2], POSITIONS, 1 << 20);
         let (early, cube) = read(&bytes, Some(1), 1);
-        assert_eq!(early, Some(vec![1]));
-        check_values(&cube);
+        assert_eq!(early.unwrap().steps, vec![1]);
+        check_values(&cube, &[0, 1, 2], &[0, 1, 39_999]);
         // No step asked for: the smallest one (by the statistics) is shown first.
         let (early, cube) = read(&bytes, None, 0);
-        assert_eq!(early, Some(vec![0]));
-        check_values(&cube);
+        assert_eq!(early.unwrap().steps, vec![0]);
+        check_values(&cube, &[0, 1, 2], &[0, 1, 39_999]);
     }
 
     #[test]
     fn a_step_that_other_row_groups_may_hold_is_complete_only_when_passed() {
-        // Groups of 50,000 rows: step 1 (rows 30,000..60,000) spans the first two groups; when
-        // it first counts as read, every one of its cells has its value.
-        let bytes = file(&[0, 1, 2], 50_000);
-        let mut ingest = Ingest::new("t.parquet", bytes.len() as u64).with_first_step(Some(1));
-        let mut early = None;
-        drive_with(
-            &mut ingest,
-            |r| Ok(bytes.slice(r.start as usize..r.end as usize)),
-            |i| {
-                if early.is_none() && i.builder().step_passed(1) {
-                    early = Some(i.builder().snapshot().unwrap());
-                }
-                true
-            },
-        )
-        .unwrap();
-        let early = early.unwrap();
-        let si = early.step_index(1).unwrap();
-        for layer in 0..2usize {
-            let at = early.cell(0, si, 0, layer);
-            for pos in 0..POSITIONS as usize {
-                let want = (100_000 + 10_000 * layer as i64 + pos as i64) as f32;
-                assert_eq!(early.value(0, at, pos), Some(want), "layer {layer} position {pos}");
-            }
-        }
-        check_values(&ingest.finish().unwrap());
+        // Groups of 120,000 rows: step 1 (rows 80,000..160,000) spans both groups; when it
+        // first counts as read, every one of its cells has its value.
+        let bytes = file(&[0, 1, 2], POSITIONS, 120_000);
+        let (early, cube) = read(&bytes, Some(1), 1);
+        let all: Vec<usize> = (0..POSITIONS as usize).collect();
+        check_values(&early.unwrap(), &[1], &all);
+        check_values(&cube, &[0, 1, 2], &[0, 1, 39_999]);
     }
 }
 
