@@ -187,10 +187,13 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
         let progress = |ingest: &Ingest| {
             let p = ingest.progress();
             let b = ingest.builder();
-            // Worth it while less than half is read (rows where the file tells, else bytes).
+            // Worth it while less than three quarters are read (rows where the file tells, else
+            // bytes): a preview costs tens of milliseconds, the last quarter of a large file more.
+            // (At "less than half", a file whose first step is half its rows, like the 2-step
+            // 34-variant ones, never had an early view.)
             let early = match b.expected_rows() {
-                0 => p.bytes_read.saturating_mul(2) < p.bytes_total,
-                expected => p.rows.saturating_mul(2) < expected,
+                0 => p.bytes_read.saturating_mul(4) < p.bytes_total.saturating_mul(3),
+                expected => p.rows.saturating_mul(4) < expected.saturating_mul(3),
             };
             if first_file && !previewed && early {
                 let ready = match view_step {
