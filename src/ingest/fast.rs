@@ -109,6 +109,17 @@ impl DictColumn {
         self.map.insert(text.into(), k);
         k
     }
+
+    /// Appends a row holding `text` (decoded) whose field was `raw`, remembered for the next
+    /// row's raw-bytes comparison.
+    fn push_text(&mut self, text: &str, raw: &[u8]) {
+        let k = self.key_of(text);
+        self.keys.push(k);
+        self.valid.push(true);
+        self.last_key = k;
+        self.last_raw.clear();
+        self.last_raw.extend_from_slice(raw);
+    }
 }
 
 impl Column {
@@ -484,12 +495,7 @@ impl FastText {
                     let Ok(text) = std::str::from_utf8(&text) else {
                         return false;
                     };
-                    let k = d.key_of(text);
-                    d.keys.push(k);
-                    d.valid.push(true);
-                    d.last_key = k;
-                    d.last_raw.clear();
-                    d.last_raw.extend_from_slice(raw);
+                    d.push_text(text, raw);
                 }
                 Column::Text { offsets, data: bytes, valid, .. } => {
                     let text = if quoted { unquote_csv(inner) } else { std::borrow::Cow::Borrowed(inner) };
@@ -628,12 +634,7 @@ impl FastText {
                                 let Some(text) = json_text(&data[i..=end], raw, escaped) else {
                                     return Rec::Unusual;
                                 };
-                                let k = d.key_of(&text);
-                                d.keys.push(k);
-                                d.valid.push(true);
-                                d.last_key = k;
-                                d.last_raw.clear();
-                                d.last_raw.extend_from_slice(raw);
+                                d.push_text(&text, raw);
                             }
                         }
                         Column::Text { offsets, data: bytes, valid, .. } => {
