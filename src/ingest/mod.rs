@@ -262,6 +262,60 @@ impl Ingest {
         })
     }
 
+    /// The byte ranges this ingest will most likely ask for after those of its current
+    /// [`Poll::NeedsData`], at most `count` of them, for a caller that can read ahead while it
+    /// decodes (the browser worker). Known for CSV and JSON (the next chunks); empty otherwise.
+    pub fn read_ahead(&self, count: usize) -> Vec<Range<u64>> {
+        match &self.state {
+            State::Text(t) => t.read_ahead(count),
+            _ => Vec::new(),
+        }
+    }
+
+    /// An error if `range`, asked for by [`poll`](Self::poll), is not inside the file (damaged
+    /// metadata can point past its end): say so instead of asking the reader for bytes that do
+    /// not exist.
+    pub fn check_range(&self, range: &Range<u64>) -> Result<(), IngestError> {
+        if range.start > range.end || range.end > self.file_len {
+            return Err(IngestError::Read {
+                file: self.file.clone(),
+                message: format!(
+                    "the file is damaged or truncated: it refers to bytes {}..{} of a {}-byte file",
+                    range.start, range.end, self.file_len
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// An error if a reader returned other than the bytes of `range`.
+    pub fn check_data(&self, range: &Range<u64>, data: &[u8]) -> Result<(), IngestError> {
+        if data.len() as u64 != range.end - range.start {
+            return Err(self.read_error(format!(
+                "asked for bytes {}..{}, got {} bytes (did the file change while it was read?)",
+                range.start,
+                range.end,
+                data.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A read failure of this file (`message`: what the reader said).
+    pub fn read_error(&self, message: String) -> IngestError {
+        IngestError::Read {
+            file: self.file.clone(),
+            message,
+        }
+    }
+
+    /// The error a caller returns when it stops the load.
+    pub fn cancelled(&self) -> IngestError {
+        IngestError::Cancelled {
+            file: self.file.clone(),
+        }
+    }
+
     /// Hand over the bytes of the ranges asked for by [`poll`](Self::poll).
     pub fn push(&mut self, ranges: Vec<Range<u64>>, data: Vec<Bytes>) -> Result<(), IngestError> {
         match &mut self.state {
@@ -338,49 +392,22 @@ pub fn drive_with(
             Poll::Finished => return Ok(()),
             Poll::Decoded => {
                 if !on_progress(ingest) {
-                    return Err(IngestError::Cancelled {
-                        file: ingest.file.clone(),
-                    });
+                    return Err(ingest.cancelled());
                 }
             }
             Poll::NeedsData(ranges) => {
                 let data = ranges
                     .iter()
                     .map(|r| {
-                        // Damaged metadata can point past the end of the file: say so instead
-                        // of asking the reader for bytes that do not exist.
-                        if r.start > r.end || r.end > ingest.file_len {
-                            return Err(IngestError::Read {
-                                file: ingest.file.clone(),
-                                message: format!(
-                                    "the file is damaged or truncated: it refers to bytes {}..{} of a {}-byte file",
-                                    r.start, r.end, ingest.file_len
-                                ),
-                            });
-                        }
-                        let data = fetch(r.clone()).map_err(|message| IngestError::Read {
-                            file: ingest.file.clone(),
-                            message,
-                        })?;
-                        if data.len() as u64 != r.end - r.start {
-                            return Err(IngestError::Read {
-                                file: ingest.file.clone(),
-                                message: format!(
-                                    "asked for bytes {}..{}, got {} bytes (did the file change while it was read?)",
-                                    r.start,
-                                    r.end,
-                                    data.len()
-                                ),
-                            });
-                        }
+                        ingest.check_range(r)?;
+                        let data = fetch(r.clone()).map_err(|message| ingest.read_error(message))?;
+                        ingest.check_data(r, &data)?;
                         Ok(data)
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, IngestError>>()?;
                 ingest.push(ranges, data)?;
                 if !on_progress(ingest) {
-                    return Err(IngestError::Cancelled {
-                        file: ingest.file.clone(),
-                    });
+                    return Err(ingest.cancelled());
                 }
             }
         }
@@ -466,6 +493,36 @@ mod tests {
         file.drain(mid..mid + 4096);
         let err = read_bytes("cut.parquet", &file).unwrap_err().to_string();
         assert!(err.starts_with("cut.parquet: "), "{err}");
+    }
+
+    /// `read_ahead` names the chunks a CSV load asks for next: with 12-byte chunks of a
+    /// 49-byte file, after the request for bytes 0..12 come 12..24, 24..36, 36..48 and 48..49.
+    #[test]
+    fn read_ahead_names_the_next_text_chunks() {
+        let csv = b"layer,token_position,l2_distance\n0,0,1.5\n0,1,2.5\n";
+        assert_eq!(csv.len(), 49);
+        let mut ingest = Ingest::new("a.csv", 49).with_text_chunk_bytes(12);
+        let mut asked = Vec::new();
+        let mut predicted = Vec::new();
+        loop {
+            match ingest.poll().unwrap() {
+                Poll::Finished => break,
+                Poll::Decoded => {}
+                Poll::NeedsData(ranges) => {
+                    if !asked.is_empty() && predicted.is_empty() {
+                        predicted = ingest.read_ahead(5);
+                        assert_eq!(ingest.read_ahead(1), predicted[..1].to_vec());
+                    }
+                    let data = ranges.iter().map(|r| Bytes::copy_from_slice(&csv[r.start as usize..r.end as usize])).collect();
+                    asked.extend(ranges.iter().cloned());
+                    ingest.push(ranges, data).unwrap();
+                }
+            }
+        }
+        // The sniffing read (the whole small file), then the chunks.
+        assert_eq!(asked, vec![0..49, 0..12, 12..24, 24..36, 36..48, 48..49]);
+        assert_eq!(predicted, vec![12..24, 24..36, 36..48, 48..49]);
+        assert_eq!(ingest.finish().unwrap().rows_read, 2);
     }
 
     #[test]

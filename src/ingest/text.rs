@@ -371,6 +371,17 @@ impl TextSource {
         self.columns.as_ref()
     }
 
+    /// The `count` chunks after the one [`poll`](Self::poll) asks for (see
+    /// [`Ingest::read_ahead`](super::Ingest::read_ahead)).
+    pub(super) fn read_ahead(&self, count: usize) -> Vec<Range<u64>> {
+        let (next, file_len) = (self.decoder.bytes_fed(), self.decoder.file_len);
+        (1..=count as u64)
+            .map(|i| next.saturating_add(i.saturating_mul(self.chunk_bytes)))
+            .take_while(|&start| start < file_len)
+            .map(|start| start..start.saturating_add(self.chunk_bytes).min(file_len))
+            .collect()
+    }
+
     pub(super) fn poll(&mut self, builder: &mut CubeBuilder) -> Result<Poll, IngestError> {
         if self.finished {
             return Ok(Poll::Finished);

@@ -1,5 +1,11 @@
-//! The decode worker: its own wasm instance, reading `File`/`Blob` byte ranges synchronously
-//! with `FileReaderSync` and driving the sans-IO [`Ingest`](crate::ingest::Ingest).
+//! The decode worker: its own wasm instance, reading `File`/`Blob` byte ranges with
+//! `Blob.slice(…).arrayBuffer()` and driving the sans-IO [`Ingest`](crate::ingest::Ingest).
+//!
+//! The reads are asynchronous so that the browser reads ahead while the worker decodes: the
+//! ranges of one request are read side by side (Parquet column chunks), and for CSV and JSON the
+//! next [`READ_AHEAD_CHUNKS`] chunks ([`Ingest::read_ahead`]) are being read while one is
+//! decoded. (`FileReaderSync` made reading and decoding take turns: a 612 MiB CSV spent 1.2 to
+//! 2.2 s waiting for its bytes.)
 //!
 //! Messages (plain objects, `type` selects):
 //!
@@ -19,14 +25,20 @@ use bytes::Bytes;
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Blob, DedicatedWorkerGlobalScope, FileReaderSync, MessageEvent};
+use std::collections::VecDeque;
+use std::ops::Range;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Blob, DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::cube::{Cube, CubeBuilder};
-use crate::ingest::{drive_with, Ingest};
+use crate::ingest::{Ingest, IngestError, Poll};
 use crate::synth::{self, SynthConfig};
 
 /// Least time between two progress messages.
 const PROGRESS_INTERVAL_MS: f64 = 100.0;
+
+/// CSV and JSON chunks being read while one is decoded (3 × 8 MiB in flight).
+const READ_AHEAD_CHUNKS: usize = 3;
 
 /// Entry point of the worker's instance (called by the loader's worker script).
 #[cfg_attr(feature = "web-worker", wasm_bindgen)]
@@ -70,10 +82,15 @@ fn post(msg: &JsValue, transfer: Option<&JsValue>) {
 }
 
 fn on_message(data: JsValue) {
+    wasm_bindgen_futures::spawn_local(answer(data));
+}
+
+/// Answer one request (the page sends the next one only after this one's answer).
+async fn answer(data: JsValue) {
     let id = field(&data, "id");
     let mut timings = Timings::default();
     let result = match field(&data, "type").as_string().as_deref() {
-        Some("open") => open(&id, &data, &mut timings),
+        Some("open") => open(&id, &data, &mut timings).await,
         Some("demo") => synth::cube(SynthConfig::demo(), "demo").map_err(|e| e.to_string()),
         other => Err(format!("the decoder got an unknown request {other:?}")),
     };
@@ -141,7 +158,7 @@ fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&mut Timings
 }
 
 /// Decode every blob of the request into one cube.
-fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, String> {
+async fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, String> {
     let t0 = now_ms();
     // The step the page will show: read it first and show it before the rest ("all": no
     // preview; absent: the first step in the file).
@@ -152,7 +169,7 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
         _ => Some(None),
     };
     let mut previewed = false;
-    // Time spent reading the file (FileReaderSync), apart from decoding.
+    // Time spent waiting for the file's bytes, apart from decoding.
     let fetch_ms = std::cell::Cell::new(0.0f64);
     let blobs: Array = field(data, "blobs").dyn_into().map_err(|_| "no files were given".to_string())?;
     let names: Array = field(data, "names").dyn_into().unwrap_or_default();
@@ -165,7 +182,6 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
     if sources.is_empty() {
         return Err("no files were given".to_string());
     }
-    let reader = FileReaderSync::new().map_err(|e| format!("cannot read files in this browser: {}", js_text(&e)))?;
     let bytes_total: f64 = sources.iter().map(|(_, b)| b.size()).sum();
     let mut bytes_before = 0.0f64;
     let mut last_post_ms = f64::NEG_INFINITY;
@@ -173,16 +189,6 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
     for (name, blob) in &sources {
         let len = blob.size() as u64;
         let mut ingest = Ingest::with_builder(name, len, builder).with_first_step(view_step.flatten());
-        let fetch = |r: std::ops::Range<u64>| -> Result<Bytes, String> {
-            let t = now_ms();
-            let slice = blob
-                .slice_with_f64_and_f64(r.start as f64, r.end as f64)
-                .map_err(|e| js_text(&e))?;
-            let buffer = reader.read_as_array_buffer(&slice).map_err(|e| js_text(&e))?;
-            let bytes = Bytes::from(Uint8Array::new(&buffer).to_vec());
-            fetch_ms.set(fetch_ms.get() + now_ms() - t);
-            Ok(bytes)
-        };
         let first_file = bytes_before == 0.0;
         let progress = |ingest: &Ingest| {
             let p = ingest.progress();
@@ -229,7 +235,7 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
             }
             true
         };
-        drive_with(&mut ingest, fetch, progress).map_err(|e| e.to_string())?;
+        drive_blob(&mut ingest, blob, &fetch_ms, progress).await.map_err(|e| e.to_string())?;
         bytes_before += len as f64;
         builder = ingest.into_builder();
     }
@@ -239,6 +245,76 @@ fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, Str
     let cube = builder.finish().map_err(|e| e.to_string());
     timings.layout_ms = now_ms() - t1;
     cube
+}
+
+/// A read of `range` of `blob` under way.
+fn start_read(blob: &Blob, range: &Range<u64>) -> Result<JsFuture, String> {
+    let slice = blob
+        .slice_with_f64_and_f64(range.start as f64, range.end as f64)
+        .map_err(|e| js_text(&e))?;
+    Ok(JsFuture::from(slice.array_buffer()))
+}
+
+/// Drive `ingest` to its end, reading `blob` (as [`crate::ingest::drive_with`] does with a
+/// synchronous reader); `fetch_ms` grows by the time spent waiting for bytes. Stops with
+/// [`IngestError::Cancelled`] when `on_progress` returns `false`.
+async fn drive_blob(
+    ingest: &mut Ingest,
+    blob: &Blob,
+    fetch_ms: &std::cell::Cell<f64>,
+    mut on_progress: impl FnMut(&Ingest) -> bool,
+) -> Result<(), IngestError> {
+    // Reads started before they were asked for, in the order they are expected.
+    let mut ahead: VecDeque<(Range<u64>, JsFuture)> = VecDeque::new();
+    loop {
+        match ingest.poll()? {
+            Poll::Finished => return Ok(()),
+            Poll::Decoded => {}
+            Poll::NeedsData(ranges) => {
+                // Start every read of the request at once, taking those already under way.
+                let mut reads = Vec::with_capacity(ranges.len());
+                for r in &ranges {
+                    ingest.check_range(r)?;
+                    while ahead.front().is_some_and(|(a, _)| a.start < r.start || (a.start == r.start && a.end != r.end)) {
+                        ahead.pop_front();
+                    }
+                    let read = match ahead.front() {
+                        Some((a, _)) if a == r => ahead.pop_front().map(|(_, f)| f),
+                        _ => None,
+                    };
+                    let read = match read {
+                        Some(f) => f,
+                        None => start_read(blob, r).map_err(|m| ingest.read_error(m))?,
+                    };
+                    reads.push(read);
+                }
+                // And the next chunks, while this request is decoded.
+                let expected = ingest.read_ahead(READ_AHEAD_CHUNKS);
+                if !expected.is_empty() {
+                    ahead.retain(|(a, _)| expected.contains(a));
+                    for r in expected {
+                        if !ahead.iter().any(|(a, _)| *a == r) {
+                            let read = start_read(blob, &r).map_err(|m| ingest.read_error(m))?;
+                            ahead.push_back((r, read));
+                        }
+                    }
+                }
+                let t = now_ms();
+                let mut data = Vec::with_capacity(reads.len());
+                for (r, read) in ranges.iter().zip(reads) {
+                    let buffer = read.await.map_err(|e| ingest.read_error(js_text(&e)))?;
+                    let bytes = Uint8Array::new(&buffer).to_vec();
+                    ingest.check_data(r, &bytes)?;
+                    data.push(Bytes::from(bytes));
+                }
+                fetch_ms.set(fetch_ms.get() + now_ms() - t);
+                ingest.push(ranges, data)?;
+            }
+        }
+        if !on_progress(ingest) {
+            return Err(ingest.cancelled());
+        }
+    }
 }
 
 /// Text of a JS exception or value.
