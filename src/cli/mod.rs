@@ -224,6 +224,25 @@ fn load_text(
             };
             let result = (|| -> Result<(), IngestError> {
                 let mut f = File::open(path).map_err(read_err)?;
+                // Mapped, the file is decoded where the page cache holds it (no copy through
+                // read(): 0.6 s of this thread for a 1.2 GB JSON). Like ripgrep, this assumes
+                // the file is not truncated while it is read. Where it cannot be mapped, read.
+                // SAFETY: the map is only read, and dropped before this function returns.
+                if let Ok(map) = unsafe { memmap2::Mmap::map(&f) } {
+                    #[cfg(unix)]
+                    let _ = map.advise(memmap2::Advice::Sequential);
+                    let chunk_bytes = ingest::TEXT_CHUNK_BYTES as usize;
+                    for (i, chunk) in map.chunks(chunk_bytes).enumerate() {
+                        decoder.push(chunk, &mut sink)?;
+                        sink.send(TextMessage::Progress(decoder.bytes_read()))?;
+                        // Decoded: out of this process's memory (the page cache keeps it).
+                        // SAFETY: the chunk is not read again (the decoder keeps copies of
+                        // what it still needs); a read-only file map reads back from the file.
+                        #[cfg(unix)]
+                        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, i * chunk_bytes, chunk.len()) };
+                    }
+                    return decoder.finish(&mut sink);
+                }
                 let mut buf = vec![0u8; ingest::TEXT_CHUNK_BYTES as usize];
                 loop {
                     let n = f.read(&mut buf).map_err(read_err)?;
