@@ -55,7 +55,7 @@ pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
         win: win.clone(),
         doc: doc.clone(),
         ui,
-        module,
+        module: WorkerModule::Compiling,
         worker_url,
         worker: None,
         worker_gen: 0,
@@ -94,6 +94,23 @@ pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
     });
     define_api(&win)?;
     install_listeners(&win, &doc)?;
+    // The worker's module, once compiled, is posted to each worker (called once each: they
+    // live as long as the page).
+    let compiled = Closure::<dyn FnMut(JsValue)>::new(move |module: JsValue| {
+        with_app(|a| {
+            a.module = WorkerModule::Ready(module);
+            a.post_module();
+        });
+    });
+    let failed = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+        with_app(|a| {
+            a.module = WorkerModule::Failed(js_text(&e));
+            a.post_module();
+        });
+    });
+    let _ = js_sys::Promise::resolve(&module).then2(&compiled, &failed);
+    compiled.forget();
+    failed.forget();
     with_app(|a| {
         a.spawn_worker();
         a.set_status("empty", "No data loaded. Open a .parquet, .csv or .json result file (or drop it anywhere on the page), or open the demo.", None);
@@ -428,8 +445,23 @@ fn fill_select(doc: &Document, s: &HtmlSelectElement, options: impl Iterator<Ite
 
 struct WorkerSlot {
     worker: Worker,
+    /// The worker's module was posted to it.
+    module_sent: bool,
     ready: bool,
 }
+
+/// The decode worker's compiled wasm module, which the loader may still be compiling when the
+/// page starts.
+enum WorkerModule {
+    Compiling,
+    Ready(JsValue),
+    Failed(String),
+}
+
+/// After a load, the used worker is ended at once (returning its memory) and a fresh one is
+/// started this much later, so that its start does not compete with the first view changes
+/// (a file opened before then starts one at once).
+const WORKER_RESPAWN_DELAY_MS: i32 = 1000;
 
 /// A load in progress.
 struct Job {
@@ -459,7 +491,7 @@ struct App {
     win: Window,
     doc: Document,
     ui: Ui,
-    module: JsValue,
+    module: WorkerModule,
     worker_url: String,
     worker: Option<WorkerSlot>,
     worker_gen: u32,
@@ -593,22 +625,49 @@ impl App {
         });
         worker.set_onmessageerror(Some(onmessageerror.as_ref().unchecked_ref()));
         onmessageerror.forget();
-        // The loader passes the worker's module or a promise of it (still compiling while the
-        // page starts): post it once it is there.
-        let target = worker.clone();
-        let post = Closure::<dyn FnMut(JsValue)>::new(move |module: JsValue| {
-            if let Err(e) = target.post_message(&module) {
-                with_app(|a| a.set_status("error", &format!("Cannot start the decoder: {}", js_text(&e)), None));
-            }
+        self.worker = Some(WorkerSlot { worker, module_sent: false, ready: false });
+        self.post_module();
+    }
+
+    /// Post the worker's module to the current worker once it is compiled (the worker's script
+    /// waits for it as its first message).
+    fn post_module(&mut self) {
+        let Some(slot) = &mut self.worker else { return };
+        if slot.module_sent {
+            return;
+        }
+        let error = match &self.module {
+            WorkerModule::Compiling => return,
+            WorkerModule::Ready(module) => match slot.worker.post_message(module) {
+                Ok(()) => {
+                    slot.module_sent = true;
+                    return;
+                }
+                Err(e) => js_text(&e),
+            },
+            WorkerModule::Failed(e) => e.clone(),
+        };
+        slot.module_sent = true;
+        self.set_status("error", &format!("Cannot start the decoder: {error}"), None);
+    }
+
+    /// End the worker after a load (returning its memory) and start a fresh one a little
+    /// later ([`WORKER_RESPAWN_DELAY_MS`]).
+    fn retire_worker(&mut self) {
+        if let Some(slot) = self.worker.take() {
+            slot.worker.terminate();
+        }
+        let respawn = Closure::once_into_js(move || {
+            with_app(|a| {
+                if a.worker.is_none() {
+                    a.failed_starts = 0;
+                    a.spawn_worker();
+                }
+            });
         });
-        let failed = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-            with_app(|a| a.set_status("error", &format!("Cannot start the decoder: {}", js_text(&e)), None));
-        });
-        let _ = js_sys::Promise::resolve(&self.module).then2(&post, &failed);
-        // Called at most once each, like the handlers above they live as long as the page.
-        post.forget();
-        failed.forget();
-        self.worker = Some(WorkerSlot { worker, ready: false });
+        let _ = self
+            .win
+            .set_timeout_with_callback_and_timeout_and_arguments_0(respawn.unchecked_ref(), WORKER_RESPAWN_DELAY_MS);
     }
 
     /// Terminate the worker (cancel, crash, or after each load to return its memory) and start
@@ -949,7 +1008,7 @@ impl App {
         self.mark_full_paint = true;
         self.set_status("ready", &self.ready_text(), None);
         set_hidden(&self.ui.empty, true);
-        self.recycle_worker();
+        self.retire_worker();
         self.request_frame();
     }
 
@@ -1593,8 +1652,10 @@ fn draw_labels(ctx: &CanvasRenderingContext2d, labels: &[Label]) {
 }
 
 /// The k positions with the largest values in the current matrix (max over its rows).
+///
+/// The list's items are made once and then only their text changes (a view change rewrote
+/// 50 elements: up to a few ms of a frame).
 fn fill_topk(doc: &Document, ui: &Ui, cube: &Cube, matrix: &Matrix, state: &ViewState) {
-    dom::clear(&ui.topk_list);
     // Per-position maxima are cached with the matrix: only the peak rows of the k best are
     // looked up here.
     let best = matrix.top_positions(TOP_K, state.exclude0);
@@ -1602,13 +1663,8 @@ fn fill_topk(doc: &Document, ui: &Ui, cube: &Cube, matrix: &Matrix, state: &View
     let over = if matrix.rows.len() > 1 { "maximum over the rows shown" } else { "the row shown" };
     ui.topk_caption.set_text_content(Some(&format!("{metric}, {over}{}", if state.exclude0 { ", position 0 left out" } else { "" })));
     let prompt = cube.prompts.get(matrix.prompt);
+    let mut item = ui.topk_list.first_element_child();
     for (p, v) in best {
-        let li = el(doc, "li", "", "");
-        let b = el(doc, "button", "topk-item", "");
-        attrs(&b, &[("type", "button"), ("data-position", &p.to_string()), ("title", "Pin this position")]);
-        let pos = el(doc, "span", "pos", &format!("#{p}"));
-        let tok = el(doc, "span", "tok", &display_token(prompt.and_then(|pr| pr.token(p)).unwrap_or(""), 18));
-        let val = el(doc, "span", "val", &format!("{v:.4}"));
         // Where the peak is: the layer (and, over several steps or variants, which of them).
         let peak = (0..matrix.rows.len())
             .filter(|&r| matrix.value(r, p) == v)
@@ -1624,11 +1680,43 @@ fn fill_topk(doc: &Document, ui: &Ui, cube: &Cube, matrix: &Matrix, state: &View
                 text
             })
             .unwrap_or_default();
-        let at = el(doc, "span", "peak", &peak);
-        attrs(&at, &[("title", "where the maximum is")]);
-        append(&b, &[&pos, &tok, &val, &at]);
-        append(&li, &[&b]);
-        append(&ui.topk_list, &[&li]);
+        let li = match item {
+            Some(li) => li,
+            None => {
+                let li = el(doc, "li", "", "");
+                let b = el(doc, "button", "topk-item", "");
+                attrs(&b, &[("type", "button"), ("title", "Pin this position")]);
+                let at = el(doc, "span", "peak", "");
+                attrs(&at, &[("title", "where the maximum is")]);
+                append(&b, &[&el(doc, "span", "pos", ""), &el(doc, "span", "tok", ""), &el(doc, "span", "val", ""), &at]);
+                append(&li, &[&b]);
+                append(&ui.topk_list, &[&li]);
+                li.into()
+            }
+        };
+        if let Some(b) = li.first_element_child() {
+            let _ = b.set_attribute("data-position", &p.to_string());
+            let texts = [
+                format!("#{p}"),
+                display_token(prompt.and_then(|pr| pr.token(p)).unwrap_or(""), 18),
+                format!("{v:.4}"),
+                peak,
+            ];
+            let mut span = b.first_element_child();
+            for text in texts {
+                let Some(s) = span else { break };
+                if s.text_content().as_deref() != Some(text.as_str()) {
+                    s.set_text_content(Some(&text));
+                }
+                span = s.next_element_sibling();
+            }
+        }
+        item = li.next_element_sibling();
+    }
+    // Fewer positions than last time: drop the extra items.
+    while let Some(extra) = item {
+        item = extra.next_element_sibling();
+        extra.remove();
     }
     set_hidden(&ui.topk, ui.topk_list.child_element_count() == 0);
 }
