@@ -274,3 +274,82 @@ e2e!(damage_found_after_the_first_view_keeps_the_previous_data, |b, env| {
     }
     Ok(())
 });
+
+// A panic in the decode worker (it aborts the worker's wasm instance, as a decoder bug would) is
+// caught: the load fails with a message saying so, the previous data and view stay, and the next
+// file opens normally in a fresh worker. (`maskImpact.crashDecoder()`: a test hook that makes the
+// worker panic while it holds a load.)
+e2e!(a_decoder_panic_is_reported_and_keeps_the_previous_data, |b, env| {
+    let first = harness::write_data(env, "before_crash.csv", harness::small_csv("first").as_bytes())?;
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    upload_ready(b, &first).await?;
+    let probed = vec![(1, 3, "Full".to_string()), (2, 4, "Full".to_string())];
+    let before = shown(b, &probed).await?;
+    ensure!(before.probes.iter().all(|p| !p.is_null()), "cells not shown before the crash: {:?}", before.probes);
+
+    let rejected = b.call("crashDecoder", vec![]).await;
+    let message = match rejected {
+        Ok(v) => bail!("crashDecoder() resolved ({v}); it should reject with the crash"),
+        Err(e) => e.to_string(),
+    };
+    ensure!(message.contains("crashed"), "the rejection should say the decoder crashed: {message}");
+    let status = b.status().await?;
+    ensure!(status.state == "error", "status after the crash: {:?} {:?}", status.state, status.text);
+    ensure!(status.text.contains("crashed"), "the status should say the decoder crashed: {:?}", status.text);
+    let after = shown(b, &probed).await?;
+    ensure!(after == before, "the previous data and view changed after the crash: {before:?} → {after:?}");
+
+    let next = harness::write_data(env, "after_crash.csv", harness::small_csv("second").as_bytes())?;
+    upload_ready(b, &next).await?;
+    let (x, y) = b.locate(1, 2, "Full").await?.context("cell (layer 1, position 2) not visible")?;
+    let probe = b.probe(x, y).await?;
+    ensure!(probe["token"] == json!("second"), "the next file's token at position 2: {probe}");
+    let expected = harness::small_csv_l2(0, 1, 2, "Full");
+    ensure!((probe["value"].as_f64().unwrap_or(f64::NAN) - expected).abs() < 1e-4, "value {probe} != {expected}");
+    Ok(())
+});
+
+// Cancel during a long CSV load (about 150 MB; the page may already show an early view of it):
+// the load stops, the status says so, the previous file's data and view are back unchanged, and
+// the next file opens normally.
+e2e!(cancel_stops_a_load_and_keeps_the_previous_data, |b, env| {
+    let first = harness::write_data(env, "before_cancel.csv", harness::small_csv("first").as_bytes())?;
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    upload_ready(b, &first).await?;
+    let probed = vec![(1, 3, "Full".to_string()), (2, 4, "Full".to_string())];
+    let before = shown(b, &probed).await?;
+    ensure!(before.probes.iter().all(|p| !p.is_null()), "cells not shown before the load: {:?}", before.probes);
+
+    // 100,000 steps × 3 layers × 5 positions × 2 variants = 3M rows.
+    let mut big = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n");
+    for step in 0..100_000 {
+        for layer in 0..3 {
+            for position in 0..5 {
+                for variant in ["Full", "Attn"] {
+                    big.push_str(&format!("{step},{layer},tok{position},{position},{variant},0.{step:04},0.5\n"));
+                }
+            }
+        }
+    }
+    let big = harness::write_data(env, "long_load.csv", big.as_bytes())?;
+    b.upload(&big).await?;
+    // Until the file input's change has started the load, the status still shows the first file.
+    let status = b.wait_status(&["loading", "error"], std::time::Duration::from_secs(30)).await?;
+    ensure!(status.state == "loading", "long_load.csv was not loading when it should be cancelled: {:?} {:?}", status.state, status.text);
+    b.js("document.getElementById('cancel').click();", vec![]).await?;
+    let status = b.wait_status(&["ready", "error", "empty"], std::time::Duration::from_secs(30)).await?;
+    ensure!(status.state == "ready", "status after Cancel: {:?} {:?}", status.state, status.text);
+    ensure!(status.text.contains("Cancelled"), "the status should say the load was cancelled: {:?}", status.text);
+    ensure!(status.text.contains("before_cancel.csv"), "the status should name the file shown again: {:?}", status.text);
+    let after = shown(b, &probed).await?;
+    ensure!(after == before, "the previous data and view changed after Cancel: {before:?} → {after:?}");
+
+    let next = harness::write_data(env, "after_cancel.csv", harness::small_csv("second").as_bytes())?;
+    upload_ready(b, &next).await?;
+    let (x, y) = b.locate(1, 2, "Full").await?.context("cell (layer 1, position 2) not visible")?;
+    let probe = b.probe(x, y).await?;
+    ensure!(probe["token"] == json!("second"), "the next file's token at position 2: {probe}");
+    Ok(())
+});
