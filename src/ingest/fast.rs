@@ -586,20 +586,22 @@ impl FastText {
             if data.get(i) != Some(&b'"') {
                 return if i >= data.len() { Rec::More } else { Rec::Unusual };
             }
-            let Some((key_end, escaped)) = string_end(data, i + 1) else {
-                return Rec::More;
-            };
-            if escaped {
-                return Rec::Unusual;
-            }
-            let key = &data[i + 1..key_end];
-            // Keys come in the same order on every row: try the expected one first.
-            let col = if self.keys.get(next_col).is_some_and(|k| k == key) {
-                next_col
-            } else {
-                match self.keys.iter().position(|k| k == key) {
-                    Some(c) => c,
-                    None => return Rec::Unusual,
+            // Keys come in the same order on every row: try the expected one first, compared
+            // in place (no scan for the closing quote).
+            let (col, key_end) = match self.keys.get(next_col).filter(|k| quoted_at(data, i + 1, k)) {
+                Some(k) => (next_col, i + 1 + k.len()),
+                None => {
+                    let Some((key_end, escaped)) = string_end(data, i + 1) else {
+                        return Rec::More;
+                    };
+                    if escaped {
+                        return Rec::Unusual;
+                    }
+                    let key = &data[i + 1..key_end];
+                    match self.keys.iter().position(|k| k == key) {
+                        Some(c) => (c, key_end),
+                        None => return Rec::Unusual,
+                    }
                 }
             };
             if self.seen[col] {
@@ -620,6 +622,14 @@ impl FastText {
             // Value.
             let column = &mut self.columns[col];
             match b {
+                // The previous row's text again, compared in place: no scan for the end.
+                b'"' if matches!(column, Column::Dict(d) if d.last_key >= 0 && quoted_at(data, i + 1, &d.last_raw)) => {
+                    if let Column::Dict(d) = column {
+                        d.keys.push(d.last_key);
+                        d.valid.push(true);
+                        i += d.last_raw.len() + 2;
+                    }
+                }
                 b'"' => {
                     let Some((end, escaped)) = string_end(data, i + 1) else {
                         return Rec::More;
@@ -721,6 +731,12 @@ fn string_end(data: &[u8], mut from: usize) -> Option<(usize, bool)> {
             return None;
         }
     }
+}
+
+/// Whether `data` holds `raw` at `at` followed by the closing quote: the same JSON string
+/// body as `raw` (which ended at an unescaped quote: the same bytes scan the same way).
+fn quoted_at(data: &[u8], at: usize, raw: &[u8]) -> bool {
+    data.get(at..at + raw.len()) == Some(raw) && data.get(at + raw.len()) == Some(&b'"')
 }
 
 /// The text of a JSON string (`quoted`: with its quotes; `raw`: without), unescaped and
@@ -992,6 +1008,45 @@ mod tests {
             let e = r.unwrap_err();
             assert!(e.starts_with("f.csv: "), "{e}");
             assert!(e.contains("line 6 has 2 fields, but the header has 3 columns"), "{e}");
+        }
+    }
+
+    /// The previous row's text is compared in place: a value that extends it, one with escapes
+    /// repeated, one ending in an escaped backslash, and keys that extend the expected one.
+    #[test]
+    fn json_repeated_text_compared_in_place() {
+        let json = br#"[{"layer":0,"token_position":0,"variant":"ab","l2_distance":1},
+{"layer":0,"token_position":1,"variant":"ab","l2_distance":2},
+{"layer":0,"token_position":2,"variant":"abc","l2_distance":3},
+{"layer":0,"token_position":3,"variant":"a\"b","l2_distance":4},
+{"layer":0,"token_position":4,"variant":"a\"b","l2_distance":5},
+{"layer":0,"token_position":5,"variant":"a\\","l2_distance":6},
+{"layer":0,"token_position":6,"variant":"a\\","l2_distance":7},
+{"layer":0,"token_position":7,"variant":"a","l2_distance":8}]"#;
+        // Position → (variant, l2), written out by hand from the rows above.
+        let expected = [("ab", 1.0), ("ab", 2.0), ("abc", 3.0), ("a\"b", 4.0), ("a\"b", 5.0), ("a\\", 6.0), ("a\\", 7.0), ("a", 8.0)];
+        for cube in read_all("v.json", json) {
+            let cube = cube.unwrap();
+            let mut variants = cube.variants.clone();
+            variants.sort();
+            assert_eq!(variants, vec!["a", "a\"b", "a\\", "ab", "abc"]);
+            for (position, (variant, l2)) in expected.iter().enumerate() {
+                let v = cube.variant_index(variant).unwrap();
+                assert_eq!(cube.value(0, cube.cell(0, 0, v, 0), position), Some(*l2 as f32), "{variant} at {position}");
+                for other in 0..cube.variants.len() {
+                    if other != v {
+                        assert_eq!(cube.value(0, cube.cell(0, 0, other, 0), position), None, "{position}");
+                    }
+                }
+            }
+        }
+        // A key that extends the expected one is another key (here unknown: the general
+        // decoder reads the file and ignores it).
+        let json = br#"[{"layer":0,"token_position":0,"l2_distance":1},{"layer":0,"layerx":5,"token_position":1,"l2_distance":2}]"#;
+        for cube in read_all("k.json", json) {
+            let cube = cube.unwrap();
+            let at = cube.cell(0, 0, 0, 0);
+            assert_eq!((cube.value(0, at, 0), cube.value(0, at, 1)), (Some(1.0), Some(2.0)));
         }
     }
 

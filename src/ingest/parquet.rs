@@ -297,10 +297,8 @@ impl ParquetSource {
             return Err(IngestError::Parquet { file: self.file.clone(), message: "the footer was not read".into() });
         };
         let decoder = ParquetPushDecoderBuilder::try_new_decoder(metadata.clone()).map_err(err)?;
-        let in_order = order.iter().enumerate().all(|(k, &g)| k == g);
         let decoder = match groups {
             Some(groups) => decoder.with_row_group_selections(groups),
-            None if in_order => decoder,
             None => decoder.with_row_groups(order.to_vec()),
         };
         decoder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(err)
