@@ -275,18 +275,38 @@ e2e!(damage_found_after_the_first_view_keeps_the_previous_data, |b, env| {
     Ok(())
 });
 
-// A panic in the decode worker (it aborts the worker's wasm instance, as a decoder bug would) is
-// caught: the load fails with a message saying so, the previous data and view stay, and the next
-// file opens normally in a fresh worker. (`maskImpact.crashDecoder()`: a test hook that makes the
-// worker panic while it holds a load.)
-e2e!(a_decoder_panic_is_reported_and_keeps_the_previous_data, |b, env| {
-    let first = harness::write_data(env, "before_crash.csv", harness::small_csv("first").as_bytes())?;
+/// Opens the page and a small CSV (`harness::small_csv`, saved as `name`) and returns two of its
+/// cells and what the page shows of them: the reference a failed or cancelled load must leave.
+async fn small_reference(b: &Browser, env: &Env, name: &str) -> Result<(Vec<(i64, i64, String)>, Shown)> {
+    let first = harness::write_data(env, name, harness::small_csv("first").as_bytes())?;
     b.goto(&env.http("index.html")).await?;
     b.wait_api().await?;
     upload_ready(b, &first).await?;
     let probed = vec![(1, 3, "Full".to_string()), (2, 4, "Full".to_string())];
     let before = shown(b, &probed).await?;
-    ensure!(before.probes.iter().all(|p| !p.is_null()), "cells not shown before the crash: {:?}", before.probes);
+    ensure!(before.probes.iter().all(|p| !p.is_null()), "{name}: cells not shown: {:?}", before.probes);
+    Ok((probed, before))
+}
+
+/// Opens another small CSV (saved as `name`, token "second" at position 2) and checks a cell:
+/// the page loads normally after a failed or cancelled load.
+async fn next_small_file_opens(b: &Browser, env: &Env, name: &str) -> Result<()> {
+    let next = harness::write_data(env, name, harness::small_csv("second").as_bytes())?;
+    upload_ready(b, &next).await?;
+    let (x, y) = b.locate(1, 2, "Full").await?.context("cell (layer 1, position 2) not visible")?;
+    let probe = b.probe(x, y).await?;
+    ensure!(probe["token"] == json!("second"), "{name}: token at position 2: {probe}");
+    let expected = harness::small_csv_l2(0, 1, 2, "Full");
+    ensure!((probe["value"].as_f64().unwrap_or(f64::NAN) - expected).abs() < 1e-4, "{name}: value {probe} != {expected}");
+    Ok(())
+}
+
+// A panic in the decode worker (it aborts the worker's wasm instance, as a decoder bug would) is
+// caught: the load fails with a message saying so, the previous data and view stay, and the next
+// file opens normally in a fresh worker. (`maskImpact.crashDecoder()`: a test hook that makes the
+// worker panic while it holds a load.)
+e2e!(a_decoder_panic_is_reported_and_keeps_the_previous_data, |b, env| {
+    let (probed, before) = small_reference(b, env, "before_crash.csv").await?;
 
     let rejected = b.call("crashDecoder", vec![]).await;
     let message = match rejected {
@@ -300,27 +320,14 @@ e2e!(a_decoder_panic_is_reported_and_keeps_the_previous_data, |b, env| {
     let after = shown(b, &probed).await?;
     ensure!(after == before, "the previous data and view changed after the crash: {before:?} → {after:?}");
 
-    let next = harness::write_data(env, "after_crash.csv", harness::small_csv("second").as_bytes())?;
-    upload_ready(b, &next).await?;
-    let (x, y) = b.locate(1, 2, "Full").await?.context("cell (layer 1, position 2) not visible")?;
-    let probe = b.probe(x, y).await?;
-    ensure!(probe["token"] == json!("second"), "the next file's token at position 2: {probe}");
-    let expected = harness::small_csv_l2(0, 1, 2, "Full");
-    ensure!((probe["value"].as_f64().unwrap_or(f64::NAN) - expected).abs() < 1e-4, "value {probe} != {expected}");
-    Ok(())
+    next_small_file_opens(b, env, "after_crash.csv").await
 });
 
 // Cancel during a long CSV load (about 150 MB; the page may already show an early view of it):
 // the load stops, the status says so, the previous file's data and view are back unchanged, and
 // the next file opens normally.
 e2e!(cancel_stops_a_load_and_keeps_the_previous_data, |b, env| {
-    let first = harness::write_data(env, "before_cancel.csv", harness::small_csv("first").as_bytes())?;
-    b.goto(&env.http("index.html")).await?;
-    b.wait_api().await?;
-    upload_ready(b, &first).await?;
-    let probed = vec![(1, 3, "Full".to_string()), (2, 4, "Full".to_string())];
-    let before = shown(b, &probed).await?;
-    ensure!(before.probes.iter().all(|p| !p.is_null()), "cells not shown before the load: {:?}", before.probes);
+    let (probed, before) = small_reference(b, env, "before_cancel.csv").await?;
 
     // 100,000 steps × 3 layers × 5 positions × 2 variants = 3M rows.
     let mut big = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n");
@@ -346,10 +353,5 @@ e2e!(cancel_stops_a_load_and_keeps_the_previous_data, |b, env| {
     let after = shown(b, &probed).await?;
     ensure!(after == before, "the previous data and view changed after Cancel: {before:?} → {after:?}");
 
-    let next = harness::write_data(env, "after_cancel.csv", harness::small_csv("second").as_bytes())?;
-    upload_ready(b, &next).await?;
-    let (x, y) = b.locate(1, 2, "Full").await?.context("cell (layer 1, position 2) not visible")?;
-    let probe = b.probe(x, y).await?;
-    ensure!(probe["token"] == json!("second"), "the next file's token at position 2: {probe}");
-    Ok(())
+    next_small_file_opens(b, env, "after_cancel.csv").await
 });
