@@ -150,14 +150,23 @@ e2e!(http_legacy_pages_demo_are_ready, |b, env| {
     Ok(())
 });
 
+/// From a `file://` page, a CSV opens too (the page reads its chunks for the worker).
+async fn file_page_opens_a_csv(b: &Browser, env: &Env, name: &str) -> Result<()> {
+    let path = write_data(env, name, small_csv("file").as_bytes())?;
+    upload_ready(b, &path).await?;
+    check_small_cell(b, 0, 2, 3, "Full").await
+}
+
 e2e!(file_repository_index_demo_is_ready, |b, env| {
     open_ready(b, &format!("{}?demo", env.file_index)).await?;
-    check_state_keys(b).await
+    check_state_keys(b).await?;
+    file_page_opens_a_csv(b, env, "from_file_index.csv").await
 });
 
 e2e!(file_single_file_build_demo_is_ready, |b, env| {
     open_ready(b, &format!("{}?demo", env.file_single)).await?;
-    check_state_keys(b).await
+    check_state_keys(b).await?;
+    file_page_opens_a_csv(b, env, "from_file_single.csv").await
 });
 
 e2e!(real_fixture_values_tooltip_and_colour_match_pyarrow, |b, env| {
