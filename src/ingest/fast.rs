@@ -110,6 +110,22 @@ impl DictColumn {
         k
     }
 
+    /// Whether `raw` is the previous row's field, as raw bytes.
+    fn repeats(&self, raw: &[u8]) -> bool {
+        self.last_key >= 0 && self.last_raw == raw
+    }
+
+    /// Whether `data` holds the previous row's JSON string body at `at`, closing quote included.
+    fn repeats_quoted_at(&self, data: &[u8], at: usize) -> bool {
+        self.last_key >= 0 && quoted_at(data, at, &self.last_raw)
+    }
+
+    /// Appends a row holding the previous row's text again.
+    fn push_last(&mut self) {
+        self.keys.push(self.last_key);
+        self.valid.push(true);
+    }
+
     /// Appends a row holding `text` (decoded) whose field was `raw`, remembered for the next
     /// row's raw-bytes comparison.
     fn push_text(&mut self, text: &str, raw: &[u8]) {
@@ -486,9 +502,8 @@ impl FastText {
                     valid.push(true);
                 }
                 Column::Dict(d) => {
-                    if d.last_key >= 0 && d.last_raw == raw {
-                        d.keys.push(d.last_key);
-                        d.valid.push(true);
+                    if d.repeats(raw) {
+                        d.push_last();
                         continue;
                     }
                     let text = if quoted { unquote_csv(inner) } else { std::borrow::Cow::Borrowed(inner) };
@@ -623,10 +638,9 @@ impl FastText {
             let column = &mut self.columns[col];
             match b {
                 // The previous row's text again, compared in place: no scan for the end.
-                b'"' if matches!(column, Column::Dict(d) if d.last_key >= 0 && quoted_at(data, i + 1, &d.last_raw)) => {
+                b'"' if matches!(column, Column::Dict(d) if d.repeats_quoted_at(data, i + 1)) => {
                     if let Column::Dict(d) = column {
-                        d.keys.push(d.last_key);
-                        d.valid.push(true);
+                        d.push_last();
                         i += d.last_raw.len() + 2;
                     }
                 }
@@ -637,9 +651,8 @@ impl FastText {
                     let raw = &data[i + 1..end];
                     match column {
                         Column::Dict(d) => {
-                            if d.last_key >= 0 && d.last_raw == raw {
-                                d.keys.push(d.last_key);
-                                d.valid.push(true);
+                            if d.repeats(raw) {
+                                d.push_last();
                             } else {
                                 let Some(text) = json_text(&data[i..=end], raw, escaped) else {
                                     return Rec::Unusual;

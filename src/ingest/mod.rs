@@ -277,13 +277,10 @@ impl Ingest {
     /// not exist.
     pub fn check_range(&self, range: &Range<u64>) -> Result<(), IngestError> {
         if range.start > range.end || range.end > self.file_len {
-            return Err(IngestError::Read {
-                file: self.file.clone(),
-                message: format!(
-                    "the file is damaged or truncated: it refers to bytes {}..{} of a {}-byte file",
-                    range.start, range.end, self.file_len
-                ),
-            });
+            return Err(self.read_error(format!(
+                "the file is damaged or truncated: it refers to bytes {}..{} of a {}-byte file",
+                range.start, range.end, self.file_len
+            )));
         }
         Ok(())
     }

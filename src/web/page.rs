@@ -13,7 +13,7 @@ use web_sys::{
 };
 
 use super::dom::{self, append, attrs, el, human_bytes, human_ms, on, on_active, set_hidden, thousands};
-use super::worker::{field, js_text, message};
+use super::worker::{field, js_text, message, promise_with_resolvers};
 use crate::cube::Cube;
 use crate::render::{self, Raster};
 use crate::view::{
@@ -670,8 +670,8 @@ impl App {
             .set_timeout_with_callback_and_timeout_and_arguments_0(respawn.unchecked_ref(), WORKER_RESPAWN_DELAY_MS);
     }
 
-    /// Terminate the worker (cancel, crash, or after each load to return its memory) and start
-    /// a fresh one.
+    /// Terminate the worker (cancel, failure, crash) and start a fresh one at once (after a
+    /// load that succeeded: [`retire_worker`](Self::retire_worker)).
     fn recycle_worker(&mut self) {
         if let Some(slot) = self.worker.take() {
             slot.worker.terminate();
@@ -777,8 +777,8 @@ impl App {
             .as_ref()
             .map(|r| field(r, "blobs"))
             .and_then(|b| b.dyn_into::<Array>().ok())
-            .map(|b| b.get(file.as_f64().unwrap_or(-1.0) as u32))
-            .and_then(|b| b.dyn_into::<Blob>().ok());
+            .zip(file.as_f64())
+            .and_then(|(blobs, i)| blobs.get(i as u32).dyn_into::<Blob>().ok());
         let worker = slot.worker.clone();
         let reply = move |result: Result<JsValue, String>| {
             let mut fields = vec![("type", JsValue::from_str("data")), ("id", id), ("file", file), ("start", start)];
@@ -1984,34 +1984,31 @@ fn to_js<T: Serialize>(v: &T) -> JsValue {
     v.serialize(&ser).unwrap_or(JsValue::NULL)
 }
 
+/// A promise settled by the load `start` begins (it gets the promise's resolve and reject
+/// functions); rejected at once when the page state is in use.
+fn job_promise(start: impl FnOnce(&mut App, Option<(Function, Function)>)) -> JsValue {
+    let (promise, resolvers) = promise_with_resolvers();
+    if with_app(|a| start(a, resolvers.clone())).is_none() {
+        if let Some((_, reject)) = resolvers {
+            let _ = reject.call1(&JsValue::UNDEFINED, &"the viewer is busy; try again".into());
+        }
+    }
+    promise.into()
+}
+
 /// `window.maskImpact`: `openUrl`, `state`, `locate`, `probe` (see the page contract).
 fn define_api(win: &Window) -> Result<(), JsValue> {
     let api = Object::new();
     let open_url = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |url: JsValue| -> JsValue {
         let url = url.as_string().unwrap_or_default();
-        let mut resolvers = None;
-        let promise = Promise::new(&mut |resolve, reject| {
-            resolvers = Some((resolve, reject));
-        });
-        let handled = with_app(|a| a.open_url(&url, resolvers.clone()));
-        if handled.is_none() {
-            if let Some((_, reject)) = resolvers {
-                let _ = reject.call1(&JsValue::UNDEFINED, &"the viewer is busy; try again".into());
-            }
-        }
-        promise.into()
+        job_promise(|a, resolvers| a.open_url(&url, resolvers))
     });
     let state = Closure::<dyn FnMut() -> JsValue>::new(move || -> JsValue {
         with_app(|a| to_js(&a.state)).unwrap_or(JsValue::NULL)
     });
     // Not part of the page contract: for the tests of crash handling.
     let crash_decoder = Closure::<dyn FnMut() -> JsValue>::new(move || -> JsValue {
-        let mut resolvers = None;
-        let promise = Promise::new(&mut |resolve, reject| {
-            resolvers = Some((resolve, reject));
-        });
-        with_app(|a| a.crash_decoder(resolvers.clone()));
-        promise.into()
+        job_promise(|a, resolvers| a.crash_decoder(resolvers))
     });
     let locate = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |arg: JsValue| -> JsValue {
         with_app(|a| {

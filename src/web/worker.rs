@@ -102,10 +102,17 @@ thread_local! {
     static PAGE_READS: RefCell<HashMap<(u32, u64), (Function, Function)>> = RefCell::new(HashMap::new());
 }
 
+/// A new promise and its resolve and reject functions (`Promise.withResolvers`).
+pub(crate) fn promise_with_resolvers() -> (Promise, Option<(Function, Function)>) {
+    let mut resolvers = None;
+    // The executor runs before `Promise::new` returns.
+    let promise = Promise::new(&mut |resolve, reject| resolvers = Some((resolve, reject)));
+    (promise, resolvers)
+}
+
 /// Ask the page for bytes `range` of file `file` of request `id`.
 fn page_read(id: &JsValue, file: u32, range: &Range<u64>) -> JsFuture {
-    let mut resolvers = None;
-    let promise = Promise::new(&mut |resolve, reject| resolvers = Some((resolve, reject)));
+    let (promise, resolvers) = promise_with_resolvers();
     if let Some(r) = resolvers {
         PAGE_READS.with(|m| m.borrow_mut().insert((file, range.start), r));
     }
@@ -315,9 +322,10 @@ fn start_read(ingest: &Ingest, (id, file, blob): (&JsValue, u32, &Blob), range: 
     Ok(JsFuture::from(slice.array_buffer()))
 }
 
-/// Drive `ingest` to its end, reading `source` (request id, file index, file; as
-/// [`crate::ingest::drive_with`] does with a synchronous reader); `fetch_ms` grows by the time spent waiting for bytes. Stops with
-/// [`IngestError::Cancelled`] when `on_progress` returns `false`.
+/// Drive `ingest` to its end, reading `source` (request id, file index, file), as
+/// [`crate::ingest::drive_with`] does with a synchronous reader; `fetch_ms` grows by the time
+/// spent waiting for bytes. Stops with [`IngestError::Cancelled`] when `on_progress` returns
+/// `false`.
 async fn drive_blob(
     ingest: &mut Ingest,
     source: (&JsValue, u32, &Blob),
@@ -335,15 +343,10 @@ async fn drive_blob(
                 let mut reads = Vec::with_capacity(ranges.len());
                 for r in &ranges {
                     ingest.check_range(r)?;
-                    while ahead.front().is_some_and(|(a, _)| a.start < r.start || (a.start == r.start && a.end != r.end)) {
-                        ahead.pop_front();
-                    }
-                    let read = match ahead.front() {
-                        Some((a, _)) if a == r => ahead.pop_front().map(|(_, f)| f),
-                        _ => None,
-                    };
-                    let read = match read {
-                        Some(f) => f,
+                    // Reads ahead of this one that were not asked for are dropped.
+                    let taken = ahead.iter().position(|(a, _)| a == r).and_then(|i| ahead.drain(..=i).last());
+                    let read = match taken {
+                        Some((_, f)) => f,
                         None => start_read(ingest, source, r).map_err(|m| ingest.read_error(m))?,
                     };
                     reads.push(read);
