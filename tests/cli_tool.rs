@@ -97,6 +97,9 @@ fn convert_csv_json_jsonl_round_trip() {
     python_check(&["roundtrip", s(&src), s(&out), "2"]);
     run_ok(&["convert", s(&src), "-o", s(&out), "--no-round", "--float-encoding", "byte-stream-split"]);
     python_check(&["roundtrip", s(&src), s(&out), "none"]);
+    // Plain metric pages: what a metric column falls back to past a million distinct values.
+    run_ok(&["convert", s(&src), "-o", s(&out), "--float-encoding", "plain"]);
+    python_check(&["roundtrip", s(&src), s(&out), "4"]);
     // A Parquet input converts too, and --csv writes a CSV pandas reads back the same.
     let again = dir.join("again.parquet");
     run_ok(&["convert", s(&dir.join("in.json.parquet")), "-o", s(&again), "--csv", "--quiet"]);
@@ -106,7 +109,7 @@ fn convert_csv_json_jsonl_round_trip() {
 }
 
 /// Metric dictionaries are stored sorted with their indices widened to 8 or 16 bits, or kept
-/// at their width above 16 (src/cli/sorted_dictionary.rs): a file with more than 65 536
+/// at their width above 16 (src/cli/dictionary.rs): a file with more than 65 536
 /// distinct values (17-bit indices) and one with a few thousand read back the same in every
 /// reader, in both row-group layouts.
 #[test]

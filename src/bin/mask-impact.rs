@@ -289,6 +289,9 @@ struct SizeRow {
     row_group_layout: String,
     csv: Option<String>,
     csv_bytes: Option<u64>,
+    /// Time to read the inputs (into the cube).
+    read_seconds: f64,
+    /// Time of the whole conversion (reading, choosing the layout, writing).
     seconds: f64,
 }
 
@@ -364,6 +367,7 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
         let loaded = load_with_progress(&inputs, args.quiet)?;
         let cube = &loaded.cube;
         let plan = Plan::new(&loaded, partitioned);
+        let read_seconds = started.elapsed().as_secs_f64();
         let options = convert::choose_layout(cube, &plan, &options)?;
         let bar = progress_bar(cube.rows_read, args.quiet, false);
         bar.set_prefix("writing");
@@ -440,6 +444,7 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
             row_group_layout: format!("{:?}", options.row_groups.unwrap_or(RowGroups::PerStep)),
             csv,
             csv_bytes,
+            read_seconds,
             seconds: started.elapsed().as_secs_f64(),
         });
     }

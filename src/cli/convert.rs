@@ -19,15 +19,17 @@ use std::sync::Arc;
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, DictionaryArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowLeafColumn};
+use arrow_array::cast::AsArray;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::column::writer::ColumnCloseResult;
+use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
+use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, SortingColumn};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
-use super::sorted_dictionary::SortedFloatChunk;
+use super::dictionary::{self, Entries, FloatDictionary, NULL_KEY};
 use super::{CliError, Loaded};
 use crate::cube::Cube;
 
@@ -81,9 +83,9 @@ pub enum FloatEncoding {
     /// `BYTE_STREAM_SPLIT`: the bytes of each float grouped by significance, which zstd
     /// compresses well.
     ByteStreamSplit,
-    /// Dictionary while it stays under [`FLOAT_DICTIONARY_BYTES`], then plain. The dictionary
-    /// is stored sorted and the indices byte-aligned ([`SortedFloatChunk`]): 10–20% smaller
-    /// than arrow-rs's own dictionary pages on this data.
+    /// Dictionary while it stays under [`FLOAT_DICTIONARY_BYTES`], else plain. The dictionary
+    /// is stored sorted and the indices byte-aligned ([`dictionary::encode_chunk`]): 10–20%
+    /// smaller than arrow-rs's own dictionary pages on this data.
     #[default]
     Dictionary,
     /// Plain.
@@ -134,6 +136,8 @@ impl Default for ConvertOptions {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub schema: SchemaRef,
+    /// What each field of `schema` holds.
+    columns: Vec<ColumnKind>,
     with_step: bool,
     with_token: bool,
     with_variant: bool,
@@ -152,6 +156,20 @@ pub struct Plan {
     config_keys: Vec<Option<i32>>,
     config_values: ArrayRef,
     metric_names: Vec<String>,
+}
+
+/// What a column of the output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnKind {
+    Step,
+    Layer,
+    Token,
+    Position,
+    Variant,
+    /// The metric with this index in the cube.
+    Metric(usize),
+    Prompt,
+    ConfigPrompt,
 }
 
 /// The narrowest signed integer type holding `min..=max`.
@@ -231,28 +249,34 @@ impl Plan {
             .collect();
 
         let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        let mut add = |field: Field, kind: ColumnKind| {
+            fields.push(field);
+            columns.push(kind);
+        };
         if with_step {
-            fields.push(Field::new(STEP, step_type.clone(), false));
+            add(Field::new(STEP, step_type.clone(), false), ColumnKind::Step);
         }
-        fields.push(Field::new(LAYER, layer_type.clone(), false));
+        add(Field::new(LAYER, layer_type.clone(), false), ColumnKind::Layer);
         if with_token {
-            fields.push(Field::new(TOKEN, dict_type(), true));
+            add(Field::new(TOKEN, dict_type(), true), ColumnKind::Token);
         }
-        fields.push(Field::new(POSITION, position_type.clone(), false));
+        add(Field::new(POSITION, position_type.clone(), false), ColumnKind::Position);
         if with_variant {
-            fields.push(Field::new(VARIANT, dict_type(), false));
+            add(Field::new(VARIANT, dict_type(), false), ColumnKind::Variant);
         }
-        for m in &cube.metrics {
-            fields.push(Field::new(&m.name, DataType::Float32, true));
+        for (i, m) in cube.metrics.iter().enumerate() {
+            add(Field::new(&m.name, DataType::Float32, true), ColumnKind::Metric(i));
         }
         if with_prompt {
-            fields.push(Field::new(PROMPT, dict_type(), false));
+            add(Field::new(PROMPT, dict_type(), false), ColumnKind::Prompt);
         }
         if with_config_prompt {
-            fields.push(Field::new(CONFIG_PROMPT, dict_type(), true));
+            add(Field::new(CONFIG_PROMPT, dict_type(), true), ColumnKind::ConfigPrompt);
         }
         Plan {
             schema: Arc::new(Schema::new(fields)),
+            columns,
             with_step,
             with_token,
             with_variant,
@@ -287,8 +311,21 @@ impl Plan {
         options: &ConvertOptions,
         mut sink: impl FnMut(RecordBatch) -> Result<(), CliError>,
     ) -> Result<u64, CliError> {
-        let mut rows = Rows::new(cube.metrics.len(), options.batch_rows);
         let round = Rounder::new(options.decimals);
+        self.step_rows(cube, step, options, |mut rows| sink(self.batch(cube, &mut rows, &round)?))
+    }
+
+    /// The rows of the step with index `step` as [`Rows`] of at most `options.batch_rows`
+    /// rows (metrics not rounded yet), handed to `sink`. Returns the rows produced.
+    fn step_rows(
+        &self,
+        cube: &Cube,
+        step: usize,
+        options: &ConvertOptions,
+        mut sink: impl FnMut(Rows) -> Result<(), CliError>,
+    ) -> Result<u64, CliError> {
+        let new_rows = || Rows::new(step, cube.metrics.len(), options.batch_rows);
+        let mut rows = new_rows();
         let mut total = 0u64;
         let mut cells: Vec<f32> = vec![0.0; cube.metrics.len()];
         let stride = options.layer_stride.max(1);
@@ -315,10 +352,10 @@ impl Plan {
                         if cells.iter().all(|c| c.is_nan()) {
                             continue;
                         }
-                        rows.push(p, l, pos, v, &cells, &round);
+                        rows.push(p, l, pos, v, &cells);
                         if rows.len() >= options.batch_rows {
                             total += rows.len() as u64;
-                            sink(self.batch(cube, step, &mut rows)?)?;
+                            sink(std::mem::replace(&mut rows, new_rows()))?;
                         }
                     }
                 }
@@ -326,13 +363,14 @@ impl Plan {
         }
         if rows.len() > 0 {
             total += rows.len() as u64;
-            sink(self.batch(cube, step, &mut rows)?)?;
+            sink(rows)?;
         }
         Ok(total)
     }
 
-    /// Turn the buffered rows into a record batch and clear the buffer.
-    fn batch(&self, cube: &Cube, step: usize, rows: &mut Rows) -> Result<RecordBatch, CliError> {
+    /// Turn rows into a record batch (metrics rounded with `round`).
+    fn batch(&self, cube: &Cube, rows: &mut Rows, round: &Rounder) -> Result<RecordBatch, CliError> {
+        let step = rows.step;
         let n = rows.len();
         let cast = |values: Vec<i64>, t: &DataType| -> Result<ArrayRef, CliError> {
             let a: ArrayRef = Arc::new(Int64Array::from(values));
@@ -365,7 +403,7 @@ impl Plan {
             columns.push(dict(keys, &self.variant_values)?);
         }
         for values in rows.metrics.iter_mut() {
-            let v: Vec<Option<f32>> = values.drain(..).map(|x| (!x.is_nan()).then_some(x)).collect();
+            let v: Vec<Option<f32>> = values.drain(..).map(|x| (!x.is_nan()).then(|| round.apply(x))).collect();
             columns.push(Arc::new(Float32Array::from(v)));
         }
         if self.with_prompt {
@@ -376,7 +414,6 @@ impl Plan {
             let keys: Int32Array = rows.prompt.iter().map(|&p| self.config_keys[p as usize]).collect();
             columns.push(dict(keys, &self.config_values)?);
         }
-        rows.clear();
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| CliError::Usage(format!("internal: batch does not match the plan: {e}")))
     }
@@ -410,8 +447,11 @@ impl Rounder {
     }
 }
 
-/// Row buffer between the cube and a record batch.
+/// A batch of rows of one step, taken from the cube in the row order: indexes into the
+/// cube's axes, and the metric values (not rounded yet).
 struct Rows {
+    /// Index of the step in `cube.steps`.
+    step: usize,
     prompt: Vec<u32>,
     layer: Vec<u32>,
     position: Vec<u32>,
@@ -420,8 +460,9 @@ struct Rows {
 }
 
 impl Rows {
-    fn new(n_metrics: usize, capacity: usize) -> Rows {
+    fn new(step: usize, n_metrics: usize, capacity: usize) -> Rows {
         Rows {
+            step,
             prompt: Vec::with_capacity(capacity),
             layer: Vec::with_capacity(capacity),
             position: Vec::with_capacity(capacity),
@@ -434,56 +475,31 @@ impl Rows {
         self.layer.len()
     }
 
-    fn push(&mut self, p: usize, l: usize, pos: usize, v: usize, cells: &[f32], round: &Rounder) {
+    fn push(&mut self, p: usize, l: usize, pos: usize, v: usize, cells: &[f32]) {
         self.prompt.push(p as u32);
         self.layer.push(l as u32);
         self.position.push(pos as u32);
         self.variant.push(v as u32);
         for (m, &c) in cells.iter().enumerate() {
-            self.metrics[m].push(round.apply(c));
-        }
-    }
-
-    fn clear(&mut self) {
-        self.prompt.clear();
-        self.layer.clear();
-        self.position.clear();
-        self.variant.clear();
-        for m in &mut self.metrics {
-            m.clear();
+            self.metrics[m].push(c);
         }
     }
 }
 
-/// Most rows in a data page. arrow-rs's default (20 000) cuts a dictionary-encoded metric
-/// column into pages of 20–50 KB, each compressed on its own: larger pages compress better
-/// (real file: 7% smaller; the other columns too: 20 000-row pages made the real file 7%
-/// larger again). Pages still end at 1 MiB of encoded values. Costs memory: a column writer
-/// holds a page's dictionary indices as 8 bytes per row (peak RSS about 200 MB at seed scale).
-pub const PAGE_ROWS: usize = 1 << 20;
-
-/// The Parquet writer settings for a plan.
+/// The Parquet writer settings for a plan. The dictionary-encoded columns (text, steps,
+/// layers and, by default, metrics) are written by [`dictionary::encode_chunk`]; these
+/// settings apply to the file and to the columns written by arrow-rs's column writer:
+/// positions (delta-encoded) and metrics that are not dictionary-encoded.
 pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<WriterProperties, CliError> {
-    writer_properties_for(plan, options, false)
-}
-
-/// The settings of [`writer_properties`]; with `metrics_uncompressed`, the metric columns are
-/// not compressed (for [`SortedFloatChunk`], which compresses its rewritten pages itself).
-fn writer_properties_for(
-    plan: &Plan,
-    options: &ConvertOptions,
-    metrics_uncompressed: bool,
-) -> Result<WriterProperties, CliError> {
-    let level = ZstdLevel::try_new(options.zstd_level)
-        .map_err(|e| CliError::Usage(format!("--level {}: {e}", options.zstd_level)))?;
+    let level = zstd_level(options)?;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
-        .set_dictionary_enabled(true)
+        .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::Page)
         // Row groups are cut by the writer at step boundaries only.
         .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(None)
-        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_data_page_row_count_limit(dictionary::PAGE_ROWS)
         .set_key_value_metadata(Some(vec![KeyValue::new(
             "mask_impact.writer".to_string(),
             format!("mask-impact {} convert", env!("CARGO_PKG_VERSION")),
@@ -496,27 +512,20 @@ fn writer_properties_for(
         }]));
     }
     // Positions count up by one within each run: delta encoding makes them almost free.
-    let position = ColumnPath::from(POSITION);
-    props = props
-        .set_column_dictionary_enabled(position.clone(), false)
-        .set_column_encoding(position, Encoding::DELTA_BINARY_PACKED);
+    props = props.set_column_encoding(ColumnPath::from(POSITION), Encoding::DELTA_BINARY_PACKED);
     for name in &plan.metric_names {
-        let col = ColumnPath::from(name.as_str());
-        if metrics_uncompressed {
-            props = props.set_column_compression(col.clone(), Compression::UNCOMPRESSED);
-        }
-
-        props = match options.float_encoding {
-            FloatEncoding::Dictionary => props.set_column_dictionary_page_size_limit(col, FLOAT_DICTIONARY_BYTES),
-            FloatEncoding::Plain => props
-                .set_column_dictionary_enabled(col.clone(), false)
-                .set_column_encoding(col, Encoding::PLAIN),
-            FloatEncoding::ByteStreamSplit => props
-                .set_column_dictionary_enabled(col.clone(), false)
-                .set_column_encoding(col, Encoding::BYTE_STREAM_SPLIT),
+        let encoding = match options.float_encoding {
+            // Too many distinct values for a dictionary: plain.
+            FloatEncoding::Dictionary | FloatEncoding::Plain => Encoding::PLAIN,
+            FloatEncoding::ByteStreamSplit => Encoding::BYTE_STREAM_SPLIT,
         };
+        props = props.set_column_encoding(ColumnPath::from(name.as_str()), encoding);
     }
     Ok(props.build())
+}
+
+fn zstd_level(options: &ConvertOptions) -> Result<ZstdLevel, CliError> {
+    ZstdLevel::try_new(options.zstd_level).map_err(|e| CliError::Usage(format!("--level {}: {e}", options.zstd_level)))
 }
 
 /// What a Parquet write produced.
@@ -624,6 +633,10 @@ pub fn choose_layout(cube: &Cube, plan: &Plan, options: &ConvertOptions) -> Resu
 /// Write the steps `steps` (indexes into `cube.steps`) of `cube` as one Parquet file to `out`,
 /// row groups cut at step boundaries as `options.row_groups` says (`None`: one per step).
 /// `progress` gets the rows written so far.
+///
+/// This thread takes the rows from the cube in batches; each column of a row group is
+/// encoded by a thread of its own (the arrow-rs pattern of `ArrowColumnWriter`), which keeps
+/// what it needs of each batch and encodes when the row group closes.
 pub fn write_parquet<W: Write + Send>(
     cube: &Cube,
     plan: &Plan,
@@ -637,48 +650,23 @@ pub fn write_parquet<W: Write + Send>(
         path: path_for_errors.to_string(),
         message: e.to_string(),
     };
-    let props = writer_properties(plan, options)?;
-    // Metric columns with a dictionary go through `SortedFloatChunk` (sorted dictionary,
-    // byte-aligned indices), which compresses its pages itself.
-    let sorted_floats = options.float_encoding == FloatEncoding::Dictionary;
-    let level = ZstdLevel::try_new(options.zstd_level)
-        .map_err(|e| CliError::Usage(format!("--level {}: {e}", options.zstd_level)))?;
-    let metric_props = Arc::new(writer_properties_for(plan, options, true)?);
-    let is_metric: Vec<bool> = plan
-        .schema
-        .fields()
-        .iter()
-        .map(|f| sorted_floats && plan.metric_names.iter().any(|m| m == f.name()))
-        .collect();
-    // The column chunks of a row group are encoded in parallel, one thread per column (the
-    // arrow-rs pattern of `ArrowColumnWriter`); the file writer keeps the Arrow schema in the
-    // footer as `ArrowWriter` does.
-    let writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(props)).map_err(werr)?;
-    let (mut file_writer, factory) = writer.into_serialized_writer().map_err(werr)?;
-    let descriptors: Vec<_> = (0..plan.schema.fields().len())
-        .map(|i| file_writer.schema_descr().column(i))
-        .collect();
+    let props = Arc::new(writer_properties(plan, options)?);
+    let level = zstd_level(options)?;
+    // The file writer keeps the Arrow schema in the footer as `ArrowWriter` does.
+    let writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(writer_properties(plan, options)?)).map_err(werr)?;
+    let (mut file_writer, _) = writer.into_serialized_writer().map_err(werr)?;
+    let descriptors: Vec<ColumnDescPtr> = (0..plan.columns.len()).map(|i| file_writer.schema_descr().column(i)).collect();
     let mut written = Written::default();
     let max_rows = match options.row_groups {
         Some(RowGroups::WholeSteps { max_rows }) => max_rows as u64,
         Some(RowGroups::PerStep) | None => 0,
     };
-    /// What a column's encoding thread gets.
-    enum Piece {
-        Leaf(ArrowLeafColumn),
-        /// Non-null values and definition levels of a metric column.
-        Floats(Vec<f32>, Vec<i16>),
-    }
-    /// What a column's encoding thread returns.
-    enum Chunk {
-        Arrow(ArrowColumnChunk),
-        Sorted(bytes::Bytes, ColumnCloseResult),
-    }
+    type Chunk = parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>;
     std::thread::scope(|scope| -> Result<(), CliError> {
         // Per column of the open row group: the channel to its encoding thread, and the thread.
         type Worker<'s> = (
-            std::sync::mpsc::SyncSender<Piece>,
-            std::thread::ScopedJoinHandle<'s, parquet::errors::Result<Chunk>>,
+            std::sync::mpsc::SyncSender<Arc<Rows>>,
+            std::thread::ScopedJoinHandle<'s, Chunk>,
         );
         let mut group: Vec<Worker<'_>> = Vec::new();
         // Rows in the row group being written.
@@ -686,9 +674,10 @@ pub fn write_parquet<W: Write + Send>(
         let close_group = |group: &mut Vec<Worker<'_>>,
                            file_writer: &mut parquet::file::writer::SerializedFileWriter<W>|
          -> Result<(), CliError> {
-            let mut chunks = Vec::with_capacity(group.len());
-            for (tx, handle) in group.drain(..) {
-                drop(tx);
+            // Every encoder sees the end of its batches at once, then encodes.
+            let handles: Vec<_> = group.drain(..).map(|(_, handle)| handle).collect();
+            let mut chunks = Vec::with_capacity(handles.len());
+            for handle in handles {
                 let chunk = handle
                     .join()
                     .map_err(|_| CliError::Usage("internal: a column encoder panicked".into()))?
@@ -696,73 +685,42 @@ pub fn write_parquet<W: Write + Send>(
                 chunks.push(chunk);
             }
             let mut rg = file_writer.next_row_group().map_err(werr)?;
-            for chunk in chunks {
-                match chunk {
-                    Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut rg).map_err(werr)?,
-                    Chunk::Sorted(bytes, close) => rg.append_column(&bytes, close).map_err(werr)?,
-                }
+            for (bytes, close) in chunks {
+                rg.append_column(&bytes, close).map_err(werr)?;
             }
             rg.close().map_err(werr)?;
             Ok(())
         };
         for &s in steps {
-            let rows = plan.step_batches(cube, s, options, |batch| {
+            let rows = plan.step_rows(cube, s, options, |rows| {
                 if group.is_empty() {
-                    let writers = factory.create_column_writers(written.row_groups).map_err(werr)?;
-                    for (i, mut column) in writers.into_iter().enumerate() {
-                        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(2);
-                        let handle = if is_metric[i] {
-                            let (descr, props) = (descriptors[i].clone(), metric_props.clone());
-                            scope.spawn(move || {
-                                let pieces = rx.into_iter().filter_map(|p| match p {
-                                    Piece::Floats(values, levels) => Some((values, levels)),
-                                    Piece::Leaf(_) => None,
-                                });
-                                let (bytes, close) = SortedFloatChunk::encode(descr, props, level, pieces)?;
-                                Ok(Chunk::Sorted(bytes, close))
-                            })
-                        } else {
-                            scope.spawn(move || {
-                                for piece in rx {
-                                    if let Piece::Leaf(leaf) = piece {
-                                        column.write(&leaf)?;
-                                    }
-                                }
-                                Ok(Chunk::Arrow(column.close()?))
-                            })
-                        };
+                    for (&kind, descr) in plan.columns.iter().zip(&descriptors) {
+                        let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Rows>>(2);
+                        let (descr, props) = (descr.clone(), props.clone());
+                        let handle = scope.spawn(move || {
+                            let column = ColumnJob {
+                                kind,
+                                descr,
+                                props,
+                                level,
+                                cube,
+                                plan,
+                                options,
+                            };
+                            column.encode(rx)
+                        });
                         group.push((tx, handle));
                     }
                 }
-                for (i, (array, field)) in batch.columns().iter().zip(plan.schema.fields()).enumerate() {
-                    let Some((tx, _)) = group.get(i) else {
-                        return Err(CliError::Usage("internal: more columns than column writers".into()));
-                    };
-                    let piece = if is_metric[i] {
-                        let floats = array
-                            .as_any()
-                            .downcast_ref::<Float32Array>()
-                            .ok_or_else(|| CliError::Usage(format!("internal: {} is not float32", field.name())))?;
-                        let mut values = Vec::with_capacity(floats.len());
-                        let mut levels = Vec::with_capacity(floats.len());
-                        for v in floats.iter() {
-                            levels.push(i16::from(v.is_some()));
-                            values.extend(v);
-                        }
-                        Piece::Floats(values, levels)
-                    } else {
-                        let mut leaves = compute_leaves(field, array).map_err(werr)?;
-                        if leaves.len() != 1 {
-                            return Err(CliError::Usage(format!("internal: {} is not one leaf column", field.name())));
-                        }
-                        Piece::Leaf(leaves.remove(0))
-                    };
-                    if tx.send(piece).is_err() {
+                let n = rows.len() as u64;
+                let rows = Arc::new(rows);
+                for (tx, _) in &group {
+                    if tx.send(rows.clone()).is_err() {
                         // The encoder stopped on an error: closing the group reports it.
                         return Ok(());
                     }
                 }
-                written.rows += batch.num_rows() as u64;
+                written.rows += n;
                 progress(written.rows);
                 Ok(())
             })?;
@@ -786,6 +744,118 @@ pub fn write_parquet<W: Write + Send>(
         message: e.to_string(),
     })?;
     Ok(written)
+}
+
+/// One column of a row group, encoded on its own thread from the row batches.
+struct ColumnJob<'a> {
+    kind: ColumnKind,
+    descr: ColumnDescPtr,
+    props: WriterPropertiesPtr,
+    level: ZstdLevel,
+    cube: &'a Cube,
+    plan: &'a Plan,
+    options: &'a ConvertOptions,
+}
+
+impl ColumnJob<'_> {
+    /// Take this column's values from every batch `rx` sends, then encode the chunk.
+    fn encode(&self, rx: std::sync::mpsc::Receiver<Arc<Rows>>) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+        let plan = self.plan;
+        let mut keys: Vec<u32> = Vec::new();
+        let mut values: Vec<f32> = Vec::new();
+        let round = Rounder::new(self.options.decimals);
+        // Metric values get their dictionary as they arrive (while this row group's rows are
+        // still being produced); all values are kept too, for plain pages when there are too
+        // many distinct ones.
+        let mut float_dictionary = (self.options.float_encoding == FloatEncoding::Dictionary)
+            .then(|| FloatDictionary::new(FLOAT_DICTIONARY_BYTES / 4));
+        // Positions are written as they come (no dictionary).
+        let mut positions = Vec::new();
+        for rows in rx {
+            match self.kind {
+                ColumnKind::Step => keys.extend(std::iter::repeat_n(rows.step as u32, rows.len())),
+                ColumnKind::Layer => keys.extend_from_slice(&rows.layer),
+                ColumnKind::Token => keys.extend(rows.prompt.iter().zip(&rows.position).map(|(&p, &pos)| {
+                    plan.token_keys[p as usize][pos as usize].map_or(NULL_KEY, |k| k as u32)
+                })),
+                ColumnKind::Position => positions.extend_from_slice(&rows.position),
+                ColumnKind::Variant => keys.extend_from_slice(&rows.variant),
+                ColumnKind::Metric(m) => {
+                    let start = values.len();
+                    values.extend(rows.metrics[m].iter().map(|&v| round.apply(v)));
+                    if float_dictionary.as_mut().is_some_and(|d| !d.push(&values[start..])) {
+                        float_dictionary = None;
+                    }
+                }
+                ColumnKind::Prompt => keys.extend_from_slice(&rows.prompt),
+                ColumnKind::ConfigPrompt => keys.extend(
+                    rows.prompt
+                        .iter()
+                        .map(|&p| plan.config_keys[p as usize].map_or(NULL_KEY, |k| k as u32)),
+                ),
+            }
+        }
+        let cube = self.cube;
+        let ints = |v: &[i64]| match self.descr.physical_type() {
+            PhysicalType::INT64 => Entries::Int64(v.to_vec()),
+            _ => Entries::Int32(v.iter().map(|&x| x as i32).collect()),
+        };
+        fn texts(a: &ArrayRef) -> Entries<'_> {
+            Entries::Text((0..a.len()).map(|i| a.as_string::<i32>().value(i)).collect())
+        }
+        let entries = match self.kind {
+            ColumnKind::Step => ints(&cube.steps),
+            ColumnKind::Layer => ints(&cube.layers),
+            ColumnKind::Token => texts(&plan.token_values),
+            ColumnKind::Variant => texts(&plan.variant_values),
+            ColumnKind::Prompt => texts(&plan.prompt_values),
+            ColumnKind::ConfigPrompt => texts(&plan.config_values),
+            ColumnKind::Position => {
+                return self.typed_chunk(|writer| match writer {
+                    ColumnWriter::Int32ColumnWriter(mut w) => {
+                        let v: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
+                        w.write_batch(&v, None, None)?;
+                        w.close()
+                    }
+                    ColumnWriter::Int64ColumnWriter(mut w) => {
+                        let v: Vec<i64> = positions.iter().map(|&p| i64::from(p)).collect();
+                        w.write_batch(&v, None, None)?;
+                        w.close()
+                    }
+                    _ => Err(ParquetError::General("token_position is not an integer column".into())),
+                })
+            }
+            ColumnKind::Metric(_) => {
+                if let Some(d) = float_dictionary {
+                    return dictionary::encode_chunk(&self.descr, &Entries::Float(d.values), &d.keys, self.level);
+                }
+                return self.typed_chunk(|writer| match writer {
+                    ColumnWriter::FloatColumnWriter(mut w) => {
+                        let present: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+                        let levels: Vec<i16> = values.iter().map(|v| i16::from(!v.is_nan())).collect();
+                        w.write_batch(&present, Some(&levels), None)?;
+                        w.close()
+                    }
+                    _ => Err(ParquetError::General("a metric column is not float".into())),
+                });
+            }
+        };
+        dictionary::encode_chunk(&self.descr, &entries, &keys, self.level)
+    }
+
+    /// A chunk written by arrow-rs's column writer for this column (with `self.props`).
+    fn typed_chunk(
+        &self,
+        write: impl FnOnce(ColumnWriter<'_>) -> parquet::errors::Result<ColumnCloseResult>,
+    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+        let mut sink = TrackedWrite::new(Vec::new());
+        let close = write(get_column_writer(
+            self.descr.clone(),
+            self.props.clone(),
+            Box::new(SerializedPageWriter::new(&mut sink)),
+        ))?;
+        Ok((bytes::Bytes::from(sink.into_inner()?), close))
+    }
 }
 
 /// Write the steps `steps` of `cube` as CSV (pandas style: header, `float32` shortest form,

@@ -13,7 +13,7 @@
 
 pub mod convert;
 pub mod inspect;
-pub mod sorted_dictionary;
+pub mod dictionary;
 pub mod text;
 
 use std::fs::File;

@@ -1,0 +1,837 @@
+//! Dictionary-encoded column chunks, written here rather than by arrow-rs's column writer.
+//!
+//! The converter knows the dictionary of every text and integer column before it writes
+//! (the cube's axes and token texts), and the metric columns hold few distinct rounded
+//! values; arrow-rs's writer would instead intern every row's value in a hash table (with
+//! a hash of the whole text per row: most of a conversion's write time). Here a column
+//! chunk is written from per-row dictionary keys:
+//!
+//! - the dictionary page holds only the entries used, sorted by value, and says so
+//!   (`is_sorted`), which zstd compresses better;
+//! - indices are byte-aligned: those that need 1–8 bits are stored in 8, 9–16 in 16 (wider
+//!   ones keep their width). arrow-rs bit-packs at the narrowest width (e.g. 11 or 13 bits),
+//!   which zstd, working on bytes, compresses poorly; every data page declares its width,
+//!   so readers decode any width from 0 to 32 (pyarrow, pandas, polars, DuckDB and arrow-rs
+//!   are checked by `tests/cli_tool.rs`);
+//! - pages are V1, zstd-compressed, with chunk statistics and a page index (column index and
+//!   offset index) as arrow-rs writes them, text statistics truncated to 64 bytes.
+//!
+//! Metric values get their dictionary from [`FloatDictionary`], an open-addressing table on
+//! the `f32` bits.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, ZstdLevel};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::ByteArray;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::{ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats};
+use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+/// The key of a row without a value.
+pub const NULL_KEY: u32 = u32::MAX;
+
+/// Most rows in a data page (see [`DATA_PAGE_BYTES`]).
+pub const PAGE_ROWS: usize = 1 << 20;
+
+/// A data page ends when its indices reach this size (arrow-rs's default page size), or at
+/// [`PAGE_ROWS`] rows. Larger pages compress better (each page is compressed on its own).
+pub const DATA_PAGE_BYTES: usize = 1 << 20;
+
+/// Text statistics (chunk and page index) are cut to this many bytes, as arrow-rs does: a
+/// prompt text can be kilobytes long.
+pub const STATISTICS_BYTES: usize = 64;
+
+/// The index width stored for a dictionary of `entries` values.
+pub fn stored_width(entries: usize) -> u8 {
+    let needed = usize::BITS - entries.saturating_sub(1).leading_zeros();
+    match needed {
+        0..=8 => 8,
+        9..=16 => 16,
+        w => w as u8,
+    }
+}
+
+/// Read a ULEB128 integer at `*at`.
+fn uleb(data: &[u8], at: &mut usize) -> Result<u64> {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = *data
+            .get(*at)
+            .ok_or_else(|| ParquetError::General("dictionary indices end inside a run header".into()))?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(ParquetError::General("run header too long".into()));
+        }
+    }
+}
+
+fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Decode `count` values of the RLE / bit-packed hybrid encoding at `width` bits.
+pub fn decode_hybrid(data: &[u8], width: u8, count: usize) -> Result<Vec<u32>> {
+    if width > 32 {
+        return Err(ParquetError::General(format!("index width {width} > 32")));
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut at = 0;
+    let w = usize::from(width);
+    let value_bytes = w.div_ceil(8);
+    while out.len() < count {
+        let header = uleb(data, &mut at)?;
+        if header & 1 == 1 {
+            let groups = (header >> 1) as usize;
+            let bytes = groups * w;
+            let run = data
+                .get(at..at + bytes)
+                .ok_or_else(|| ParquetError::General("bit-packed run past the end of the page".into()))?;
+            at += bytes;
+            let n = (groups * 8).min(count - out.len());
+            let mask = if w == 32 { u64::from(u32::MAX) } else { (1u64 << w) - 1 };
+            let (mut acc, mut bits, mut next) = (0u64, 0usize, 0usize);
+            for _ in 0..n {
+                while bits < w {
+                    acc |= u64::from(run[next]) << bits;
+                    next += 1;
+                    bits += 8;
+                }
+                out.push((acc & mask) as u32);
+                acc = if w == 64 { 0 } else { acc >> w };
+                bits -= w;
+            }
+        } else {
+            let run = (header >> 1) as usize;
+            let bytes = data
+                .get(at..at + value_bytes)
+                .ok_or_else(|| ParquetError::General("RLE run past the end of the page".into()))?;
+            at += value_bytes;
+            let mut v = 0u32;
+            for (i, b) in bytes.iter().enumerate() {
+                v |= u32::from(*b) << (8 * i);
+            }
+            let n = run.min(count - out.len());
+            out.extend(std::iter::repeat_n(v, n));
+        }
+    }
+    Ok(out)
+}
+
+/// Most groups of 8 values in one bit-packed run (the header then fits in one byte, as
+/// parquet-mr writes them).
+const MAX_GROUPS: usize = 63;
+
+/// Encode `values` in the RLE / bit-packed hybrid encoding at `width` bits (≤ 32): runs of 8
+/// or more equal values starting at a group boundary as RLE runs, the rest bit-packed.
+pub fn encode_hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
+    let w = usize::from(width);
+    let value_bytes = w.div_ceil(8);
+    let mut i = 0;
+    // Start of the pending bit-packed values (always a whole number of groups before `i`,
+    // except at the very end).
+    let mut pending = 0;
+    let flush = |out: &mut Vec<u8>, chunk: &[u32]| {
+        for run in chunk.chunks(MAX_GROUPS * 8) {
+            let groups = run.len().div_ceil(8);
+            put_uleb(out, ((groups as u64) << 1) | 1);
+            let (mut acc, mut bits) = (0u64, 0usize);
+            for k in 0..groups * 8 {
+                acc |= u64::from(run.get(k).copied().unwrap_or(0)) << bits;
+                bits += w;
+                while bits >= 8 {
+                    out.push(acc as u8);
+                    acc >>= 8;
+                    bits -= 8;
+                }
+            }
+        }
+    };
+    while i < values.len() {
+        let v = values[i];
+        let mut run = 1;
+        while i + run < values.len() && values[i + run] == v {
+            run += 1;
+        }
+        if run >= 8 {
+            flush(out, &values[pending..i]);
+            put_uleb(out, (run as u64) << 1);
+            out.extend_from_slice(&v.to_le_bytes()[..value_bytes]);
+            i += run;
+            pending = i;
+        } else {
+            // Take a whole group into the bit-packed values.
+            i = (i + 8).min(values.len());
+        }
+    }
+    flush(out, &values[pending..]);
+}
+
+/// The values a column's keys point into (one variant per Parquet physical type used).
+#[derive(Debug, Clone)]
+pub enum Entries<'a> {
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Float(Vec<f32>),
+    Text(Vec<&'a str>),
+}
+
+impl Entries<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Entries::Int32(v) => v.len(),
+            Entries::Int64(v) => v.len(),
+            Entries::Float(v) => v.len(),
+            Entries::Text(v) => v.len(),
+        }
+    }
+
+    /// Order of two entries as Parquet sorts the column (floats by value, text bytewise).
+    fn cmp(&self, a: usize, b: usize) -> Ordering {
+        match self {
+            Entries::Int32(v) => v[a].cmp(&v[b]),
+            Entries::Int64(v) => v[a].cmp(&v[b]),
+            Entries::Float(v) => v[a].total_cmp(&v[b]),
+            Entries::Text(v) => v[a].as_bytes().cmp(v[b].as_bytes()),
+        }
+    }
+
+    /// Append entry `i` in the PLAIN encoding.
+    fn put_plain(&self, i: usize, out: &mut Vec<u8>) {
+        match self {
+            Entries::Int32(v) => out.extend_from_slice(&v[i].to_le_bytes()),
+            Entries::Int64(v) => out.extend_from_slice(&v[i].to_le_bytes()),
+            Entries::Float(v) => out.extend_from_slice(&v[i].to_le_bytes()),
+            Entries::Text(v) => {
+                out.extend_from_slice(&(v[i].len() as u32).to_le_bytes());
+                out.extend_from_slice(v[i].as_bytes());
+            }
+        }
+    }
+
+    /// Entry `i` as a lower bound (`upper == false`) or upper bound for statistics: the
+    /// value's plain bytes (text without its length, cut to [`STATISTICS_BYTES`]), and
+    /// whether that is the exact value. Floats follow the format's rule for zeros: a minimum
+    /// of zero is written `-0.0`, a maximum `+0.0`.
+    fn bound(&self, i: usize, upper: bool) -> (Vec<u8>, bool) {
+        match self {
+            Entries::Int32(v) => (v[i].to_le_bytes().to_vec(), true),
+            Entries::Int64(v) => (v[i].to_le_bytes().to_vec(), true),
+            Entries::Float(v) => {
+                let x = if v[i] == 0.0 { if upper { 0.0f32 } else { -0.0f32 } } else { v[i] };
+                (x.to_le_bytes().to_vec(), true)
+            }
+            Entries::Text(v) => text_bound(v[i], upper),
+        }
+    }
+
+    /// Chunk statistics with `min`/`max` the entries (`None` when all rows are null).
+    fn statistics(&self, bounds: Option<(usize, usize)>, nulls: u64) -> Statistics {
+        fn stats<T>(min: Option<T>, max: Option<T>, nulls: u64, backwards_compatible: bool) -> ValueStatistics<T> {
+            ValueStatistics::new(min, max, None, Some(nulls), false)
+                .with_backwards_compatible_min_max(backwards_compatible)
+        }
+        let num = |i: usize, upper: bool| self.bound(i, upper).0;
+        let (lo, hi) = match bounds {
+            Some((a, b)) => (Some(a), Some(b)),
+            None => (None, None),
+        };
+        match self {
+            Entries::Int32(v) => Statistics::Int32(stats(lo.map(|a| v[a]), hi.map(|b| v[b]), nulls, true)),
+            Entries::Int64(v) => Statistics::Int64(stats(lo.map(|a| v[a]), hi.map(|b| v[b]), nulls, true)),
+            Entries::Float(_) => {
+                let f = |b: Vec<u8>| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                Statistics::Float(
+                    stats(lo.map(|a| f(num(a, false))), hi.map(|b| f(num(b, true))), nulls, true)
+                        .with_nan_count(Some(0)),
+                )
+            }
+            Entries::Text(_) => {
+                let min = lo.map(|a| self.bound(a, false));
+                let max = hi.map(|b| self.bound(b, true));
+                let exact = |b: &Option<(Vec<u8>, bool)>| b.as_ref().is_none_or(|(_, e)| *e);
+                let (min_exact, max_exact) = (exact(&min), exact(&max));
+                Statistics::ByteArray(
+                    stats(
+                        min.map(|(b, _)| ByteArray::from(b)),
+                        max.map(|(b, _)| ByteArray::from(b)),
+                        nulls,
+                        false,
+                    )
+                    .with_min_is_exact(min_exact)
+                    .with_max_is_exact(max_exact),
+                )
+            }
+        }
+    }
+}
+
+/// A text statistic cut to [`STATISTICS_BYTES`]: a lower bound is a prefix; an upper bound a
+/// prefix with its last character incremented. The text itself when it is short enough or
+/// cannot be cut into a bound (returned with `true`: exact).
+fn text_bound(text: &str, upper: bool) -> (Vec<u8>, bool) {
+    if text.len() <= STATISTICS_BYTES {
+        return (text.as_bytes().to_vec(), true);
+    }
+    let cut = (1..=STATISTICS_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let prefix = &text[..cut];
+    if !upper {
+        return (prefix.as_bytes().to_vec(), false);
+    }
+    // Increment the last character that can be (without changing its UTF-8 length).
+    for (at, c) in prefix.char_indices().rev() {
+        if let Some(next) = char::from_u32(c as u32 + 1).filter(|n| n.len_utf8() == c.len_utf8()) {
+            let mut out = prefix.as_bytes()[..at].to_vec();
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(next.encode_utf8(&mut buf).as_bytes());
+            return (out, false);
+        }
+    }
+    (text.as_bytes().to_vec(), true)
+}
+
+/// The distinct values of a metric column and each row's key into them, built with an
+/// open-addressing hash table on the `f32` bits (NaN: no value, [`NULL_KEY`]). Values are
+/// added batch by batch as they arrive ([`push`](Self::push)).
+pub struct FloatDictionary {
+    /// Distinct values, in order of first appearance.
+    pub values: Vec<f32>,
+    /// Per row: index into `values`, or [`NULL_KEY`].
+    pub keys: Vec<u32>,
+    /// Slots of the table: `bits << 32 | index`, or [`EMPTY_SLOT`].
+    slots: Vec<u64>,
+    /// The slot of bits `b` starts the search at `(b * K) >> shift`.
+    shift: u32,
+    max_entries: usize,
+}
+
+const EMPTY_SLOT: u64 = u64::MAX;
+
+impl FloatDictionary {
+    /// An empty dictionary that holds at most `max_entries` distinct values.
+    pub fn new(max_entries: usize) -> FloatDictionary {
+        FloatDictionary {
+            values: Vec::new(),
+            keys: Vec::new(),
+            slots: vec![EMPTY_SLOT; 1 << 12],
+            shift: 32 - 12,
+            max_entries,
+        }
+    }
+
+    /// The dictionary of `values`; `None` when it would hold more than `max_entries`.
+    pub fn build(values: &[f32], max_entries: usize) -> Option<FloatDictionary> {
+        let mut d = FloatDictionary::new(max_entries);
+        d.push(values).then_some(d)
+    }
+
+    fn slot_of(bits: u32, shift: u32) -> usize {
+        (bits.wrapping_mul(0x9E37_79B1) >> shift) as usize
+    }
+
+    /// Add the next rows. Returns false when the dictionary would exceed its size (it is
+    /// then left incomplete: use plain values).
+    pub fn push(&mut self, values: &[f32]) -> bool {
+        self.keys.reserve(values.len());
+        for &v in values {
+            if v.is_nan() {
+                self.keys.push(NULL_KEY);
+                continue;
+            }
+            let bits = v.to_bits();
+            let mask = self.slots.len() - 1;
+            let mut i = Self::slot_of(bits, self.shift);
+            let key = loop {
+                let s = self.slots[i];
+                if s == EMPTY_SLOT {
+                    if self.values.len() >= self.max_entries {
+                        return false;
+                    }
+                    let key = self.values.len() as u32;
+                    self.values.push(v);
+                    self.slots[i] = (u64::from(bits) << 32) | u64::from(key);
+                    if self.values.len() * 2 > self.slots.len() {
+                        self.grow();
+                    }
+                    break key;
+                }
+                if (s >> 32) as u32 == bits {
+                    break s as u32;
+                }
+                i = (i + 1) & mask;
+            };
+            self.keys.push(key);
+        }
+        true
+    }
+
+    /// Double the table.
+    fn grow(&mut self) {
+        self.shift -= 1;
+        self.slots = vec![EMPTY_SLOT; self.slots.len() * 2];
+        let mask = self.slots.len() - 1;
+        for (k, d) in self.values.iter().enumerate() {
+            let b = d.to_bits();
+            let mut j = Self::slot_of(b, self.shift);
+            while self.slots[j] != EMPTY_SLOT {
+                j = (j + 1) & mask;
+            }
+            self.slots[j] = (u64::from(b) << 32) | k as u64;
+        }
+    }
+}
+
+/// The pages compressed with zstd at `level`, side by side on the machine's cores (a chunk's
+/// largest column holds several pages; the others are done by then).
+fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
+    let compress = |data: &[u8]| -> Result<Bytes> {
+        zstd::bulk::compress(data, level.compression_level())
+            .map(Bytes::from)
+            .map_err(|e| ParquetError::External(Box::new(e)))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pages.len());
+    if threads <= 1 {
+        return pages.iter().map(|p| compress(p)).collect();
+    }
+    // Page i goes to thread i % threads.
+    let mut out: Vec<Option<Bytes>> = vec![None; pages.len()];
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || -> Result<Vec<Bytes>> {
+                    pages.iter().skip(t).step_by(threads).map(|p| compress(p)).collect()
+                })
+            })
+            .collect();
+        for (t, handle) in handles.into_iter().enumerate() {
+            let done = handle
+                .join()
+                .map_err(|_| ParquetError::General("a compression thread panicked".into()))??;
+            for (k, b) in done.into_iter().enumerate() {
+                out[t + k * threads] = Some(b);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Write one column chunk: `keys` (one per row, [`NULL_KEY`] for no value) into `entries`,
+/// dictionary-encoded as the module docs say, zstd at `level`. Returns the chunk's bytes
+/// (offsets from 0) and what [`SerializedRowGroupWriter::append_column`] needs.
+///
+/// [`SerializedRowGroupWriter::append_column`]: parquet::file::writer::SerializedRowGroupWriter::append_column
+pub fn encode_chunk(
+    descr: &ColumnDescPtr,
+    entries: &Entries<'_>,
+    keys: &[u32],
+    level: ZstdLevel,
+) -> Result<(Bytes, ColumnCloseResult)> {
+    let n = entries.len();
+    let mut used = vec![false; n];
+    let mut nulls = 0u64;
+    for &k in keys {
+        if k == NULL_KEY {
+            nulls += 1;
+        } else {
+            *used
+                .get_mut(k as usize)
+                .ok_or_else(|| ParquetError::General(format!("{}: key {k} outside the dictionary", descr.name())))? = true;
+        }
+    }
+    let nullable = descr.max_def_level() > 0;
+    if nulls > 0 && !nullable {
+        return Err(ParquetError::General(format!("{}: missing values in a required column", descr.name())));
+    }
+    // The used entries sorted by value; a key's rank in that order is its index.
+    let mut order: Vec<u32> = (0..n as u32).filter(|&i| used[i as usize]).collect();
+    order.sort_unstable_by(|&a, &b| entries.cmp(a as usize, b as usize));
+    let mut rank = vec![NULL_KEY; n];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    let width = stored_width(order.len());
+    let page_rows = (DATA_PAGE_BYTES * 8 / usize::from(width)).clamp(1, PAGE_ROWS);
+    let is_float = matches!(entries, Entries::Float(_));
+
+    // The pages, uncompressed: the dictionary, then the data pages.
+    let mut dictionary = Vec::new();
+    for &i in &order {
+        entries.put_plain(i as usize, &mut dictionary);
+    }
+    let mut plain_pages = vec![dictionary];
+    let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
+    // Per page (with values): its lowest and highest rank, for the boundary order.
+    let mut page_bounds: Vec<(u32, u32)> = Vec::new();
+    let mut indices = Vec::with_capacity(page_rows);
+    let mut levels = Vec::with_capacity(if nullable { page_rows } else { 0 });
+    for page in keys.chunks(page_rows) {
+        indices.clear();
+        levels.clear();
+        let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
+        for &k in page {
+            if k == NULL_KEY {
+                levels.push(0);
+                page_nulls += 1;
+            } else {
+                let r = rank[k as usize];
+                if nullable {
+                    levels.push(1);
+                }
+                indices.push(r);
+                lo = lo.min(r);
+                hi = hi.max(r);
+            }
+        }
+        let mut buf = Vec::with_capacity(page.len() * usize::from(width / 8) + 64);
+        if nullable {
+            // V1 pages: definition levels (RLE, width 1) after their length in bytes.
+            buf.extend_from_slice(&[0; 4]);
+            encode_hybrid(&levels, 1, &mut buf);
+            let len = (buf.len() - 4) as u32;
+            buf[..4].copy_from_slice(&len.to_le_bytes());
+        }
+        buf.push(width);
+        encode_hybrid(&indices, width, &mut buf);
+        plain_pages.push(buf);
+        let nan_count = is_float.then_some(0);
+        if indices.is_empty() {
+            column_index.append(true, Vec::new(), Vec::new(), page_nulls, nan_count);
+        } else {
+            let min = entries.bound(order[lo as usize] as usize, false).0;
+            let max = entries.bound(order[hi as usize] as usize, true).0;
+            column_index.append(false, min, max, page_nulls, nan_count);
+            page_bounds.push((lo, hi));
+        }
+    }
+    let compressed_pages = compress_all(&plain_pages, level)?;
+
+    let mut sink = TrackedWrite::new(Vec::new());
+    let mut pages = SerializedPageWriter::new(&mut sink);
+    let (mut compressed, mut uncompressed, mut bytes_written) = (0i64, 0i64, 0u64);
+    let mut offset_index = OffsetIndexBuilder::new();
+    let (mut dictionary_offset, mut data_offset) = (0, None);
+    let mut data_pages = 0;
+    let mut rows_before = 0;
+    for (i, (plain, buf)) in plain_pages.iter().zip(compressed_pages).enumerate() {
+        let page = if i == 0 {
+            Page::DictionaryPage {
+                buf,
+                num_values: order.len() as u32,
+                encoding: Encoding::PLAIN,
+                is_sorted: true,
+            }
+        } else {
+            let rows = page_rows.min(keys.len() - rows_before);
+            rows_before += rows;
+            Page::DataPage {
+                buf,
+                num_values: rows as u32,
+                encoding: Encoding::RLE_DICTIONARY,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            }
+        };
+        let num_values = page.num_values();
+        let spec = pages.write_page(CompressedPage::new(page, plain.len()))?;
+        compressed += spec.compressed_size as i64;
+        uncompressed += spec.uncompressed_size as i64;
+        bytes_written += spec.bytes_written;
+        if i == 0 {
+            dictionary_offset = spec.offset as i64;
+        } else {
+            data_offset.get_or_insert(spec.offset as i64);
+            data_pages += 1;
+            offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+            offset_index.append_row_count(i64::from(num_values));
+        }
+    }
+    pages.close()?;
+    let ascending = page_bounds.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1);
+    let descending = page_bounds.windows(2).all(|w| w[0].0 >= w[1].0 && w[0].1 >= w[1].1);
+    column_index.set_boundary_order(if ascending {
+        BoundaryOrder::ASCENDING
+    } else if descending {
+        BoundaryOrder::DESCENDING
+    } else {
+        BoundaryOrder::UNORDERED
+    });
+
+    let bounds = (!order.is_empty()).then(|| (order[0] as usize, order[order.len() - 1] as usize));
+    let metadata = ColumnChunkMetaData::builder(descr.clone())
+        .set_compression(Compression::ZSTD(level))
+        .set_encodings_mask(EncodingMask::new_from_encodings(
+            [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY].iter(),
+        ))
+        .set_page_encoding_stats(vec![
+            PageEncodingStats {
+                page_type: PageType::DICTIONARY_PAGE,
+                encoding: Encoding::PLAIN,
+                count: 1,
+            },
+            PageEncodingStats {
+                page_type: PageType::DATA_PAGE,
+                encoding: Encoding::RLE_DICTIONARY,
+                count: data_pages,
+            },
+        ])
+        .set_total_compressed_size(compressed)
+        .set_total_uncompressed_size(uncompressed)
+        .set_num_values(keys.len() as i64)
+        .set_data_page_offset(data_offset.unwrap_or(dictionary_offset))
+        .set_dictionary_page_offset(Some(dictionary_offset))
+        .set_statistics(entries.statistics(bounds, nulls))
+        .build()?;
+    let close = ColumnCloseResult {
+        bytes_written,
+        rows_written: keys.len() as u64,
+        metadata,
+        bloom_filter: None,
+        column_index: column_index.valid().then(|| column_index.build()).transpose()?,
+        offset_index: Some(offset_index.build()),
+    };
+    Ok((Bytes::from(sink.into_inner()?), close))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float32Type, Int32Type};
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use parquet::data_type::AsBytes;
+    use parquet::file::metadata::PageIndexPolicy;
+    use parquet::file::page_index::column_index::ColumnIndexMetaData;
+    use arrow_array::Array;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    /// A Parquet file of one row group whose columns are written by `encode_chunk`, read
+    /// back by arrow-rs's reader (with its page index).
+    fn write_and_read(
+        message: &str,
+        columns: &[(Entries<'_>, Vec<u32>)],
+    ) -> (arrow_array::RecordBatch, parquet::file::metadata::ParquetMetaData) {
+        let schema = Arc::new(parse_message_type(message).unwrap());
+        let mut file = SerializedFileWriter::new(Vec::new(), schema, Arc::new(WriterProperties::new())).unwrap();
+        let mut rg = file.next_row_group().unwrap();
+        for (i, (entries, keys)) in columns.iter().enumerate() {
+            let descr = file_descr(message, i);
+            let (bytes, close) = encode_chunk(&descr, entries, keys, ZstdLevel::try_new(3).unwrap()).unwrap();
+            rg.append_column(&bytes, close).unwrap();
+        }
+        rg.close().unwrap();
+        let bytes = Bytes::from(file.into_inner().unwrap());
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            bytes,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )
+        .unwrap();
+        let metadata = builder.metadata().as_ref().clone();
+        let mut reader = builder.with_batch_size(8 << 20).build().unwrap();
+        (reader.next().unwrap().unwrap(), metadata)
+    }
+
+    fn file_descr(message: &str, i: usize) -> ColumnDescPtr {
+        let schema = Arc::new(parse_message_type(message).unwrap());
+        parquet::schema::types::SchemaDescriptor::new(schema).column(i)
+    }
+
+    #[test]
+    fn chunks_read_back_with_statistics_and_page_index() {
+        // Floats with a missing value, zeros of both signs and a dictionary in first-seen
+        // order; text whose entries are not sorted and one of which is unused; integers.
+        let floats = [0.5f32, -0.0, f32::NAN, 2.25, 0.5, 0.0, -1.5];
+        let d = FloatDictionary::build(&floats, 100).unwrap();
+        assert_eq!(d.values.len(), 5, "0.5, -0.0, 2.25, 0.0, -1.5: {:?}", d.values);
+        assert_eq!(d.keys[2], NULL_KEY);
+        assert_eq!(d.keys[0], d.keys[4]);
+        let long = "x".repeat(70);
+        let texts = Entries::Text(vec!["pear", "apple", "unused", long.as_str()]);
+        let text_keys = vec![0, 1, 0, 3, 1, 0, 0];
+        let ints = Entries::Int32(vec![7, -3, 12]);
+        let int_keys = vec![NULL_KEY, 2, 1, 1, 0, NULL_KEY, 2];
+        let message = "message m { optional float f; required binary t (UTF8); optional int32 i; }";
+        let (batch, metadata) = write_and_read(
+            message,
+            &[(Entries::Float(d.values.clone()), d.keys.clone()), (texts, text_keys), (ints, int_keys)],
+        );
+        let f = batch.column(0).as_primitive::<Float32Type>();
+        for (row, want) in floats.iter().enumerate() {
+            if want.is_nan() {
+                assert!(f.is_null(row));
+            } else {
+                assert_eq!(f.value(row).to_bits(), want.to_bits(), "row {row}");
+            }
+        }
+        let t = batch.column(1).as_string::<i32>();
+        let want_t = ["pear", "apple", "pear", long.as_str(), "apple", "pear", "pear"];
+        assert_eq!(t.iter().map(|v| v.unwrap()).collect::<Vec<_>>(), want_t);
+        let i = batch.column(2).as_primitive::<Int32Type>();
+        assert_eq!(i.iter().collect::<Vec<_>>(), vec![None, Some(12), Some(-3), Some(-3), Some(7), None, Some(12)]);
+
+        let rg = metadata.row_group(0);
+        match rg.column(0).statistics().unwrap() {
+            Statistics::Float(s) => {
+                assert_eq!(s.min_opt().map(|v| v.to_bits()), Some((-1.5f32).to_bits()));
+                assert_eq!(s.max_opt(), Some(&2.25));
+                assert_eq!(s.null_count_opt(), Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        match rg.column(1).statistics().unwrap() {
+            Statistics::ByteArray(s) => {
+                assert_eq!(s.min_opt().unwrap().as_bytes(), b"apple");
+                // 70 x's cut to 64, the last one incremented: above every value.
+                let mut max = "x".repeat(63);
+                max.push('y');
+                assert_eq!(s.max_opt().unwrap().as_bytes(), max.as_bytes());
+                assert!(!s.max_is_exact());
+                assert_eq!(s.null_count_opt(), Some(0));
+            }
+            other => panic!("{other:?}"),
+        }
+        match rg.column(2).statistics().unwrap() {
+            Statistics::Int32(s) => {
+                assert_eq!((s.min_opt(), s.max_opt(), s.null_count_opt()), (Some(&-3), Some(&12), Some(2)));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The dictionaries hold only the entries used ("unused" is not).
+        assert_eq!(rg.column(1).num_values(), 7);
+        let index = metadata.page_index_for_row_group(0);
+        match index.column_index(2).unwrap() {
+            ColumnIndexMetaData::INT32(ci) => {
+                assert_eq!(ci.min_value(0), Some(&-3));
+                assert_eq!(ci.max_value(0), Some(&12));
+                assert_eq!(ci.null_count(0), Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(index.offset_index(0).unwrap().page_locations().len(), 1);
+    }
+
+    #[test]
+    fn all_null_chunk_and_many_pages() {
+        // A nullable text column with no value; an integer column over several pages (a page
+        // ends at DATA_PAGE_BYTES of 8-bit indices), counting up: ascending pages.
+        let rows = DATA_PAGE_BYTES * 2 + 10;
+        let entries = Entries::Int64((0..256).collect());
+        let keys: Vec<u32> = (0..rows).map(|r| (r * 256 / rows) as u32).collect();
+        let message = "message m { optional binary t (UTF8); required int64 n; }";
+        let (batch, metadata) = write_and_read(message, &[(Entries::Text(vec!["a"]), vec![NULL_KEY; rows]), (entries, keys.clone())]);
+        assert_eq!(batch.column(0).null_count(), rows);
+        let n = batch.column(1).as_primitive::<arrow_array::types::Int64Type>();
+        assert!(n.iter().zip(&keys).all(|(v, &k)| v == Some(i64::from(k))));
+        let rg = metadata.row_group(0);
+        assert!(rg.column(0).statistics().unwrap().min_bytes_opt().is_none());
+        assert_eq!(rg.column(0).statistics().unwrap().null_count_opt(), Some(rows as u64));
+        let index = metadata.page_index_for_row_group(0);
+        let pages = index.offset_index(1).unwrap();
+        assert_eq!(pages.page_locations().len(), 3);
+        assert_eq!(pages.page_locations()[1].first_row_index, DATA_PAGE_BYTES as i64);
+        assert_eq!(index.column_index(1).unwrap().get_boundary_order(), Some(BoundaryOrder::ASCENDING));
+    }
+
+    #[test]
+    fn float_zero_bounds_follow_the_format() {
+        // The format: a minimum of zero is written -0.0, a maximum of zero +0.0.
+        let d = FloatDictionary::build(&[0.0, 1.0, -2.0, 0.0], 10).unwrap();
+        let (_, metadata) = write_and_read("message m { required float f; }", &[(Entries::Float(vec![0.0, 1.0]), vec![0, 1, 0])]);
+        match metadata.row_group(0).column(0).statistics().unwrap() {
+            Statistics::Float(s) => assert_eq!(s.min_opt().map(|v| v.to_bits()), Some((-0.0f32).to_bits())),
+            other => panic!("{other:?}"),
+        }
+        let (_, metadata) = write_and_read("message m { required float f; }", &[(Entries::Float(d.values), vec![2, 0])]);
+        match metadata.row_group(0).column(0).statistics().unwrap() {
+            Statistics::Float(s) => assert_eq!(s.max_opt().map(|v| v.to_bits()), Some(0.0f32.to_bits())),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn float_dictionary_grows_and_gives_up_past_its_limit() {
+        // More distinct values than the table's first size (4096 slots): it grows.
+        let values: Vec<f32> = (0..10_000).map(|i| (i % 5000) as f32 * 0.25).collect();
+        let d = FloatDictionary::build(&values, 5000).unwrap();
+        assert_eq!(d.values.len(), 5000);
+        for (row, &k) in d.keys.iter().enumerate() {
+            assert_eq!(d.values[k as usize], values[row]);
+        }
+        assert!(FloatDictionary::build(&values, 4999).is_none());
+    }
+
+    #[test]
+    fn text_bounds_cut_at_characters() {
+        assert_eq!(text_bound("short", true), (b"short".to_vec(), true));
+        // 63 ASCII bytes then a 2-byte character: the cut falls before it.
+        let s = format!("{}é tail", "a".repeat(63));
+        assert_eq!(text_bound(&s, false), ("a".repeat(63).into_bytes(), false));
+        let mut upper = "a".repeat(62);
+        upper.push('b');
+        assert_eq!(text_bound(&s, true), (upper.into_bytes(), false));
+    }
+
+    #[test]
+    fn widths() {
+        assert_eq!(stored_width(1), 8);
+        assert_eq!(stored_width(256), 8);
+        assert_eq!(stored_width(257), 16);
+        assert_eq!(stored_width(65536), 16);
+        assert_eq!(stored_width(65537), 17);
+        assert_eq!(stored_width(200_000), 18);
+    }
+
+    #[test]
+    fn hybrid_round_trip() {
+        // Runs, short repeats and a tail that is not a whole group.
+        let mut values: Vec<u32> = (0..37).map(|i| (i * 7919) % 1000).collect();
+        values.extend(std::iter::repeat_n(5, 20));
+        values.extend((0..1000).map(|i| (i * 31) % 977));
+        values.extend([3, 3, 3]);
+        for width in [8u8, 10, 16, 18, 32] {
+            // Spread over the whole width (the top bit set too).
+            let values: Vec<u32> = values
+                .iter()
+                .map(|&v| if width == 32 { v.wrapping_mul(4_294_967) } else { (v * 4099) % (1 << width) })
+                .collect();
+            let mut out = Vec::new();
+            encode_hybrid(&values, width, &mut out);
+            assert_eq!(decode_hybrid(&out, width, values.len()).unwrap(), values, "width {width}");
+        }
+    }
+
+    #[test]
+    fn decodes_hand_written_runs() {
+        // From the Parquet spec's example: bit-packed, width 3, values 0..8:
+        // header (1 group << 1 | 1) = 3, then 0b10001000 0b11000110 0b11111010.
+        let data = [3u8, 0b1000_1000, 0b1100_0110, 0b1111_1010, 10 << 1, 7];
+        assert_eq!(
+            decode_hybrid(&data, 3, 18).unwrap(),
+            vec![0, 1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]
+        );
+    }
+}
