@@ -16,7 +16,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run mask-impact")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run mask-impact")
 }
 
 fn run_ok(args: &[&str]) -> Output {
@@ -36,7 +39,9 @@ fn python_check(args: &[&str]) {
         .arg(&script)
         .args(args)
         .output()
-        .expect("python3 is needed for the CLI checks (pip install pyarrow pandas polars duckdb numpy)");
+        .expect(
+            "python3 is needed for the CLI checks (pip install pyarrow pandas polars duckdb numpy)",
+        );
     assert!(
         out.status.success(),
         "check.py {args:?} failed:\n{}{}",
@@ -79,30 +84,83 @@ fn convert_csv_json_jsonl_round_trip() {
     // each row order; pyarrow, pandas, polars and DuckDB read back the same values.
     let src = dir.join("in.csv");
     for (row_groups, expected) in [("per-step", "3"), ("shared", "1")] {
-        for order in ["layer-variant-position", "position-variant-layer", "layer-position-variant"] {
+        for order in [
+            "layer-variant-position",
+            "position-variant-layer",
+            "layer-position-variant",
+        ] {
             let out = dir.join(format!("{row_groups}-{order}.parquet"));
-            run_ok(&["convert", s(&src), "-o", s(&out), "--row-groups", row_groups, "--order", order]);
+            run_ok(&[
+                "convert",
+                s(&src),
+                "-o",
+                s(&out),
+                "--row-groups",
+                row_groups,
+                "--order",
+                order,
+            ]);
             python_check(&["row-groups", s(&out), expected]);
             python_check(&["roundtrip", s(&src), s(&out), "4"]);
         }
     }
     // A shared row group holds at most about --row-group-rows rows: one step each here.
     let out = dir.join("small-groups.parquet");
-    run_ok(&["convert", s(&src), "-o", s(&out), "--row-groups", "shared", "--row-group-rows", "100"]);
+    run_ok(&[
+        "convert",
+        s(&src),
+        "-o",
+        s(&out),
+        "--row-groups",
+        "shared",
+        "--row-group-rows",
+        "100",
+    ]);
     python_check(&["row-groups", s(&out), "3"]);
     // Other decimals, and no rounding.
     let src = dir.join("in.csv");
     let out = dir.join("d2.parquet");
-    run_ok(&["convert", s(&src), "-o", s(&out), "--decimals", "2", "--order", "variant-layer-position"]);
+    run_ok(&[
+        "convert",
+        s(&src),
+        "-o",
+        s(&out),
+        "--decimals",
+        "2",
+        "--order",
+        "variant-layer-position",
+    ]);
     python_check(&["roundtrip", s(&src), s(&out), "2"]);
-    run_ok(&["convert", s(&src), "-o", s(&out), "--no-round", "--float-encoding", "byte-stream-split"]);
+    run_ok(&[
+        "convert",
+        s(&src),
+        "-o",
+        s(&out),
+        "--no-round",
+        "--float-encoding",
+        "byte-stream-split",
+    ]);
     python_check(&["roundtrip", s(&src), s(&out), "none"]);
     // Plain metric pages: what a metric column falls back to past a million distinct values.
-    run_ok(&["convert", s(&src), "-o", s(&out), "--float-encoding", "plain"]);
+    run_ok(&[
+        "convert",
+        s(&src),
+        "-o",
+        s(&out),
+        "--float-encoding",
+        "plain",
+    ]);
     python_check(&["roundtrip", s(&src), s(&out), "4"]);
     // A Parquet input converts too, and --csv writes a CSV pandas reads back the same.
     let again = dir.join("again.parquet");
-    run_ok(&["convert", s(&dir.join("in.json.parquet")), "-o", s(&again), "--csv", "--quiet"]);
+    run_ok(&[
+        "convert",
+        s(&dir.join("in.json.parquet")),
+        "-o",
+        s(&again),
+        "--csv",
+        "--quiet",
+    ]);
     python_check(&["roundtrip", s(&src), s(&again), "4"]);
     python_check(&["roundtrip", s(&dir.join("again.csv")), s(&again), "4"]);
     let _ = std::fs::remove_dir_all(&dir);
@@ -119,7 +177,14 @@ fn convert_wide_dictionaries_round_trip() {
     let src = dir.join("wide.csv");
     for (row_groups, expected) in [("shared", "1"), ("per-step", "2")] {
         let out = dir.join(format!("wide-{row_groups}.parquet"));
-        run_ok(&["convert", s(&src), "-o", s(&out), "--row-groups", row_groups]);
+        run_ok(&[
+            "convert",
+            s(&src),
+            "-o",
+            s(&out),
+            "--row-groups",
+            row_groups,
+        ]);
         python_check(&["row-groups", s(&out), expected]);
         python_check(&["roundtrip", s(&src), s(&out), "4"]);
         // Our own Parquet ingest (the viewer's) reads it as pyarrow does.
@@ -136,12 +201,30 @@ fn convert_partitioned_by_step() {
     let dir = scratch("partition");
     python_check(&["make-input", s(&dir)]);
     let out = dir.join("parts");
-    run_ok(&["convert", s(&dir.join("in.json")), "-o", s(&out), "--partition-by", "generation_step"]);
+    run_ok(&[
+        "convert",
+        s(&dir.join("in.json")),
+        "-o",
+        s(&out),
+        "--partition-by",
+        "generation_step",
+    ]);
     python_check(&["partitioned", s(&dir.join("in.json")), s(&out), "4"]);
     // Converting again replaces the folder whole.
-    run_ok(&["convert", s(&dir.join("in.csv")), "-o", s(&out), "--partition-by", "generation_step"]);
+    run_ok(&[
+        "convert",
+        s(&dir.join("in.csv")),
+        "-o",
+        s(&out),
+        "--partition-by",
+        "generation_step",
+    ]);
     python_check(&["partitioned", s(&dir.join("in.csv")), s(&out), "4"]);
-    assert!(!listing(&dir).iter().any(|n| n.starts_with('.')), "{:?}", listing(&dir));
+    assert!(
+        !listing(&dir).iter().any(|n| n.starts_with('.')),
+        "{:?}",
+        listing(&dir)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -202,34 +285,111 @@ fn inspect_reports_problems() {
 #[test]
 fn generate_shapes_read_by_pandas() {
     let dir = scratch("generate");
-    for (fmt, ext) in [("parquet", "parquet"), ("csv", "csv"), ("json", "json"), ("jsonl", "jsonl")] {
+    for (fmt, ext) in [
+        ("parquet", "parquet"),
+        ("csv", "csv"),
+        ("json", "json"),
+        ("jsonl", "jsonl"),
+    ] {
         let out = dir.join(format!("g.{ext}"));
         run_ok(&[
-            "generate", "--steps", "2", "--layers", "3", "--positions", "40", "--variants", "2",
-            "--image-grid", "4x4", "--seed", "3", "-o", s(&out),
+            "generate",
+            "--steps",
+            "2",
+            "--layers",
+            "3",
+            "--positions",
+            "40",
+            "--variants",
+            "2",
+            "--image-grid",
+            "4x4",
+            "--seed",
+            "3",
+            "-o",
+            s(&out),
         ]);
         python_check(&["generate", s(&out), fmt, "2", "3", "40", "2", "4x4", "1"]);
     }
     let out = dir.join("multi.csv");
     run_ok(&[
-        "generate", "--steps", "1", "--layers", "2", "--positions", "30", "--variants", "0",
-        "--image-grid", "none", "--prompts", "2", "-o", s(&out),
+        "generate",
+        "--steps",
+        "1",
+        "--layers",
+        "2",
+        "--positions",
+        "30",
+        "--variants",
+        "0",
+        "--image-grid",
+        "none",
+        "--prompts",
+        "2",
+        "-o",
+        s(&out),
     ]);
     python_check(&["generate", s(&out), "csv", "1", "2", "30", "0", "none", "2"]);
     // Deterministic: the same seed gives the same bytes.
     let a = dir.join("a.json");
     let b = dir.join("b.json");
     for p in [&a, &b] {
-        run_ok(&["generate", "--steps", "1", "--layers", "2", "--positions", "20", "--image-grid", "3x3", "-o", s(p)]);
+        run_ok(&[
+            "generate",
+            "--steps",
+            "1",
+            "--layers",
+            "2",
+            "--positions",
+            "20",
+            "--image-grid",
+            "3x3",
+            "-o",
+            s(p),
+        ]);
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Large CSV/JSON files are cut into segments decoded side by side (src/cli/parallel.rs):
+/// with small segments (forced by `MASK_IMPACT_SEGMENT_BYTES`), the three text layouts still
+/// read back as pandas reads the input: tokens with commas, quotes and line breaks, NaN cells
+/// and a missing row.
+#[test]
+fn convert_split_text_files_round_trip() {
+    let dir = scratch("split");
+    python_check(&["make-input", s(&dir)]);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for input in ["in.csv", "in.json", "in.jsonl"] {
+        let src = dir.join(input);
+        for segment in ["700", "5000"] {
+            let out = dir.join(format!("{input}-{segment}.parquet"));
+            let o = Command::new(BIN)
+                .args(["convert", s(&src), "-o", s(&out), "--json"])
+                .env("MASK_IMPACT_SEGMENT_BYTES", segment)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            // Split (not read again by one decoder) wherever there is more than one core.
+            let threads = table[0]["decode_threads"].as_u64().unwrap();
+            assert_eq!(
+                threads,
+                if cores > 1 { cores as u64 } else { 1 },
+                "{input}, segments of {segment} bytes"
+            );
+            python_check(&["roundtrip", s(&src), s(&out), "4"]);
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn bad_input_is_reported_and_leaves_no_partial_output() {
     let dir = scratch("bad");
-    let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
+    let mut csv =
+        String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
     for i in 0..50 {
         csv.push_str(&format!("0,{},x,{},Full,1.5\n", i % 3, i));
     }
@@ -251,27 +411,52 @@ fn bad_input_is_reported_and_leaves_no_partial_output() {
 
     // A bad value far into a file (past the first 8 MB chunk and the first batches, decoded
     // on the reading thread) is reported with its line, counted from the file's start.
-    let mut long = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
+    let mut long =
+        String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
     let rows = 400_000;
     for i in 0..rows {
-        long.push_str(&format!("{},{},tok,{},Full,1.5\n", i / 30_000, i % 30, (i / 30) % 1000));
+        long.push_str(&format!(
+            "{},{},tok,{},Full,1.5\n",
+            i / 30_000,
+            i % 30,
+            (i / 30) % 1000
+        ));
     }
     long.push_str("9,1,tok,5,Full,oops\n");
     assert!(long.len() > 8 << 20);
     let far = dir.join("far.csv");
     std::fs::write(&far, &long).unwrap();
-    let o = run(&["convert", s(&far), "-o", s(&dir.join("far.parquet"))]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    // Line 1 is the header: the bad row is line rows + 2.
-    assert!(err.contains("far.csv") && err.contains("oops"), "{err}");
-    assert!(err.contains(&format!("line {}", rows + 2)), "{err}");
+    // Read in one piece, and cut into 1 MB segments (decoded side by side, then read again
+    // by one decoder to find the line).
+    for segment in [None, Some("1000000")] {
+        let mut command = Command::new(BIN);
+        command.args(["convert", s(&far), "-o", s(&dir.join("far.parquet"))]);
+        if let Some(bytes) = segment {
+            command.env("MASK_IMPACT_SEGMENT_BYTES", bytes);
+        }
+        let o = command.output().unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        // Line 1 is the header: the bad row is line rows + 2.
+        assert!(
+            err.contains("far.csv") && err.contains("oops"),
+            "{segment:?}: {err}"
+        );
+        assert!(
+            err.contains(&format!("line {}", rows + 2)),
+            "{segment:?}: {err}"
+        );
+    }
     std::fs::remove_file(&far).unwrap();
     assert_eq!(listing(&dir), ["bad.csv", "bad.parquet"]);
 
     // Truncated JSON: an error naming the file, no output file.
     let json = dir.join("cut.json");
-    std::fs::write(&json, br#"[{"layer":0,"token_position":0,"l2_distance":1.0},{"layer":0,"tok"#).unwrap();
+    std::fs::write(
+        &json,
+        br#"[{"layer":0,"token_position":0,"l2_distance":1.0},{"layer":0,"tok"#,
+    )
+    .unwrap();
     let o = run(&["convert", s(&json), "-o", s(&dir.join("cut.parquet"))]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -300,24 +485,55 @@ fn render_draws_png_and_svg_figures() {
     )
     .unwrap();
     let png_path = dir.join("fig.png");
-    run_ok(&["render", s(&csv), "--metric", "l2_distance", "-o", s(&png_path), "--width", "640", "--height", "360", "-q"]);
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
+    run_ok(&[
+        "render",
+        s(&csv),
+        "--metric",
+        "l2_distance",
+        "-o",
+        s(&png_path),
+        "--width",
+        "640",
+        "--height",
+        "360",
+        "-q",
+    ]);
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&png_path).unwrap(),
+    ));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).unwrap();
     assert_eq!((info.width, info.height), (640, 360));
     let channels = info.color_type.samples();
     let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(channels).collect();
-    let red = pixels.iter().filter(|p| p[0] == 255 && p[1] == 0 && p[2] == 0).count();
-    assert!(red > 100, "the row maxima are drawn pure red ({red} pixels)");
+    let red = pixels
+        .iter()
+        .filter(|p| p[0] == 255 && p[1] == 0 && p[2] == 0)
+        .count();
+    assert!(
+        red > 100,
+        "the row maxima are drawn pure red ({red} pixels)"
+    );
 
     let svg_path = dir.join("fig.svg");
     run_ok(&["render", s(&csv), "-o", s(&svg_path), "-q"]);
     let svg = std::fs::read_to_string(&svg_path).unwrap();
-    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(
+        svg.starts_with("<svg") || svg.contains("<svg"),
+        "{}",
+        &svg[..svg.len().min(200)]
+    );
     assert!(svg.contains("l2_distance"));
 
-    let o = run(&["render", s(&csv), "--variant", "Head_9", "-o", s(&dir.join("x.png"))]);
+    let o = run(&[
+        "render",
+        s(&csv),
+        "--variant",
+        "Head_9",
+        "-o",
+        s(&dir.join("x.png")),
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no variant `Head_9`"));
     assert!(!dir.join("x.png").exists());

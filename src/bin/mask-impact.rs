@@ -258,7 +258,11 @@ fn progress_bar(total: u64, quiet: bool, bytes: bool) -> ProgressBar {
 
 /// Read inputs with a progress bar of bytes and rows.
 fn load_with_progress(inputs: &[PathBuf], quiet: bool) -> Result<Loaded> {
-    let total: u64 = inputs.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let total: u64 = inputs
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     let bar = progress_bar(total, quiet, true);
     bar.set_prefix("reading");
     let mut last_rows = u64::MAX;
@@ -291,6 +295,8 @@ struct SizeRow {
     csv_bytes: Option<u64>,
     /// Time to read the inputs (into the cube).
     read_seconds: f64,
+    /// Most threads that decoded one input.
+    decode_threads: usize,
     /// Time of the whole conversion (reading, choosing the layout, writing).
     seconds: f64,
 }
@@ -337,7 +343,10 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
     };
     let partitioned = args.partition_by.is_some();
     let out_name = |input: &Path, dir: Option<&Path>| -> PathBuf {
-        let stem = input.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "output".into());
+        let stem = input
+            .file_stem()
+            .map(|s| s.to_os_string())
+            .unwrap_or_else(|| "output".into());
         let mut name = PathBuf::from(stem);
         if !partitioned {
             name.set_extension("parquet");
@@ -349,11 +358,17 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
     };
     // (inputs, output) pairs.
     let jobs: Vec<(Vec<PathBuf>, PathBuf)> = match &args.output {
-        Some(o) if o.is_dir() && !partitioned => {
-            args.inputs.iter().map(|i| (vec![i.clone()], out_name(i, Some(o)))).collect()
-        }
+        Some(o) if o.is_dir() && !partitioned => args
+            .inputs
+            .iter()
+            .map(|i| (vec![i.clone()], out_name(i, Some(o))))
+            .collect(),
         Some(o) => vec![(args.inputs.clone(), o.clone())],
-        None => args.inputs.iter().map(|i| (vec![i.clone()], out_name(i, None))).collect(),
+        None => args
+            .inputs
+            .iter()
+            .map(|i| (vec![i.clone()], out_name(i, None)))
+            .collect(),
     };
     let mut table = Vec::new();
     for (inputs, output) in jobs {
@@ -378,8 +393,11 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
             let mut total = convert::Written::default();
             let mut before = 0;
             for &s in &all_steps {
-                let dir = out.path().join(format!("{}={}", convert::STEP, cube.steps[s]));
-                std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+                let dir = out
+                    .path()
+                    .join(format!("{}={}", convert::STEP, cube.steps[s]));
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
                 let file_path = dir.join("part-0.parquet");
                 let f = std::fs::File::create(&file_path)
                     .with_context(|| format!("{}: cannot create the file", file_path.display()))?;
@@ -424,9 +442,19 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
             // The CSV keeps the step column even when the Parquet is partitioned.
             let csv_plan = Plan::new(&loaded, false);
             let (out, writer) = AtomicOutput::file(&csv_path)?;
-            convert::write_csv(cube, &csv_plan, &options, &all_steps, writer, &csv_path.display().to_string())?;
+            convert::write_csv(
+                cube,
+                &csv_plan,
+                &options,
+                &all_steps,
+                writer,
+                &csv_path.display().to_string(),
+            )?;
             out.commit()?;
-            (Some(csv_path.display().to_string()), Some(size_on_disk(&csv_path)))
+            (
+                Some(csv_path.display().to_string()),
+                Some(size_on_disk(&csv_path)),
+            )
         } else {
             (None, None)
         };
@@ -445,6 +473,7 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
             csv,
             csv_bytes,
             read_seconds,
+            decode_threads: loaded.decode_threads,
             seconds: started.elapsed().as_secs_f64(),
         });
     }
@@ -492,7 +521,9 @@ fn print_size_table(table: &[SizeRow]) {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     for r in &rows {
         let line: Vec<String> = r
             .iter()
@@ -534,12 +565,20 @@ fn print_report(r: &inspect::Report) {
     };
     println!("{} ({format}, {})", r.file, human_bytes(r.bytes));
     if let Some(p) = &r.parquet {
-        println!("writer:     {}", p.created_by.as_deref().unwrap_or("(not recorded)"));
+        println!(
+            "writer:     {}",
+            p.created_by.as_deref().unwrap_or("(not recorded)")
+        );
         println!("rows:       {} in {} row group(s)", p.rows, p.row_groups);
         println!("schema:");
         let w = p.schema.iter().map(|f| f.name.len()).max().unwrap_or(0);
         for f in &p.schema {
-            println!("  {:w$}  {}{}", f.name, f.data_type, if f.nullable { "" } else { " not null" });
+            println!(
+                "  {:w$}  {}{}",
+                f.name,
+                f.data_type,
+                if f.nullable { "" } else { " not null" }
+            );
         }
         println!("columns (codec, encodings, compressed / uncompressed):");
         let w = p.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
@@ -565,7 +604,11 @@ fn print_report(r: &inspect::Report) {
         (Some(a), Some(b)) => println!("layers:     {} ({a}..={b})", r.layers.count),
         _ => println!("layers:     0"),
     }
-    println!("variants:   {} ({})", r.variants.len(), r.variants.join(", "));
+    println!(
+        "variants:   {} ({})",
+        r.variants.len(),
+        r.variants.join(", ")
+    );
     println!("prompts:    {}", r.prompts.len());
     for p in &r.prompts {
         let image = match (p.image_tokens, p.image_grid_side) {
@@ -573,7 +616,10 @@ fn print_report(r: &inspect::Report) {
             (n, Some(s)) => format!("{n} image tokens ({s}×{s} grid)"),
             (n, None) => format!("{n} image tokens (not square)"),
         };
-        println!("  {}: {} positions, {image}, {} distinct tokens", p.name, p.positions, p.distinct_tokens);
+        println!(
+            "  {}: {} positions, {image}, {} distinct tokens",
+            p.name, p.positions, p.distinct_tokens
+        );
     }
     println!("metrics:");
     let w = r.metrics.iter().map(|m| m.name.len()).max().unwrap_or(0);
@@ -589,7 +635,10 @@ fn print_report(r: &inspect::Report) {
             m.null_or_nan_rows
         );
     }
-    println!("grid:       {} cells, {} without a value", r.grid_cells, r.missing_cells);
+    println!(
+        "grid:       {} cells, {} without a value",
+        r.grid_cells, r.missing_cells
+    );
     if r.problems.is_empty() {
         println!("problems:   none found");
     } else {
@@ -606,14 +655,23 @@ fn parse_variants(s: &str) -> Result<(usize, Option<Vec<String>>)> {
     if let Ok(n) = s.trim().parse::<usize>() {
         return Ok((n, None));
     }
-    let names: Vec<String> = s.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+    let names: Vec<String> = s
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
     let mut heads = 0;
     for n in &names {
         match n.as_str() {
             "Full" | "Attn" => {}
-            _ => match n.strip_prefix("Head_").and_then(|h| h.parse::<usize>().ok()) {
+            _ => match n
+                .strip_prefix("Head_")
+                .and_then(|h| h.parse::<usize>().ok())
+            {
                 Some(h) => heads = heads.max(h + 1),
-                None => bail!("--variants: `{n}` is not a variant the generator makes (Full, Attn, Head_N)"),
+                None => bail!(
+                    "--variants: `{n}` is not a variant the generator makes (Full, Attn, Head_N)"
+                ),
             },
         }
     }
@@ -630,8 +688,14 @@ fn parse_grid(s: &str) -> Result<Option<(usize, usize)>> {
     let (r, c) = s
         .split_once(['x', 'X', '×'])
         .with_context(|| format!("--image-grid: `{s}` is not ROWSxCOLS (e.g. 32x32) or none"))?;
-    let r: usize = r.trim().parse().with_context(|| format!("--image-grid: `{r}` is not a number"))?;
-    let c: usize = c.trim().parse().with_context(|| format!("--image-grid: `{c}` is not a number"))?;
+    let r: usize = r
+        .trim()
+        .parse()
+        .with_context(|| format!("--image-grid: `{r}` is not a number"))?;
+    let c: usize = c
+        .trim()
+        .parse()
+        .with_context(|| format!("--image-grid: `{c}` is not a number"))?;
     Ok(Some((r, c)))
 }
 
@@ -640,7 +704,11 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     let image_grid = parse_grid(&args.image_grid)?;
     if let Some((r, c)) = image_grid {
         if r * c + 2 > args.positions {
-            bail!("--image-grid {r}x{c} needs more than {} positions; --positions is {}", r * c + 2, args.positions);
+            bail!(
+                "--image-grid {r}x{c} needs more than {} positions; --positions is {}",
+                r * c + 2,
+                args.positions
+            );
         }
     }
     if args.steps == 0 || args.layers == 0 || args.positions == 0 || args.prompts == 0 {
@@ -678,13 +746,18 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     let (out, writer) = AtomicOutput::file(&args.output)?;
     let keep_batch = |batch: arrow_array::RecordBatch| -> Result<arrow_array::RecordBatch> {
         let Some(names) = &keep else { return Ok(batch) };
-        let col = batch.column_by_name("variant").context("internal: synthetic data has no variant column")?;
+        let col = batch
+            .column_by_name("variant")
+            .context("internal: synthetic data has no variant column")?;
         let text = arrow_cast::cast(col, &arrow_schema::DataType::Utf8)?;
         let text = text
             .as_any()
             .downcast_ref::<arrow_array::StringArray>()
             .context("internal: variant column is not text")?;
-        let mask: arrow_array::BooleanArray = text.iter().map(|v| Some(v.is_some_and(|v| names.iter().any(|n| n == v)))).collect();
+        let mask: arrow_array::BooleanArray = text
+            .iter()
+            .map(|v| Some(v.is_some_and(|v| names.iter().any(|n| n == v))))
+            .collect();
         Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
     };
     let mut done = 0u64;
@@ -692,14 +765,17 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         GenFormat::Parquet => {
             // As pandas/pyarrow write it: int64, dictionary strings, float32, zstd.
             let props = parquet::file::properties::WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(1)?))
+                .set_compression(parquet::basic::Compression::ZSTD(
+                    parquet::basic::ZstdLevel::try_new(1)?,
+                ))
                 .set_max_row_group_row_count(Some(1024 * 1024))
                 .build();
             let mut w = parquet::arrow::ArrowWriter::try_new(writer, schema, Some(props))
                 .with_context(|| format!("{path_text}: cannot write Parquet"))?;
             for batch in synth {
                 done += batch.num_rows() as u64;
-                w.write(&keep_batch(batch)?).with_context(|| format!("{path_text}: cannot write Parquet"))?;
+                w.write(&keep_batch(batch)?)
+                    .with_context(|| format!("{path_text}: cannot write Parquet"))?;
                 bar.set_position(done);
             }
             w.into_inner()
@@ -714,7 +790,9 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
                 w.write(&keep_batch(batch)?)?;
                 bar.set_position(done);
             }
-            w.finish()?.flush().with_context(|| format!("{path_text}: cannot write"))?;
+            w.finish()?
+                .flush()
+                .with_context(|| format!("{path_text}: cannot write"))?;
         }
         GenFormat::Json | GenFormat::Jsonl => {
             let mut w = JsonWriter::new(writer, &path_text, format == GenFormat::Jsonl);
@@ -728,10 +806,15 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     }
     out.commit()?;
     bar.finish_and_clear();
-    eprintln!("{}: {} ({})", path_text, human_bytes(size_on_disk(&args.output)), match keep {
-        Some(_) => "variants filtered".to_string(),
-        None => format!("{total_rows} rows"),
-    });
+    eprintln!(
+        "{}: {} ({})",
+        path_text,
+        human_bytes(size_on_disk(&args.output)),
+        match keep {
+            Some(_) => "variants filtered".to_string(),
+            None => format!("{total_rows} rows"),
+        }
+    );
     Ok(())
 }
 
@@ -743,7 +826,10 @@ fn run_render(args: RenderArgs) -> Result<()> {
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     if ext != "png" && ext != "svg" {
-        bail!("{}: the output must end in .png or .svg", args.output.display());
+        bail!(
+            "{}: the output must end in .png or .svg",
+            args.output.display()
+        );
     }
     let loaded = load_with_progress(std::slice::from_ref(&args.file), args.quiet)?;
     let cube = &loaded.cube;
@@ -790,7 +876,11 @@ fn run_render(args: RenderArgs) -> Result<()> {
     drop(writer);
     let path = output.commit()?;
     if !args.quiet {
-        println!("wrote {} ({})", path.display(), human_bytes(bytes.len() as u64));
+        println!(
+            "wrote {} ({})",
+            path.display(),
+            human_bytes(bytes.len() as u64)
+        );
     }
     Ok(())
 }

@@ -16,10 +16,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow_array::types::Int32Type;
-use arrow_array::{ArrayRef, DictionaryArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    ArrayRef, DictionaryArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
@@ -59,7 +61,10 @@ pub enum RowOrder {
 }
 
 /// The orders [`choose_layout`] tries.
-pub const ORDER_CANDIDATES: [RowOrder; 2] = [RowOrder::LayerVariantPosition, RowOrder::PositionVariantLayer];
+pub const ORDER_CANDIDATES: [RowOrder; 2] = [
+    RowOrder::LayerVariantPosition,
+    RowOrder::PositionVariantLayer,
+];
 
 /// How rows are cut into row groups. Row groups always hold whole generation steps, in step
 /// order, with statistics and a page index, so readers can skip steps.
@@ -209,7 +214,13 @@ impl Plan {
 
         let (smin, smax) = range_of(&cube.steps);
         let (lmin, lmax) = range_of(&cube.layers);
-        let max_pos = cube.prompts.iter().map(|p| p.n_positions()).max().unwrap_or(1) as i64 - 1;
+        let max_pos = cube
+            .prompts
+            .iter()
+            .map(|p| p.n_positions())
+            .max()
+            .unwrap_or(1) as i64
+            - 1;
         let step_type = narrow_int_type(smin, smax);
         let layer_type = narrow_int_type(lmin, lmax);
         let position_type = narrow_int_type(0, max_pos.max(0));
@@ -238,13 +249,15 @@ impl Plan {
             .prompts
             .iter()
             .map(|p| {
-                p.text.as_deref().map(|t| match config_texts.iter().position(|c| *c == t) {
-                    Some(i) => i as i32,
-                    None => {
-                        config_texts.push(t);
-                        (config_texts.len() - 1) as i32
-                    }
-                })
+                p.text
+                    .as_deref()
+                    .map(|t| match config_texts.iter().position(|c| *c == t) {
+                        Some(i) => i as i32,
+                        None => {
+                            config_texts.push(t);
+                            (config_texts.len() - 1) as i32
+                        }
+                    })
             })
             .collect();
 
@@ -257,22 +270,34 @@ impl Plan {
         if with_step {
             add(Field::new(STEP, step_type.clone(), false), ColumnKind::Step);
         }
-        add(Field::new(LAYER, layer_type.clone(), false), ColumnKind::Layer);
+        add(
+            Field::new(LAYER, layer_type.clone(), false),
+            ColumnKind::Layer,
+        );
         if with_token {
             add(Field::new(TOKEN, dict_type(), true), ColumnKind::Token);
         }
-        add(Field::new(POSITION, position_type.clone(), false), ColumnKind::Position);
+        add(
+            Field::new(POSITION, position_type.clone(), false),
+            ColumnKind::Position,
+        );
         if with_variant {
             add(Field::new(VARIANT, dict_type(), false), ColumnKind::Variant);
         }
         for (i, m) in cube.metrics.iter().enumerate() {
-            add(Field::new(&m.name, DataType::Float32, true), ColumnKind::Metric(i));
+            add(
+                Field::new(&m.name, DataType::Float32, true),
+                ColumnKind::Metric(i),
+            );
         }
         if with_prompt {
             add(Field::new(PROMPT, dict_type(), false), ColumnKind::Prompt);
         }
         if with_config_prompt {
-            add(Field::new(CONFIG_PROMPT, dict_type(), true), ColumnKind::ConfigPrompt);
+            add(
+                Field::new(CONFIG_PROMPT, dict_type(), true),
+                ColumnKind::ConfigPrompt,
+            );
         }
         Plan {
             schema: Arc::new(Schema::new(fields)),
@@ -289,7 +314,10 @@ impl Plan {
             token_keys,
             variant_values: Arc::new(StringArray::from(cube.variants.clone())),
             prompt_values: Arc::new(StringArray::from(
-                cube.prompts.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+                cube.prompts
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>(),
             )),
             config_keys,
             config_values: Arc::new(StringArray::from(config_texts)),
@@ -312,7 +340,9 @@ impl Plan {
         mut sink: impl FnMut(RecordBatch) -> Result<(), CliError>,
     ) -> Result<u64, CliError> {
         let round = Rounder::new(options.decimals);
-        self.step_rows(cube, step, options, |mut rows| sink(self.batch(cube, &mut rows, &round)?))
+        self.step_rows(cube, step, options, |mut rows| {
+            sink(self.batch(cube, &mut rows, &round)?)
+        })
     }
 
     /// The rows of the step with index `step` as [`Rows`] of at most `options.batch_rows`
@@ -369,12 +399,18 @@ impl Plan {
     }
 
     /// Turn rows into a record batch (metrics rounded with `round`).
-    fn batch(&self, cube: &Cube, rows: &mut Rows, round: &Rounder) -> Result<RecordBatch, CliError> {
+    fn batch(
+        &self,
+        cube: &Cube,
+        rows: &mut Rows,
+        round: &Rounder,
+    ) -> Result<RecordBatch, CliError> {
         let step = rows.step;
         let n = rows.len();
         let cast = |values: Vec<i64>, t: &DataType| -> Result<ArrayRef, CliError> {
             let a: ArrayRef = Arc::new(Int64Array::from(values));
-            arrow_cast::cast(&a, t).map_err(|e| CliError::Usage(format!("internal: integer narrowing failed: {e}")))
+            arrow_cast::cast(&a, t)
+                .map_err(|e| CliError::Usage(format!("internal: integer narrowing failed: {e}")))
         };
         let dict = |keys: Int32Array, values: &ArrayRef| -> Result<ArrayRef, CliError> {
             DictionaryArray::<Int32Type>::try_new(keys, values.clone())
@@ -385,7 +421,11 @@ impl Plan {
         if self.with_step {
             columns.push(cast(vec![cube.steps[step]; n], &self.step_type)?);
         }
-        let layers: Vec<i64> = rows.layer.iter().map(|&l| cube.layers[l as usize]).collect();
+        let layers: Vec<i64> = rows
+            .layer
+            .iter()
+            .map(|&l| cube.layers[l as usize])
+            .collect();
         columns.push(cast(layers, &self.layer_type)?);
         if self.with_token {
             let keys: Int32Array = rows
@@ -403,7 +443,10 @@ impl Plan {
             columns.push(dict(keys, &self.variant_values)?);
         }
         for values in rows.metrics.iter_mut() {
-            let v: Vec<Option<f32>> = values.drain(..).map(|x| (!x.is_nan()).then(|| round.apply(x))).collect();
+            let v: Vec<Option<f32>> = values
+                .drain(..)
+                .map(|x| (!x.is_nan()).then(|| round.apply(x)))
+                .collect();
             columns.push(Arc::new(Float32Array::from(v)));
         }
         if self.with_prompt {
@@ -411,7 +454,11 @@ impl Plan {
             columns.push(dict(keys, &self.prompt_values)?);
         }
         if self.with_config_prompt {
-            let keys: Int32Array = rows.prompt.iter().map(|&p| self.config_keys[p as usize]).collect();
+            let keys: Int32Array = rows
+                .prompt
+                .iter()
+                .map(|&p| self.config_keys[p as usize])
+                .collect();
             columns.push(dict(keys, &self.config_values)?);
         }
         RecordBatch::try_new(self.schema.clone(), columns)
@@ -467,7 +514,9 @@ impl Rows {
             layer: Vec::with_capacity(capacity),
             position: Vec::with_capacity(capacity),
             variant: Vec::with_capacity(capacity),
-            metrics: (0..n_metrics).map(|_| Vec::with_capacity(capacity)).collect(),
+            metrics: (0..n_metrics)
+                .map(|_| Vec::with_capacity(capacity))
+                .collect(),
         }
     }
 
@@ -490,7 +539,10 @@ impl Rows {
 /// layers and, by default, metrics) are written by [`dictionary::encode_chunk`]; these
 /// settings apply to the file and to the columns written by arrow-rs's column writer:
 /// positions (delta-encoded) and metrics that are not dictionary-encoded.
-pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<WriterProperties, CliError> {
+pub fn writer_properties(
+    plan: &Plan,
+    options: &ConvertOptions,
+) -> Result<WriterProperties, CliError> {
     let level = zstd_level(options)?;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
@@ -525,7 +577,8 @@ pub fn writer_properties(plan: &Plan, options: &ConvertOptions) -> Result<Writer
 }
 
 fn zstd_level(options: &ConvertOptions) -> Result<ZstdLevel, CliError> {
-    ZstdLevel::try_new(options.zstd_level).map_err(|e| CliError::Usage(format!("--level {}: {e}", options.zstd_level)))
+    ZstdLevel::try_new(options.zstd_level)
+        .map_err(|e| CliError::Usage(format!("--level {}: {e}", options.zstd_level)))
 }
 
 /// What a Parquet write produced.
@@ -554,13 +607,26 @@ pub const TRIAL_LAYER_STRIDE: usize = 3;
 
 /// Size in bytes of the Parquet file of `steps` written with `options`, on a sample of the
 /// layers (every [`TRIAL_LAYER_STRIDE`]-th).
-fn trial_bytes(cube: &Cube, plan: &Plan, options: &ConvertOptions, steps: &[usize]) -> Result<u64, CliError> {
+fn trial_bytes(
+    cube: &Cube,
+    plan: &Plan,
+    options: &ConvertOptions,
+    steps: &[usize],
+) -> Result<u64, CliError> {
     let mut count = ByteCount::default();
     let sample = ConvertOptions {
         layer_stride: TRIAL_LAYER_STRIDE,
         ..options.clone()
     };
-    write_parquet(cube, plan, &sample, steps, &mut count, "(trial)", &mut |_| {})?;
+    write_parquet(
+        cube,
+        plan,
+        &sample,
+        steps,
+        &mut count,
+        "(trial)",
+        &mut |_| {},
+    )?;
     Ok(count.0)
 }
 
@@ -569,7 +635,11 @@ fn trial_bytes(cube: &Cube, plan: &Plan, options: &ConvertOptions, steps: &[usiz
 /// group and in one per step, and the sizes extrapolated to all steps decide. Data decides: real files (few distinct values,
 /// smooth across positions) favour layer-major order and a row group per step; noisy data
 /// favours position-major order and shared row groups (its values repeat across steps).
-pub fn choose_layout(cube: &Cube, plan: &Plan, options: &ConvertOptions) -> Result<ConvertOptions, CliError> {
+pub fn choose_layout(
+    cube: &Cube,
+    plan: &Plan,
+    options: &ConvertOptions,
+) -> Result<ConvertOptions, CliError> {
     let mut chosen = options.clone();
     if cube.steps.is_empty() {
         chosen.order = Some(chosen.order.unwrap_or_default());
@@ -619,7 +689,8 @@ pub fn choose_layout(cube: &Cube, plan: &Plan, options: &ConvertOptions) -> Resu
             let shared_two = trial_bytes(cube, plan, &with(shared), &[0, 1])?;
             let n = cube.steps.len() as f64;
             let per_step_all = per_step as f64 / 2.0 * n;
-            let shared_all = shared_first as f64 + shared_two.saturating_sub(shared_first) as f64 * (n - 1.0);
+            let shared_all =
+                shared_first as f64 + shared_two.saturating_sub(shared_first) as f64 * (n - 1.0);
             if shared_all < per_step_all {
                 shared
             } else {
@@ -653,9 +724,16 @@ pub fn write_parquet<W: Write + Send>(
     let props = Arc::new(writer_properties(plan, options)?);
     let level = zstd_level(options)?;
     // The file writer keeps the Arrow schema in the footer as `ArrowWriter` does.
-    let writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(writer_properties(plan, options)?)).map_err(werr)?;
+    let writer = ArrowWriter::try_new(
+        out,
+        plan.schema.clone(),
+        Some(writer_properties(plan, options)?),
+    )
+    .map_err(werr)?;
     let (mut file_writer, _) = writer.into_serialized_writer().map_err(werr)?;
-    let descriptors: Vec<ColumnDescPtr> = (0..plan.columns.len()).map(|i| file_writer.schema_descr().column(i)).collect();
+    let descriptors: Vec<ColumnDescPtr> = (0..plan.columns.len())
+        .map(|i| file_writer.schema_descr().column(i))
+        .collect();
     let mut written = Written::default();
     let max_rows = match options.row_groups {
         Some(RowGroups::WholeSteps { max_rows }) => max_rows as u64,
@@ -759,7 +837,10 @@ struct ColumnJob<'a> {
 
 impl ColumnJob<'_> {
     /// Take this column's values from every batch `rx` sends, then encode the chunk.
-    fn encode(&self, rx: std::sync::mpsc::Receiver<Arc<Rows>>) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+    fn encode(
+        &self,
+        rx: std::sync::mpsc::Receiver<Arc<Rows>>,
+    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
         let plan = self.plan;
         let mut keys: Vec<u32> = Vec::new();
         let mut values: Vec<f32> = Vec::new();
@@ -775,15 +856,20 @@ impl ColumnJob<'_> {
             match self.kind {
                 ColumnKind::Step => keys.extend(std::iter::repeat_n(rows.step as u32, rows.len())),
                 ColumnKind::Layer => keys.extend_from_slice(&rows.layer),
-                ColumnKind::Token => keys.extend(rows.prompt.iter().zip(&rows.position).map(|(&p, &pos)| {
-                    plan.token_keys[p as usize][pos as usize].map_or(NULL_KEY, |k| k as u32)
-                })),
+                ColumnKind::Token => {
+                    keys.extend(rows.prompt.iter().zip(&rows.position).map(|(&p, &pos)| {
+                        plan.token_keys[p as usize][pos as usize].map_or(NULL_KEY, |k| k as u32)
+                    }))
+                }
                 ColumnKind::Position => positions.extend_from_slice(&rows.position),
                 ColumnKind::Variant => keys.extend_from_slice(&rows.variant),
                 ColumnKind::Metric(m) => {
                     let start = values.len();
                     values.extend(rows.metrics[m].iter().map(|&v| round.apply(v)));
-                    if float_dictionary.as_mut().is_some_and(|d| !d.push(&values[start..])) {
+                    if float_dictionary
+                        .as_mut()
+                        .is_some_and(|d| !d.push(&values[start..]))
+                    {
                         float_dictionary = None;
                     }
                 }
@@ -801,7 +887,11 @@ impl ColumnJob<'_> {
             _ => Entries::Int32(v.iter().map(|&x| x as i32).collect()),
         };
         fn texts(a: &ArrayRef) -> Entries<'_> {
-            Entries::Text((0..a.len()).map(|i| a.as_string::<i32>().value(i)).collect())
+            Entries::Text(
+                (0..a.len())
+                    .map(|i| a.as_string::<i32>().value(i))
+                    .collect(),
+            )
         }
         let entries = match self.kind {
             ColumnKind::Step => ints(&cube.steps),
@@ -822,17 +912,26 @@ impl ColumnJob<'_> {
                         w.write_batch(&v, None, None)?;
                         w.close()
                     }
-                    _ => Err(ParquetError::General("token_position is not an integer column".into())),
+                    _ => Err(ParquetError::General(
+                        "token_position is not an integer column".into(),
+                    )),
                 })
             }
             ColumnKind::Metric(_) => {
                 if let Some(d) = float_dictionary {
-                    return dictionary::encode_chunk(&self.descr, &Entries::Float(d.values), &d.keys, self.level);
+                    return dictionary::encode_chunk(
+                        &self.descr,
+                        &Entries::Float(d.values),
+                        &d.keys,
+                        self.level,
+                    );
                 }
                 return self.typed_chunk(|writer| match writer {
                     ColumnWriter::FloatColumnWriter(mut w) => {
-                        let present: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
-                        let levels: Vec<i16> = values.iter().map(|v| i16::from(!v.is_nan())).collect();
+                        let present: Vec<f32> =
+                            values.iter().copied().filter(|v| !v.is_nan()).collect();
+                        let levels: Vec<i16> =
+                            values.iter().map(|v| i16::from(!v.is_nan())).collect();
                         w.write_batch(&present, Some(&levels), None)?;
                         w.close()
                     }

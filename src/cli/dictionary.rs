@@ -27,7 +27,9 @@ use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
+};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
@@ -61,9 +63,9 @@ fn uleb(data: &[u8], at: &mut usize) -> Result<u64> {
     let mut v = 0u64;
     let mut shift = 0;
     loop {
-        let b = *data
-            .get(*at)
-            .ok_or_else(|| ParquetError::General("dictionary indices end inside a run header".into()))?;
+        let b = *data.get(*at).ok_or_else(|| {
+            ParquetError::General("dictionary indices end inside a run header".into())
+        })?;
         *at += 1;
         v |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
@@ -102,12 +104,16 @@ pub fn decode_hybrid(data: &[u8], width: u8, count: usize) -> Result<Vec<u32>> {
         if header & 1 == 1 {
             let groups = (header >> 1) as usize;
             let bytes = groups * w;
-            let run = data
-                .get(at..at + bytes)
-                .ok_or_else(|| ParquetError::General("bit-packed run past the end of the page".into()))?;
+            let run = data.get(at..at + bytes).ok_or_else(|| {
+                ParquetError::General("bit-packed run past the end of the page".into())
+            })?;
             at += bytes;
             let n = (groups * 8).min(count - out.len());
-            let mask = if w == 32 { u64::from(u32::MAX) } else { (1u64 << w) - 1 };
+            let mask = if w == 32 {
+                u64::from(u32::MAX)
+            } else {
+                (1u64 << w) - 1
+            };
             let (mut acc, mut bits, mut next) = (0u64, 0usize, 0usize);
             for _ in 0..n {
                 while bits < w {
@@ -236,7 +242,15 @@ impl Entries<'_> {
             Entries::Int32(v) => (v[i].to_le_bytes().to_vec(), true),
             Entries::Int64(v) => (v[i].to_le_bytes().to_vec(), true),
             Entries::Float(v) => {
-                let x = if v[i] == 0.0 { if upper { 0.0f32 } else { -0.0f32 } } else { v[i] };
+                let x = if v[i] == 0.0 {
+                    if upper {
+                        0.0f32
+                    } else {
+                        -0.0f32
+                    }
+                } else {
+                    v[i]
+                };
                 (x.to_le_bytes().to_vec(), true)
             }
             Entries::Text(v) => text_bound(v[i], upper),
@@ -245,7 +259,12 @@ impl Entries<'_> {
 
     /// Chunk statistics with `min`/`max` the entries (`None` when all rows are null).
     fn statistics(&self, bounds: Option<(usize, usize)>, nulls: u64) -> Statistics {
-        fn stats<T>(min: Option<T>, max: Option<T>, nulls: u64, backwards_compatible: bool) -> ValueStatistics<T> {
+        fn stats<T>(
+            min: Option<T>,
+            max: Option<T>,
+            nulls: u64,
+            backwards_compatible: bool,
+        ) -> ValueStatistics<T> {
             ValueStatistics::new(min, max, None, Some(nulls), false)
                 .with_backwards_compatible_min_max(backwards_compatible)
         }
@@ -255,13 +274,22 @@ impl Entries<'_> {
             None => (None, None),
         };
         match self {
-            Entries::Int32(v) => Statistics::Int32(stats(lo.map(|a| v[a]), hi.map(|b| v[b]), nulls, true)),
-            Entries::Int64(v) => Statistics::Int64(stats(lo.map(|a| v[a]), hi.map(|b| v[b]), nulls, true)),
+            Entries::Int32(v) => {
+                Statistics::Int32(stats(lo.map(|a| v[a]), hi.map(|b| v[b]), nulls, true))
+            }
+            Entries::Int64(v) => {
+                Statistics::Int64(stats(lo.map(|a| v[a]), hi.map(|b| v[b]), nulls, true))
+            }
             Entries::Float(_) => {
                 let f = |b: Vec<u8>| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 Statistics::Float(
-                    stats(lo.map(|a| f(num(a, false))), hi.map(|b| f(num(b, true))), nulls, true)
-                        .with_nan_count(Some(0)),
+                    stats(
+                        lo.map(|a| f(num(a, false))),
+                        hi.map(|b| f(num(b, true))),
+                        nulls,
+                        true,
+                    )
+                    .with_nan_count(Some(0)),
                 )
             }
             Entries::Text(_) => {
@@ -291,7 +319,10 @@ fn text_bound(text: &str, upper: bool) -> (Vec<u8>, bool) {
     if text.len() <= STATISTICS_BYTES {
         return (text.as_bytes().to_vec(), true);
     }
-    let cut = (1..=STATISTICS_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let cut = (1..=STATISTICS_BYTES)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
     let prefix = &text[..cut];
     if !upper {
         return (prefix.as_bytes().to_vec(), false);
@@ -407,7 +438,9 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
             .map(Bytes::from)
             .map_err(|e| ParquetError::External(Box::new(e)))
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pages.len());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(pages.len());
     if threads <= 1 {
         return pages.iter().map(|p| compress(p)).collect();
     }
@@ -417,7 +450,12 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || -> Result<Vec<Bytes>> {
-                    pages.iter().skip(t).step_by(threads).map(|p| compress(p)).collect()
+                    pages
+                        .iter()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|p| compress(p))
+                        .collect()
                 })
             })
             .collect();
@@ -452,14 +490,17 @@ pub fn encode_chunk(
         if k == NULL_KEY {
             nulls += 1;
         } else {
-            *used
-                .get_mut(k as usize)
-                .ok_or_else(|| ParquetError::General(format!("{}: key {k} outside the dictionary", descr.name())))? = true;
+            *used.get_mut(k as usize).ok_or_else(|| {
+                ParquetError::General(format!("{}: key {k} outside the dictionary", descr.name()))
+            })? = true;
         }
     }
     let nullable = descr.max_def_level() > 0;
     if nulls > 0 && !nullable {
-        return Err(ParquetError::General(format!("{}: missing values in a required column", descr.name())));
+        return Err(ParquetError::General(format!(
+            "{}: missing values in a required column",
+            descr.name()
+        )));
     }
     // The used entries sorted by value; a key's rank in that order is its index.
     let mut order: Vec<u32> = (0..n as u32).filter(|&i| used[i as usize]).collect();
@@ -566,8 +607,12 @@ pub fn encode_chunk(
         }
     }
     pages.close()?;
-    let ascending = page_bounds.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1);
-    let descending = page_bounds.windows(2).all(|w| w[0].0 >= w[1].0 && w[0].1 >= w[1].1);
+    let ascending = page_bounds
+        .windows(2)
+        .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1);
+    let descending = page_bounds
+        .windows(2)
+        .all(|w| w[0].0 >= w[1].0 && w[0].1 >= w[1].1);
     column_index.set_boundary_order(if ascending {
         BoundaryOrder::ASCENDING
     } else if descending {
@@ -606,7 +651,10 @@ pub fn encode_chunk(
         rows_written: keys.len() as u64,
         metadata,
         bloom_filter: None,
-        column_index: column_index.valid().then(|| column_index.build()).transpose()?,
+        column_index: column_index
+            .valid()
+            .then(|| column_index.build())
+            .transpose()?,
         offset_index: Some(offset_index.build()),
     };
     Ok((Bytes::from(sink.into_inner()?), close))
@@ -620,11 +668,11 @@ mod tests {
 
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float32Type, Int32Type};
+    use arrow_array::Array;
     use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::data_type::AsBytes;
     use parquet::file::metadata::PageIndexPolicy;
     use parquet::file::page_index::column_index::ColumnIndexMetaData;
-    use arrow_array::Array;
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
@@ -634,13 +682,19 @@ mod tests {
     fn write_and_read(
         message: &str,
         columns: &[(Entries<'_>, Vec<u32>)],
-    ) -> (arrow_array::RecordBatch, parquet::file::metadata::ParquetMetaData) {
+    ) -> (
+        arrow_array::RecordBatch,
+        parquet::file::metadata::ParquetMetaData,
+    ) {
         let schema = Arc::new(parse_message_type(message).unwrap());
-        let mut file = SerializedFileWriter::new(Vec::new(), schema, Arc::new(WriterProperties::new())).unwrap();
+        let mut file =
+            SerializedFileWriter::new(Vec::new(), schema, Arc::new(WriterProperties::new()))
+                .unwrap();
         let mut rg = file.next_row_group().unwrap();
         for (i, (entries, keys)) in columns.iter().enumerate() {
             let descr = file_descr(message, i);
-            let (bytes, close) = encode_chunk(&descr, entries, keys, ZstdLevel::try_new(3).unwrap()).unwrap();
+            let (bytes, close) =
+                encode_chunk(&descr, entries, keys, ZstdLevel::try_new(3).unwrap()).unwrap();
             rg.append_column(&bytes, close).unwrap();
         }
         rg.close().unwrap();
@@ -666,7 +720,12 @@ mod tests {
         // order; text whose entries are not sorted and one of which is unused; integers.
         let floats = [0.5f32, -0.0, f32::NAN, 2.25, 0.5, 0.0, -1.5];
         let d = FloatDictionary::build(&floats, 100).unwrap();
-        assert_eq!(d.values.len(), 5, "0.5, -0.0, 2.25, 0.0, -1.5: {:?}", d.values);
+        assert_eq!(
+            d.values.len(),
+            5,
+            "0.5, -0.0, 2.25, 0.0, -1.5: {:?}",
+            d.values
+        );
         assert_eq!(d.keys[2], NULL_KEY);
         assert_eq!(d.keys[0], d.keys[4]);
         let long = "x".repeat(70);
@@ -677,7 +736,11 @@ mod tests {
         let message = "message m { optional float f; required binary t (UTF8); optional int32 i; }";
         let (batch, metadata) = write_and_read(
             message,
-            &[(Entries::Float(d.values.clone()), d.keys.clone()), (texts, text_keys), (ints, int_keys)],
+            &[
+                (Entries::Float(d.values.clone()), d.keys.clone()),
+                (texts, text_keys),
+                (ints, int_keys),
+            ],
         );
         let f = batch.column(0).as_primitive::<Float32Type>();
         for (row, want) in floats.iter().enumerate() {
@@ -688,10 +751,21 @@ mod tests {
             }
         }
         let t = batch.column(1).as_string::<i32>();
-        let want_t = ["pear", "apple", "pear", long.as_str(), "apple", "pear", "pear"];
+        let want_t = [
+            "pear",
+            "apple",
+            "pear",
+            long.as_str(),
+            "apple",
+            "pear",
+            "pear",
+        ];
         assert_eq!(t.iter().map(|v| v.unwrap()).collect::<Vec<_>>(), want_t);
         let i = batch.column(2).as_primitive::<Int32Type>();
-        assert_eq!(i.iter().collect::<Vec<_>>(), vec![None, Some(12), Some(-3), Some(-3), Some(7), None, Some(12)]);
+        assert_eq!(
+            i.iter().collect::<Vec<_>>(),
+            vec![None, Some(12), Some(-3), Some(-3), Some(7), None, Some(12)]
+        );
 
         let rg = metadata.row_group(0);
         match rg.column(0).statistics().unwrap() {
@@ -716,7 +790,10 @@ mod tests {
         }
         match rg.column(2).statistics().unwrap() {
             Statistics::Int32(s) => {
-                assert_eq!((s.min_opt(), s.max_opt(), s.null_count_opt()), (Some(&-3), Some(&12), Some(2)));
+                assert_eq!(
+                    (s.min_opt(), s.max_opt(), s.null_count_opt()),
+                    (Some(&-3), Some(&12), Some(2))
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -742,32 +819,59 @@ mod tests {
         let entries = Entries::Int64((0..256).collect());
         let keys: Vec<u32> = (0..rows).map(|r| (r * 256 / rows) as u32).collect();
         let message = "message m { optional binary t (UTF8); required int64 n; }";
-        let (batch, metadata) = write_and_read(message, &[(Entries::Text(vec!["a"]), vec![NULL_KEY; rows]), (entries, keys.clone())]);
+        let (batch, metadata) = write_and_read(
+            message,
+            &[
+                (Entries::Text(vec!["a"]), vec![NULL_KEY; rows]),
+                (entries, keys.clone()),
+            ],
+        );
         assert_eq!(batch.column(0).null_count(), rows);
-        let n = batch.column(1).as_primitive::<arrow_array::types::Int64Type>();
+        let n = batch
+            .column(1)
+            .as_primitive::<arrow_array::types::Int64Type>();
         assert!(n.iter().zip(&keys).all(|(v, &k)| v == Some(i64::from(k))));
         let rg = metadata.row_group(0);
         assert!(rg.column(0).statistics().unwrap().min_bytes_opt().is_none());
-        assert_eq!(rg.column(0).statistics().unwrap().null_count_opt(), Some(rows as u64));
+        assert_eq!(
+            rg.column(0).statistics().unwrap().null_count_opt(),
+            Some(rows as u64)
+        );
         let index = metadata.page_index_for_row_group(0);
         let pages = index.offset_index(1).unwrap();
         assert_eq!(pages.page_locations().len(), 3);
-        assert_eq!(pages.page_locations()[1].first_row_index, DATA_PAGE_BYTES as i64);
-        assert_eq!(index.column_index(1).unwrap().get_boundary_order(), Some(BoundaryOrder::ASCENDING));
+        assert_eq!(
+            pages.page_locations()[1].first_row_index,
+            DATA_PAGE_BYTES as i64
+        );
+        assert_eq!(
+            index.column_index(1).unwrap().get_boundary_order(),
+            Some(BoundaryOrder::ASCENDING)
+        );
     }
 
     #[test]
     fn float_zero_bounds_follow_the_format() {
         // The format: a minimum of zero is written -0.0, a maximum of zero +0.0.
         let d = FloatDictionary::build(&[0.0, 1.0, -2.0, 0.0], 10).unwrap();
-        let (_, metadata) = write_and_read("message m { required float f; }", &[(Entries::Float(vec![0.0, 1.0]), vec![0, 1, 0])]);
+        let (_, metadata) = write_and_read(
+            "message m { required float f; }",
+            &[(Entries::Float(vec![0.0, 1.0]), vec![0, 1, 0])],
+        );
         match metadata.row_group(0).column(0).statistics().unwrap() {
-            Statistics::Float(s) => assert_eq!(s.min_opt().map(|v| v.to_bits()), Some((-0.0f32).to_bits())),
+            Statistics::Float(s) => {
+                assert_eq!(s.min_opt().map(|v| v.to_bits()), Some((-0.0f32).to_bits()))
+            }
             other => panic!("{other:?}"),
         }
-        let (_, metadata) = write_and_read("message m { required float f; }", &[(Entries::Float(d.values), vec![2, 0])]);
+        let (_, metadata) = write_and_read(
+            "message m { required float f; }",
+            &[(Entries::Float(d.values), vec![2, 0])],
+        );
         match metadata.row_group(0).column(0).statistics().unwrap() {
-            Statistics::Float(s) => assert_eq!(s.max_opt().map(|v| v.to_bits()), Some(0.0f32.to_bits())),
+            Statistics::Float(s) => {
+                assert_eq!(s.max_opt().map(|v| v.to_bits()), Some(0.0f32.to_bits()))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -816,11 +920,21 @@ mod tests {
             // Spread over the whole width (the top bit set too).
             let values: Vec<u32> = values
                 .iter()
-                .map(|&v| if width == 32 { v.wrapping_mul(4_294_967) } else { (v * 4099) % (1 << width) })
+                .map(|&v| {
+                    if width == 32 {
+                        v.wrapping_mul(4_294_967)
+                    } else {
+                        (v * 4099) % (1 << width)
+                    }
+                })
                 .collect();
             let mut out = Vec::new();
             encode_hybrid(&values, width, &mut out);
-            assert_eq!(decode_hybrid(&out, width, values.len()).unwrap(), values, "width {width}");
+            assert_eq!(
+                decode_hybrid(&out, width, values.len()).unwrap(),
+                values,
+                "width {width}"
+            );
         }
     }
 

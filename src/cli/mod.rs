@@ -12,8 +12,9 @@
 //!   renamed when complete, so a failed run never leaves a partial file under the final name.
 
 pub mod convert;
-pub mod inspect;
 pub mod dictionary;
+pub mod inspect;
+pub mod parallel;
 pub mod text;
 
 use std::fs::File;
@@ -79,6 +80,9 @@ pub struct Loaded {
     pub duplicates: u64,
     /// Rows skipped because their layer or position was null.
     pub rows_skipped: u64,
+    /// Most threads that decoded one input (several for a large CSV/JSON file, see
+    /// [`parallel`]; 1 otherwise).
+    pub decode_threads: usize,
 }
 
 impl Loaded {
@@ -89,28 +93,47 @@ impl Loaded {
 }
 
 /// Read `paths` into one cube. `progress` is called after each chunk read.
-pub fn load(paths: &[PathBuf], mut progress: impl FnMut(&LoadProgress)) -> Result<Loaded, CliError> {
+pub fn load(
+    paths: &[PathBuf],
+    mut progress: impl FnMut(&LoadProgress),
+) -> Result<Loaded, CliError> {
     let input_bytes = paths
         .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).map_err(|e| CliError::io(p, e)))
+        .map(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.len())
+                .map_err(|e| CliError::io(p, e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let bytes_total = input_bytes.iter().sum();
     let mut builder = CubeBuilder::new();
     let mut columns = Vec::new();
     let mut formats = Vec::new();
     let mut bytes_before = 0u64;
+    let mut decode_threads = 1;
     for (file_index, path) in paths.iter().enumerate() {
         if let Some(format) = text_format(path, input_bytes[file_index])? {
-            let c = load_text(path, input_bytes[file_index], format, &mut builder, |bytes_read, rows| {
-                progress(&LoadProgress {
-                    file_index,
-                    bytes_read: bytes_before + bytes_read,
-                    bytes_total,
-                    rows,
-                })
-            })?;
+            // The first file may be split over several decoding threads (a failed attempt
+            // then starts the cube again).
+            let split = file_index == 0;
+            let (c, threads) = load_text(
+                path,
+                input_bytes[file_index],
+                format,
+                split,
+                &mut builder,
+                |bytes_read, rows| {
+                    progress(&LoadProgress {
+                        file_index,
+                        bytes_read: bytes_before + bytes_read,
+                        bytes_total,
+                        rows,
+                    })
+                },
+            )?;
             bytes_before += input_bytes[file_index];
             columns.push(c);
+            decode_threads = decode_threads.max(threads);
             formats.push(format);
             continue;
         }
@@ -143,6 +166,7 @@ pub fn load(paths: &[PathBuf], mut progress: impl FnMut(&LoadProgress)) -> Resul
         input_bytes,
         duplicates,
         rows_skipped,
+        decode_threads,
     })
 }
 
@@ -172,19 +196,42 @@ enum TextMessage {
     Failed(IngestError),
 }
 
+/// The sending end of a channel to the cube-building thread.
+enum Tx {
+    Bounded(std::sync::mpsc::SyncSender<TextMessage>),
+    Unbounded(std::sync::mpsc::Sender<TextMessage>),
+}
+
 /// A [`BatchSink`](ingest::BatchSink) that sends to the cube-building thread.
 struct ChannelSink {
     file: String,
-    tx: std::sync::mpsc::SyncSender<TextMessage>,
+    tx: Tx,
 }
 
 impl ChannelSink {
     fn send(&self, m: TextMessage) -> Result<(), IngestError> {
+        let sent = match &self.tx {
+            Tx::Bounded(tx) => tx.send(m).is_ok(),
+            Tx::Unbounded(tx) => tx.send(m).is_ok(),
+        };
         // The receiver stops listening only when it failed (and reports that): stop too.
-        self.tx.send(m).map_err(|_| IngestError::Cancelled {
+        sent.then_some(()).ok_or_else(|| IngestError::Cancelled {
             file: self.file.clone(),
         })
     }
+}
+
+/// Drop the pages of `range` of a read-only file map from this process's memory once they
+/// are decoded (the page cache keeps them; a later read maps them again).
+fn forget_pages(map: &memmap2::Mmap, range: std::ops::Range<usize>) {
+    // SAFETY: the map is a read-only map of a file: pages dropped read back from the file,
+    // so memory still borrowed from it keeps its contents.
+    #[cfg(unix)]
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
+    };
+    #[cfg(not(unix))]
+    let _ = (map, range);
 }
 
 impl ingest::BatchSink for ChannelSink {
@@ -196,26 +243,49 @@ impl ingest::BatchSink for ChannelSink {
     }
 }
 
-/// Read a CSV or JSON file into `builder` with two threads: one reads and decodes the text
-/// into record batches (the same [`TextDecoder`](ingest::TextDecoder) the viewer uses), this
-/// one builds the cube from them. A bounded channel between them keeps memory to a few
-/// batches. `progress` gets the bytes decoded and the rows read.
+/// Read a CSV or JSON file into `builder`.
+///
+/// With `split` (the builder is new: it can be started again), a file that [`parallel`] can
+/// cut into segments is decoded by one thread per core, this thread building the cube.
+/// Otherwise, or when that fails, two threads: one reads and decodes the text into record
+/// batches (the same [`TextDecoder`](ingest::TextDecoder) the viewer uses), this one builds
+/// the cube from them, and errors name their line or byte. A bounded channel between them
+/// keeps memory to a few batches. `progress` gets the bytes decoded and the rows read.
+/// Returns the columns found and the number of decoding threads.
 fn load_text(
     path: &Path,
     len: u64,
     format: Format,
+    split: bool,
     builder: &mut CubeBuilder,
     mut progress: impl FnMut(u64, u64),
-) -> Result<ColumnMap, CliError> {
+) -> Result<(ColumnMap, usize), CliError> {
     use std::io::Read;
     let name = path.display().to_string();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if split && threads > 1 && len >= 2 * parallel::segment_bytes() as u64 {
+        // SAFETY: as below (read only, dropped before returning).
+        let map = File::open(path)
+            .ok()
+            .and_then(|f| unsafe { memmap2::Mmap::map(&f) }.ok());
+        if let Some(map) = map {
+            match parallel::load(&name, &map, format, threads, builder, &mut progress) {
+                Ok(columns) => {
+                    progress(len, builder.rows_read());
+                    return Ok((columns, threads));
+                }
+                Err(parallel::NotSplit::Unsplittable) => {}
+                Err(parallel::NotSplit::Failed) => *builder = CubeBuilder::new(),
+            }
+        }
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel::<TextMessage>(4);
     std::thread::scope(|scope| {
         let decode_name = name.clone();
         scope.spawn(move || {
             let mut sink = ChannelSink {
                 file: decode_name.clone(),
-                tx,
+                tx: Tx::Bounded(tx),
             };
             let mut decoder = ingest::TextDecoder::new(&decode_name, len, format);
             let read_err = |e: std::io::Error| IngestError::Read {
@@ -235,11 +305,7 @@ fn load_text(
                     for (i, chunk) in map.chunks(chunk_bytes).enumerate() {
                         decoder.push(chunk, &mut sink)?;
                         sink.send(TextMessage::Progress(decoder.bytes_read()))?;
-                        // Decoded: out of this process's memory (the page cache keeps it).
-                        // SAFETY: the chunk is not read again (the decoder keeps copies of
-                        // what it still needs); a read-only file map reads back from the file.
-                        #[cfg(unix)]
-                        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, i * chunk_bytes, chunk.len()) };
+                        forget_pages(&map, i * chunk_bytes..i * chunk_bytes + chunk.len());
                     }
                     return decoder.finish(&mut sink);
                 }
@@ -256,22 +322,28 @@ fn load_text(
             })();
             if let Err(e) = result {
                 // Fails only when the receiver is gone, which then has its own error.
-                let _ = sink.tx.send(TextMessage::Failed(e));
+                let _ = sink.send(TextMessage::Failed(e));
             }
         });
         let mut columns = None;
         for message in rx {
             match message {
                 TextMessage::Schema(schema) => {
-                    columns = Some(builder.begin_source(&name, &schema).map_err(IngestError::from)?)
+                    columns = Some(
+                        builder
+                            .begin_source(&name, &schema)
+                            .map_err(IngestError::from)?,
+                    )
                 }
-                TextMessage::Batch(batch) => builder.push_batch(&batch).map_err(IngestError::from)?,
+                TextMessage::Batch(batch) => {
+                    builder.push_batch(&batch).map_err(IngestError::from)?
+                }
                 TextMessage::Progress(bytes) => progress(bytes, builder.rows_read()),
                 TextMessage::Failed(e) => return Err(CliError::from(e)),
             }
         }
         progress(len, builder.rows_read());
-        columns.ok_or_else(|| {
+        columns.map(|c| (c, 1)).ok_or_else(|| {
             CliError::from(IngestError::Read {
                 file: name.clone(),
                 message: "the file holds no rows".into(),
@@ -338,10 +410,14 @@ impl AtomicOutput {
             // A folder cannot be renamed over a non-empty one: move the old one aside first.
             let old = self.final_path.with_file_name(format!(
                 ".{}.old-{}",
-                self.final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                self.final_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 std::process::id()
             ));
-            std::fs::rename(&self.final_path, &old).map_err(|e| CliError::io(&self.final_path, e))?;
+            std::fs::rename(&self.final_path, &old)
+                .map_err(|e| CliError::io(&self.final_path, e))?;
             std::fs::rename(&self.temp_path, &self.final_path)
                 .map_err(|e| CliError::io(&self.final_path, e))?;
             let removed = if old.is_dir() {

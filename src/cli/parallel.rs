@@ -1,0 +1,365 @@
+//! One CSV or JSON file decoded by several threads: the file (mapped) is cut into segments of
+//! whole records, each segment is decoded on its own by a [`TextDecoder`] (the one the viewer
+//! uses), and the calling thread puts the batches into the cube in file order.
+//!
+//! Where a segment may start:
+//! - **CSV**: after a line break outside quotes. Whether a byte is inside quotes follows from
+//!   the number of quote characters before it (a doubled quote inside a quoted field counts
+//!   twice), so the calling thread counts them over each segment as it cuts the next one.
+//!   Each segment is decoded after a copy of the header row.
+//! - **JSON records array** (`[{…},{…}]`, as pandas writes it): at the `{` of
+//!   `},{"KEY":`, where `KEY` is the first key of the first record. Inside a JSON string a
+//!   quote is escaped, so this exact text cannot be part of a string in a valid file. Each
+//!   segment is decoded as an array of its own (`[` and `]` added).
+//! - **JSON Lines**: after a line break (a JSON string holds no raw line break).
+//!
+//! Only a file that these rules cut into two or more segments is read this way. Anything
+//! unexpected (a segment that fails to decode, segments that decode to different schemas)
+//! makes the caller read the file again with one decoder, which then reports problems with
+//! their exact line or byte.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+use arrow_schema::SchemaRef;
+
+use super::{ChannelSink, TextMessage};
+use crate::cube::{ColumnMap, CubeBuilder};
+use crate::ingest::{self, Format, IngestError};
+
+/// Target size of a segment: large enough that a segment's set-up (a decoder, its schema
+/// from the first rows) is small beside its decoding, small enough to keep every thread busy
+/// and the batches waiting for their turn few.
+pub const SEGMENT_BYTES: usize = 32 << 20;
+
+/// The segment size used: [`SEGMENT_BYTES`], or the environment variable
+/// `MASK_IMPACT_SEGMENT_BYTES` (for tests, which split small files).
+pub fn segment_bytes() -> usize {
+    std::env::var("MASK_IMPACT_SEGMENT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(SEGMENT_BYTES)
+}
+
+/// How records are recognised in a file (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Layout {
+    /// CSV: the header row is `map[..header_end]`.
+    Csv {
+        header_end: usize,
+    },
+    /// JSON records array: the text that starts every record after the first (`},{"KEY":`).
+    JsonArray {
+        record_start: Vec<u8>,
+    },
+    JsonLines,
+}
+
+/// The layout of `map`, or `None` when it is not one this module splits.
+fn layout(map: &[u8], format: Format) -> Option<Layout> {
+    match format {
+        Format::Csv => {
+            let mut in_quotes = false;
+            let header_end = csv_record_end(map, 0, &mut in_quotes)?;
+            Some(Layout::Csv { header_end })
+        }
+        Format::Json => {
+            let start = map.iter().position(|b| !b.is_ascii_whitespace())?;
+            match map[start] {
+                b'[' => {
+                    // `[{"KEY":` with no spaces: pandas' records.
+                    let rest = map.get(start + 1..)?;
+                    let rest = rest.strip_prefix(b"{\"")?;
+                    let key_len = memchr::memchr2(b'"', b'\\', rest)?;
+                    if rest[key_len] != b'"' || rest.get(key_len + 1) != Some(&b':') {
+                        return None;
+                    }
+                    let mut record_start = b"},{\"".to_vec();
+                    record_start.extend_from_slice(&rest[..key_len]);
+                    record_start.extend_from_slice(b"\":");
+                    Some(Layout::JsonArray { record_start })
+                }
+                b'{' => Some(Layout::JsonLines),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// CSV: the offset just after the first line break at or after `from` that is outside
+/// quotes; `in_quotes` says whether `from` is inside quotes, and is kept up to date.
+fn csv_record_end(map: &[u8], from: usize, in_quotes: &mut bool) -> Option<usize> {
+    let mut at = from;
+    while let Some(i) = memchr::memchr2(b'"', b'\n', &map[at..]) {
+        let i = at + i;
+        if map[i] == b'"' {
+            *in_quotes = !*in_quotes;
+        } else if !*in_quotes {
+            return Some(i + 1);
+        }
+        at = i + 1;
+    }
+    None
+}
+
+/// Cuts a mapped file into segments, front to back.
+struct Cutter<'a> {
+    map: &'a [u8],
+    layout: Layout,
+    /// Where the next segment starts.
+    next: usize,
+    /// Target size of a segment.
+    segment_bytes: usize,
+}
+
+/// One segment: its bytes in the file, and what to decode before and after them.
+struct Segment {
+    range: std::ops::Range<usize>,
+    prefix: &'static [u8],
+    suffix: &'static [u8],
+}
+
+impl Cutter<'_> {
+    /// The next segment, `None` at the end of the file.
+    fn next_segment(&mut self) -> Option<Segment> {
+        let start = self.next;
+        if start >= self.map.len() {
+            return None;
+        }
+        let target = start.saturating_add(self.segment_bytes).min(self.map.len());
+        let first = start == 0;
+        // (end of this segment's bytes, start of the next segment)
+        let cut = if target >= self.map.len() {
+            None
+        } else {
+            match &self.layout {
+                Layout::Csv { .. } => {
+                    // Quote parity at the target: the quotes of this segment (it starts
+                    // outside quotes).
+                    let quotes = memchr::memchr_iter(b'"', &self.map[start..target]).count();
+                    let mut in_quotes = quotes % 2 == 1;
+                    csv_record_end(self.map, target, &mut in_quotes).map(|e| (e, e))
+                }
+                Layout::JsonArray { record_start } => {
+                    memchr::memmem::find(&self.map[target..], record_start)
+                        // The segment ends with the record's `}`; the next starts at `{`.
+                        .map(|i| (target + i + 1, target + i + 2))
+                }
+                Layout::JsonLines => memchr::memchr(b'\n', &self.map[target..])
+                    .map(|i| (target + i + 1, target + i + 1)),
+            }
+        };
+        let (end, next) = cut.unwrap_or((self.map.len(), self.map.len()));
+        self.next = next;
+        let last = next >= self.map.len();
+        let (prefix, suffix): (&[u8], &[u8]) = match self.layout {
+            Layout::JsonArray { .. } => (
+                if first { b"" } else { b"[" },
+                if last { b"" } else { b"]" },
+            ),
+            _ => (b"", b""),
+        };
+        Some(Segment {
+            range: start..end,
+            prefix,
+            suffix,
+        })
+    }
+}
+
+/// Decode one segment, sending schema, batches and progress to `tx`.
+fn decode_segment(
+    name: &str,
+    map: &memmap2::Mmap,
+    header: &[u8],
+    segment: &Segment,
+    format: Format,
+    tx: Sender<TextMessage>,
+) {
+    let bytes = &map[segment.range.clone()];
+    let len = header.len() + segment.prefix.len() + bytes.len() + segment.suffix.len();
+    let mut decoder = ingest::TextDecoder::new(name, len as u64, format);
+    let mut sink = ChannelSink {
+        file: name.to_string(),
+        tx: super::Tx::Unbounded(tx),
+    };
+    let result = (|| -> Result<(), IngestError> {
+        decoder.push(header, &mut sink)?;
+        decoder.push(segment.prefix, &mut sink)?;
+        let chunk_bytes = ingest::TEXT_CHUNK_BYTES as usize;
+        for chunk in bytes.chunks(chunk_bytes) {
+            decoder.push(chunk, &mut sink)?;
+            sink.send(TextMessage::Progress(chunk.len() as u64))?;
+        }
+        decoder.push(segment.suffix, &mut sink)?;
+        decoder.finish(&mut sink)
+    })();
+    if let Err(e) = result {
+        let _ = sink.send(TextMessage::Failed(e));
+    }
+    super::forget_pages(map, segment.range.clone());
+}
+
+/// Why [`load`] did not read the file: the caller reads it with one decoder instead.
+#[derive(Debug)]
+pub enum NotSplit {
+    /// The file is not cut into two or more segments (its layout, or its size).
+    Unsplittable,
+    /// A segment failed, or the segments disagree; the builder holds part of the file.
+    Failed,
+}
+
+/// Read the mapped file `map` into `builder` with `threads` decoding threads (see the module
+/// docs). `progress` gets the bytes decoded and the rows read so far.
+pub fn load(
+    name: &str,
+    map: &memmap2::Mmap,
+    format: Format,
+    threads: usize,
+    builder: &mut CubeBuilder,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ColumnMap, NotSplit> {
+    let layout = layout(map, format).ok_or(NotSplit::Unsplittable)?;
+    let header: &[u8] = match layout {
+        Layout::Csv { header_end } => &map[..header_end],
+        _ => b"",
+    };
+    let mut cutter = Cutter {
+        map,
+        layout: layout.clone(),
+        next: header.len(),
+        segment_bytes: segment_bytes(),
+    };
+    let Some(first) = cutter.next_segment() else {
+        return Err(NotSplit::Unsplittable);
+    };
+    if cutter.next >= map.len() || threads < 2 {
+        return Err(NotSplit::Unsplittable);
+    }
+    std::thread::scope(|scope| {
+        // Segment k goes to worker k % threads; each segment has its own channel back, read
+        // in file order. At most `threads + 1` segments are out at a time.
+        let mut workers: Vec<Sender<(Segment, Sender<TextMessage>)>> = Vec::new();
+        for _ in 0..threads {
+            let (tx, rx) = channel::<(Segment, Sender<TextMessage>)>();
+            let header = header;
+            scope.spawn(move || {
+                for (segment, out) in rx {
+                    decode_segment(name, map, header, &segment, format, out);
+                }
+            });
+            workers.push(tx);
+        }
+        let mut out: VecDeque<Receiver<TextMessage>> = VecDeque::new();
+        let mut dispatched = 0usize;
+        let mut dispatch = |segment: Segment, out: &mut VecDeque<Receiver<TextMessage>>| {
+            let (tx, rx) = channel();
+            // A worker stops only when its channel is dropped, after this loop.
+            let _ = workers[dispatched % threads].send((segment, tx));
+            dispatched += 1;
+            out.push_back(rx);
+        };
+        dispatch(first, &mut out);
+        let mut schema: Option<SchemaRef> = None;
+        let mut columns = None;
+        let mut bytes_done = header.len() as u64;
+        while let Some(rx) = {
+            while out.len() <= threads {
+                match cutter.next_segment() {
+                    Some(s) => dispatch(s, &mut out),
+                    None => break,
+                }
+            }
+            out.pop_front()
+        } {
+            let mut segment_schema = None;
+            for message in rx {
+                match message {
+                    TextMessage::Schema(s) => {
+                        match &schema {
+                            None => {
+                                columns = Some(
+                                    builder
+                                        .begin_source(name, &s)
+                                        .map_err(|_| NotSplit::Failed)?,
+                                );
+                                schema = Some(s.clone());
+                            }
+                            Some(first) if first.fields() == s.fields() => {}
+                            Some(_) => return Err(NotSplit::Failed),
+                        }
+                        segment_schema = Some(s);
+                    }
+                    TextMessage::Batch(batch) => {
+                        if segment_schema.is_none() {
+                            return Err(NotSplit::Failed);
+                        }
+                        builder.push_batch(&batch).map_err(|_| NotSplit::Failed)?;
+                    }
+                    TextMessage::Progress(bytes) => {
+                        bytes_done += bytes;
+                        progress(bytes_done, builder.rows_read());
+                    }
+                    TextMessage::Failed(_) => return Err(NotSplit::Failed),
+                }
+            }
+        }
+        columns.ok_or(NotSplit::Failed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segments(map: &[u8], format: Format, segment_bytes: usize) -> Vec<Vec<u8>> {
+        let layout = layout(map, format).unwrap();
+        let header = match layout {
+            Layout::Csv { header_end } => header_end,
+            _ => 0,
+        };
+        let mut cutter = Cutter {
+            map,
+            layout,
+            next: header,
+            segment_bytes,
+        };
+        let mut out = Vec::new();
+        while let Some(s) = cutter.next_segment() {
+            let mut v = s.prefix.to_vec();
+            v.extend_from_slice(&map[s.range]);
+            v.extend_from_slice(s.suffix);
+            out.push(v);
+        }
+        out
+    }
+
+    #[test]
+    fn csv_cuts_outside_quotes() {
+        // Quoted line breaks and doubled quotes; cut every few bytes.
+        let csv = b"a,b\n1,\"x\ny\"\n2,\"say \"\"hi\"\"\nok\"\n3,z\n";
+        let got = segments(csv, Format::Csv, 3);
+        let want: Vec<&[u8]> = vec![b"1,\"x\ny\"\n", b"2,\"say \"\"hi\"\"\nok\"\n", b"3,z\n"];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn json_arrays_cut_at_records_and_lines_at_line_breaks() {
+        let json = br#"[{"k":1,"t":"},{\"k\":"},{"k":2,"t":"a"},{"k":3,"t":"b"}]"#;
+        let got = segments(json, Format::Json, 5);
+        let want: Vec<&[u8]> = vec![
+            br#"[{"k":1,"t":"},{\"k\":"}]"#,
+            br#"[{"k":2,"t":"a"}]"#,
+            br#"[{"k":3,"t":"b"}]"#,
+        ];
+        assert_eq!(got, want);
+        let lines = b"{\"k\":1}\n{\"k\":2}\n{\"k\":3}\n";
+        let got = segments(lines, Format::Json, 2);
+        let want: Vec<&[u8]> = vec![b"{\"k\":1}\n", b"{\"k\":2}\n", b"{\"k\":3}\n"];
+        assert_eq!(got, want);
+        // Spaces after the separators: not a layout cut here.
+        assert!(layout(b"[ {\"k\": 1}]", Format::Json).is_none());
+    }
+}
