@@ -11,7 +11,9 @@
 //! step in layer → variant → position order is smallest; on noisy synthetic data, whose
 //! rounded values repeat across steps, steps sharing a row group (and so the metric
 //! dictionaries) make the file about 25% smaller. The columns of a row group are encoded in
-//! parallel, one thread per column.
+//! parallel, one thread per column: the dictionary columns (text, steps, layers, metrics) by
+//! [`dictionary::encode_chunk`] from the cube's keys, positions and plain metrics by arrow-rs's
+//! column writer.
 
 use std::io::Write;
 use std::sync::Arc;
