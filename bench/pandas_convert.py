@@ -1,7 +1,7 @@
 """The seed note's migration recipe (JSON or CSV → zstd Parquet with pandas), timed by
 `cargo xtask bench` against `mask-impact convert` on the same input.
 
-    python3 bench/pandas_convert.py IN.json|IN.csv OUT.parquet
+    python3 bench/pandas_convert.py IN.json|IN.csv|IN.parquet OUT.parquet
 """
 
 import sys
@@ -13,7 +13,12 @@ from recipe import apply_recipe
 
 def main() -> None:
     src, out = sys.argv[1:]
-    df = pd.read_csv(src) if src.endswith('.csv') else pd.read_json(src)
+    if src.endswith('.csv'):
+        df = pd.read_csv(src)
+    elif src.endswith('.parquet'):
+        df = pd.read_parquet(src)
+    else:
+        df = pd.read_json(src)
     apply_recipe(df).to_parquet(out, compression='zstd', index=False)
 
 
