@@ -25,7 +25,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     ("serve", "dist, then serve dist/ on http://127.0.0.1:8000/ [--port N] [--no-build]", serve::run),
     ("bench", "benchmark our page against parquet-wasm + Arrow.js, hyparquet (headless Chromium); rewrites BENCHMARKS.md [--quick]", bench::run),
     ("fuzz", "run the ingest fuzz targets for a bounded time each [--seconds N] [--target NAME]", fuzz::run),
-    ("test", "run every test: cargo test --workspace, dist, end-to-end tests in headless Chromium [--no-unit] [--wasm-opt] [-- FILTER]", test::run),
+    ("test", "run every test: cargo test -p mask-impact and -p xtask, dist, end-to-end tests in headless Chromium [--no-unit] [--wasm-opt] [-- FILTER]", test::run),
 ];
 
 fn usage() -> String {
