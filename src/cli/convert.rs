@@ -852,7 +852,7 @@ impl ColumnJob<'_> {
         // many distinct ones.
         let mut float_dictionary = (self.options.float_encoding == FloatEncoding::Dictionary)
             .then(|| FloatDictionary::new(FLOAT_DICTIONARY_BYTES / 4));
-        // Positions are written as they come (no dictionary).
+        // Positions: kept, then written by arrow-rs's column writer (delta encoding).
         let mut positions = Vec::new();
         for rows in rx {
             match self.kind {
