@@ -33,7 +33,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
-use super::dictionary::{self, Entries, FloatDictionary, NULL_KEY};
+use super::dictionary::{self, Entries, FloatDictionary, Key};
 use super::{CliError, Loaded};
 use crate::cube::Cube;
 
@@ -826,6 +826,49 @@ pub fn write_parquet<W: Write + Send>(
     Ok(written)
 }
 
+/// A dictionary column's keys for a row group, in the narrowest type that holds its
+/// dictionary's indices (and the "no value" key).
+enum KeyVec {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+}
+
+impl KeyVec {
+    /// Keys into a dictionary of `entries` entries.
+    fn for_entries(entries: usize) -> KeyVec {
+        if entries <= <u8 as Key>::LIMIT {
+            KeyVec::U8(Vec::new())
+        } else if entries <= <u16 as Key>::LIMIT {
+            KeyVec::U16(Vec::new())
+        } else {
+            KeyVec::U32(Vec::new())
+        }
+    }
+
+    /// Add the next rows' keys (`None`: no value).
+    fn extend(&mut self, keys: impl Iterator<Item = Option<u32>>) {
+        match self {
+            KeyVec::U8(v) => v.extend(keys.map(u8::of)),
+            KeyVec::U16(v) => v.extend(keys.map(u16::of)),
+            KeyVec::U32(v) => v.extend(keys.map(u32::of)),
+        }
+    }
+
+    fn encode(
+        &self,
+        descr: &ColumnDescPtr,
+        entries: &Entries<'_>,
+        level: ZstdLevel,
+    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+        match self {
+            KeyVec::U8(v) => dictionary::encode_chunk(descr, entries, v, level),
+            KeyVec::U16(v) => dictionary::encode_chunk(descr, entries, v, level),
+            KeyVec::U32(v) => dictionary::encode_chunk(descr, entries, v, level),
+        }
+    }
+}
+
 /// One column of a row group, encoded on its own thread from the row batches.
 struct ColumnJob<'a> {
     kind: ColumnKind,
@@ -844,45 +887,6 @@ impl ColumnJob<'_> {
         rx: std::sync::mpsc::Receiver<Arc<Rows>>,
     ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
         let plan = self.plan;
-        let mut keys: Vec<u32> = Vec::new();
-        let mut values: Vec<f32> = Vec::new();
-        let round = Rounder::new(self.options.decimals);
-        // Metric values get their dictionary as they arrive (while this row group's rows are
-        // still being produced); all values are kept too, for plain pages when there are too
-        // many distinct ones.
-        let mut float_dictionary = (self.options.float_encoding == FloatEncoding::Dictionary)
-            .then(|| FloatDictionary::new(FLOAT_DICTIONARY_BYTES / 4));
-        // Positions: kept, then written by arrow-rs's column writer (delta encoding).
-        let mut positions = Vec::new();
-        for rows in rx {
-            match self.kind {
-                ColumnKind::Step => keys.extend(std::iter::repeat_n(rows.step as u32, rows.len())),
-                ColumnKind::Layer => keys.extend_from_slice(&rows.layer),
-                ColumnKind::Token => {
-                    keys.extend(rows.prompt.iter().zip(&rows.position).map(|(&p, &pos)| {
-                        plan.token_keys[p as usize][pos as usize].map_or(NULL_KEY, |k| k as u32)
-                    }))
-                }
-                ColumnKind::Position => positions.extend_from_slice(&rows.position),
-                ColumnKind::Variant => keys.extend_from_slice(&rows.variant),
-                ColumnKind::Metric(m) => {
-                    let start = values.len();
-                    values.extend(rows.metrics[m].iter().map(|&v| round.apply(v)));
-                    if float_dictionary
-                        .as_mut()
-                        .is_some_and(|d| !d.push(&values[start..]))
-                    {
-                        float_dictionary = None;
-                    }
-                }
-                ColumnKind::Prompt => keys.extend_from_slice(&rows.prompt),
-                ColumnKind::ConfigPrompt => keys.extend(
-                    rows.prompt
-                        .iter()
-                        .map(|&p| plan.config_keys[p as usize].map_or(NULL_KEY, |k| k as u32)),
-                ),
-            }
-        }
         let cube = self.cube;
         let ints = |v: &[i64]| match self.descr.physical_type() {
             PhysicalType::INT64 => Entries::Int64(v.to_vec()),
@@ -895,40 +899,86 @@ impl ColumnJob<'_> {
                     .collect(),
             )
         }
+        // The dictionary of a dictionary column (metrics build theirs from the values).
         let entries = match self.kind {
-            ColumnKind::Step => ints(&cube.steps),
-            ColumnKind::Layer => ints(&cube.layers),
-            ColumnKind::Token => texts(&plan.token_values),
-            ColumnKind::Variant => texts(&plan.variant_values),
-            ColumnKind::Prompt => texts(&plan.prompt_values),
-            ColumnKind::ConfigPrompt => texts(&plan.config_values),
-            ColumnKind::Position => {
-                return self.typed_chunk(|writer| match writer {
-                    ColumnWriter::Int32ColumnWriter(mut w) => {
-                        let v: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
-                        w.write_batch(&v, None, None)?;
-                        w.close()
+            ColumnKind::Step => Some(ints(&cube.steps)),
+            ColumnKind::Layer => Some(ints(&cube.layers)),
+            ColumnKind::Token => Some(texts(&plan.token_values)),
+            ColumnKind::Variant => Some(texts(&plan.variant_values)),
+            ColumnKind::Prompt => Some(texts(&plan.prompt_values)),
+            ColumnKind::ConfigPrompt => Some(texts(&plan.config_values)),
+            ColumnKind::Position | ColumnKind::Metric(_) => None,
+        };
+        let mut keys = KeyVec::for_entries(entries.as_ref().map_or(0, Entries::len));
+        let mut values: Vec<f32> = Vec::new();
+        let round = Rounder::new(self.options.decimals);
+        // Metric values get their dictionary as they arrive (while this row group's rows are
+        // still being produced); all values are kept too, for plain pages when there are too
+        // many distinct ones.
+        let mut float_dictionary = (self.options.float_encoding == FloatEncoding::Dictionary)
+            .then(|| FloatDictionary::new(FLOAT_DICTIONARY_BYTES / 4));
+        // Positions: kept, then written by arrow-rs's column writer (delta encoding).
+        let mut positions = Vec::new();
+        for rows in rx {
+            match self.kind {
+                ColumnKind::Step => {
+                    keys.extend(std::iter::repeat_n(Some(rows.step as u32), rows.len()))
+                }
+                ColumnKind::Layer => keys.extend(rows.layer.iter().map(|&l| Some(l))),
+                ColumnKind::Token => {
+                    keys.extend(rows.prompt.iter().zip(&rows.position).map(|(&p, &pos)| {
+                        plan.token_keys[p as usize][pos as usize].map(|k| k as u32)
+                    }))
+                }
+                ColumnKind::Position => positions.extend_from_slice(&rows.position),
+                ColumnKind::Variant => keys.extend(rows.variant.iter().map(|&v| Some(v))),
+                ColumnKind::Metric(m) => {
+                    let start = values.len();
+                    values.extend(rows.metrics[m].iter().map(|&v| round.apply(v)));
+                    if float_dictionary
+                        .as_mut()
+                        .is_some_and(|d| !d.push(&values[start..]))
+                    {
+                        float_dictionary = None;
                     }
-                    ColumnWriter::Int64ColumnWriter(mut w) => {
-                        let v: Vec<i64> = positions.iter().map(|&p| i64::from(p)).collect();
-                        w.write_batch(&v, None, None)?;
-                        w.close()
-                    }
-                    _ => Err(ParquetError::General(
-                        "token_position is not an integer column".into(),
-                    )),
-                })
+                }
+                ColumnKind::Prompt => keys.extend(rows.prompt.iter().map(|&p| Some(p))),
+                ColumnKind::ConfigPrompt => keys.extend(
+                    rows.prompt
+                        .iter()
+                        .map(|&p| plan.config_keys[p as usize].map(|k| k as u32)),
+                ),
             }
+        }
+        if let Some(entries) = &entries {
+            return keys.encode(&self.descr, entries, self.level);
+        }
+        match self.kind {
+            ColumnKind::Position => self.typed_chunk(|writer| match writer {
+                ColumnWriter::Int32ColumnWriter(mut w) => {
+                    let v: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
+                    w.write_batch(&v, None, None)?;
+                    w.close()
+                }
+                ColumnWriter::Int64ColumnWriter(mut w) => {
+                    let v: Vec<i64> = positions.iter().map(|&p| i64::from(p)).collect();
+                    w.write_batch(&v, None, None)?;
+                    w.close()
+                }
+                _ => Err(ParquetError::General(
+                    "token_position is not an integer column".into(),
+                )),
+            }),
             ColumnKind::Metric(_) => {
                 if let Some(d) = float_dictionary {
-                    return dictionary::encode_chunk(
+                    return dictionary::encode_chunk::<u32>(
                         &self.descr,
                         &Entries::Float(d.values),
                         &d.keys,
                         self.level,
                     );
                 }
-                return self.typed_chunk(|writer| match writer {
+                self.typed_chunk(|writer| match writer {
                     ColumnWriter::FloatColumnWriter(mut w) => {
                         let present: Vec<f32> =
                             values.iter().copied().filter(|v| !v.is_nan()).collect();
@@ -938,10 +988,13 @@ impl ColumnJob<'_> {
                         w.close()
                     }
                     _ => Err(ParquetError::General("a metric column is not float".into())),
-                });
+                })
             }
-        };
-        dictionary::encode_chunk(&self.descr, &entries, &keys, self.level)
+            _ => Err(ParquetError::General(format!(
+                "internal: {:?} has no dictionary",
+                self.kind
+            ))),
+        }
     }
 
     /// A chunk written by arrow-rs's column writer for this column (with `self.props`).

@@ -37,6 +37,38 @@ use parquet::schema::types::ColumnDescPtr;
 /// The key of a row without a value.
 pub const NULL_KEY: u32 = u32::MAX;
 
+/// A dictionary key as a column keeps it per row: `u8`, `u16` or `u32`, the narrowest that
+/// holds the dictionary's indices, its largest value meaning "no value" (a seed-scale row
+/// group holds 3.8M keys per column).
+pub trait Key: Copy + PartialEq + Send {
+    /// The key of a row without a value.
+    const NULL: Self;
+    /// Keys below this index a dictionary entry.
+    const LIMIT: usize;
+    /// The entry index of a key.
+    fn index(self) -> usize;
+    /// The key of entry `i` (below [`Self::LIMIT`]), or [`Self::NULL`].
+    fn of(i: Option<u32>) -> Self;
+}
+
+macro_rules! key {
+    ($t:ty) => {
+        impl Key for $t {
+            const NULL: $t = <$t>::MAX;
+            const LIMIT: usize = <$t>::MAX as usize;
+            fn index(self) -> usize {
+                self as usize
+            }
+            fn of(i: Option<u32>) -> $t {
+                i.map_or(<$t>::MAX, |i| i as $t)
+            }
+        }
+    };
+}
+key!(u8);
+key!(u16);
+key!(u32);
+
 /// Most rows in a data page (see [`DATA_PAGE_BYTES`]).
 pub const PAGE_ROWS: usize = 1 << 20;
 
@@ -201,7 +233,8 @@ pub enum Entries<'a> {
 }
 
 impl Entries<'_> {
-    fn len(&self) -> usize {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
         match self {
             Entries::Int32(v) => v.len(),
             Entries::Int64(v) => v.len(),
@@ -477,21 +510,25 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
 /// (offsets from 0) and what [`SerializedRowGroupWriter::append_column`] needs.
 ///
 /// [`SerializedRowGroupWriter::append_column`]: parquet::file::writer::SerializedRowGroupWriter::append_column
-pub fn encode_chunk(
+pub fn encode_chunk<K: Key>(
     descr: &ColumnDescPtr,
     entries: &Entries<'_>,
-    keys: &[u32],
+    keys: &[K],
     level: ZstdLevel,
 ) -> Result<(Bytes, ColumnCloseResult)> {
     let n = entries.len();
     let mut used = vec![false; n];
     let mut nulls = 0u64;
     for &k in keys {
-        if k == NULL_KEY {
+        if k == K::NULL {
             nulls += 1;
         } else {
-            *used.get_mut(k as usize).ok_or_else(|| {
-                ParquetError::General(format!("{}: key {k} outside the dictionary", descr.name()))
+            *used.get_mut(k.index()).ok_or_else(|| {
+                ParquetError::General(format!(
+                    "{}: key {} outside the dictionary",
+                    descr.name(),
+                    k.index()
+                ))
             })? = true;
         }
     }
@@ -529,11 +566,11 @@ pub fn encode_chunk(
         levels.clear();
         let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
         for &k in page {
-            if k == NULL_KEY {
+            if k == K::NULL {
                 levels.push(0);
                 page_nulls += 1;
             } else {
-                let r = rank[k as usize];
+                let r = rank[k.index()];
                 if nullable {
                     levels.push(1);
                 }
@@ -847,6 +884,26 @@ mod tests {
         assert_eq!(
             index.column_index(1).unwrap().get_boundary_order(),
             Some(BoundaryOrder::ASCENDING)
+        );
+    }
+
+    #[test]
+    fn narrow_keys_read_back() {
+        // The same column from u8 and u16 keys (their largest value: no value).
+        let entries = Entries::Text(vec!["b", "a", "c"]);
+        let message = "message m { optional binary t (UTF8); }";
+        let descr = file_descr(message, 0);
+        let level = ZstdLevel::try_new(3).unwrap();
+        let (bytes8, _) = encode_chunk(&descr, &entries, &[0u8, u8::MAX, 2, 1], level).unwrap();
+        let (bytes16, _) = encode_chunk(&descr, &entries, &[0u16, u16::MAX, 2, 1], level).unwrap();
+        let (bytes32, _) = encode_chunk(&descr, &entries, &[0u32, NULL_KEY, 2, 1], level).unwrap();
+        assert_eq!(bytes8, bytes32);
+        assert_eq!(bytes16, bytes32);
+        let (batch, _) = write_and_read(message, &[(entries, vec![0, NULL_KEY, 2, 1])]);
+        let t = batch.column(0).as_string::<i32>();
+        assert_eq!(
+            t.iter().collect::<Vec<_>>(),
+            vec![Some("b"), None, Some("c"), Some("a")]
         );
     }
 
