@@ -723,15 +723,11 @@ pub fn write_parquet<W: Write + Send>(
         path: path_for_errors.to_string(),
         message: e.to_string(),
     };
-    let props = Arc::new(writer_properties(plan, options)?);
+    let props = writer_properties(plan, options)?;
     let level = zstd_level(options)?;
     // The file writer keeps the Arrow schema in the footer as `ArrowWriter` does.
-    let writer = ArrowWriter::try_new(
-        out,
-        plan.schema.clone(),
-        Some(writer_properties(plan, options)?),
-    )
-    .map_err(werr)?;
+    let writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(props.clone())).map_err(werr)?;
+    let props = Arc::new(props);
     let (mut file_writer, _) = writer.into_serialized_writer().map_err(werr)?;
     let descriptors: Vec<ColumnDescPtr> = (0..plan.columns.len())
         .map(|i| file_writer.schema_descr().column(i))

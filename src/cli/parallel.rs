@@ -230,7 +230,7 @@ pub fn load(
     };
     let mut cutter = Cutter {
         map,
-        layout: layout.clone(),
+        layout,
         next: header.len(),
         segment_bytes: segment_bytes(),
     };
