@@ -137,10 +137,9 @@ impl Cutter<'_> {
             match &self.layout {
                 Layout::Csv { .. } => {
                     // Quote parity at the target: the quotes of this segment (it starts
-                    // outside quotes).
-                    // A plain loop: the compiler vectorises it, and it does not slow down
-                    // where quotes are dense (memchr's count finds them one by one).
-                    let quotes = self.map[start..target].iter().filter(|&&b| b == b'"').count();
+                    // outside quotes). `bytecount` counts with SIMD, at memory speed where
+                    // quotes are dense too (memchr's count finds them one by one).
+                    let quotes = bytecount::count(&self.map[start..target], b'"');
                     let mut in_quotes = quotes % 2 == 1;
                     csv_record_end(self.map, target, &mut in_quotes).map(|e| (e, e))
                 }

@@ -6,7 +6,10 @@
 //! `config_prompt`); a dictionary column here compares the raw bytes of a field with those of
 //! the previous row first (one `memcmp`, no unescaping, no hashing), and plain decimal numbers
 //! are parsed by an exact fast path (Clinger: an integer mantissa below 2^53 scaled by a power
-//! of ten up to 10^22 is correctly rounded by one IEEE division or multiplication).
+//! of ten up to 10^22 is correctly rounded by one IEEE division or multiplication). A CSV
+//! record of such fields is read in one pass, each field parsed where it starts (the repeated
+//! text compared in place, no search for its closing quote); any other record is first split
+//! into fields.
 //!
 //! It handles only what it is sure of. Anything unusual — a field count that differs from the
 //! header, a quote inside an unquoted field, a lone `\r`, a blank line, a value that is not a
@@ -79,8 +82,9 @@ struct DictColumn {
     keys: Vec<i32>,
     valid: Vec<bool>,
     nulls: usize,
-    /// Decoded text → key, for this batch.
-    map: HashMap<Box<str>, i32>,
+    /// Decoded text → key, for this batch (foldhash: short keys hashed several times faster
+    /// than with SipHash; the input is a local file, not an adversary).
+    map: HashMap<Box<str>, i32, foldhash::fast::FixedState>,
     /// The dictionary values of this batch, in key order.
     offsets: Vec<i32>,
     data: Vec<u8>,
@@ -458,6 +462,17 @@ impl FastText {
 
     /// One CSV record from `data[at..]`.
     fn csv_record(&mut self, data: &[u8], at: usize, delim: u8, at_eof: bool) -> Rec {
+        if self.header_done {
+            match self.csv_row_direct(data, at, delim) {
+                Some(end) => {
+                    self.rows += 1;
+                    return Rec::Done(end);
+                }
+                // Anything else (a quoted new text, a null word, the end of the bytes, …) is
+                // split and judged field by field below.
+                None => self.undo_row(),
+            }
+        }
         let mut fields = std::mem::take(&mut self.fields);
         fields.clear();
         let r = split_csv_record(data, at, delim, at_eof, &mut fields);
@@ -481,6 +496,68 @@ impl FastText {
         };
         self.fields = fields;
         r
+    }
+
+    /// The common record, parsed in one pass without splitting it first: plain decimals in
+    /// number columns, repeated or unquoted text in text columns, empty fields, a `\n` or
+    /// `\r\n` at the end. Returns the end of the record, or `None` (the row possibly partly
+    /// added) for anything else.
+    fn csv_row_direct(&mut self, data: &[u8], mut i: usize, delim: u8) -> Option<usize> {
+        let last = self.columns.len().checked_sub(1)?;
+        for (c, column) in self.columns.iter_mut().enumerate() {
+            // The length of the delimiter or line break that must close this field at `at`.
+            let closes = |at: usize| -> Option<usize> {
+                match (*data.get(at)?, c == last) {
+                    (b, false) if b == delim => Some(1),
+                    (b'\n', true) => Some(1),
+                    (b'\r', true) if data.get(at + 1) == Some(&b'\n') => Some(2),
+                    _ => None,
+                }
+            };
+            // An unquoted field (not empty): up to the first delimiter, quote or line break.
+            let unquoted = |at: usize| -> Option<usize> {
+                data.get(at..)?
+                    .iter()
+                    .position(|&b| b == delim || b == b'\n' || b == b'"' || b == b'\r')
+                    .filter(|&n| n > 0)
+            };
+            if let Some(n) = closes(i) {
+                column.push_null();
+                i += n;
+                continue;
+            }
+            let len = match column {
+                Column::Number { values, valid, .. } => {
+                    let (v, len) = scan_plain_decimal(data.get(i..)?)?;
+                    values.push(v);
+                    valid.push(true);
+                    len
+                }
+                Column::Dict(d) if d.last_key >= 0 && data.get(i..i + d.last_raw.len()) == Some(&d.last_raw[..]) => {
+                    // The previous row's raw bytes again, quotes included: if the same
+                    // delimiter follows, they split the same way.
+                    d.push_last();
+                    d.last_raw.len()
+                }
+                Column::Dict(d) => {
+                    let n = unquoted(i)?;
+                    let raw = &data[i..i + n];
+                    d.push_text(std::str::from_utf8(raw).ok()?, raw);
+                    n
+                }
+                Column::Text { offsets, data: bytes, valid, .. } => {
+                    let n = unquoted(i)?;
+                    let raw = &data[i..i + n];
+                    std::str::from_utf8(raw).ok()?;
+                    bytes.extend_from_slice(raw);
+                    offsets.push(bytes.len() as i32);
+                    valid.push(true);
+                    n
+                }
+            };
+            i += len + closes(i + len)?;
+        }
+        Some(i)
     }
 
     /// Add one record's fields as a row; `false` if a field is unusual.
@@ -859,42 +936,51 @@ const POW10: [f64; 23] = [
 /// fast path: both the mantissa and the power of ten are exact doubles, one division rounds
 /// correctly). `None` for anything else.
 fn parse_plain_decimal(s: &[u8]) -> Option<f64> {
-    let (neg, digits) = match s.first()? {
-        b'-' => (true, &s[1..]),
-        _ => (false, s),
+    match scan_plain_decimal(s)? {
+        (v, len) if len == s.len() => Some(v),
+        _ => None,
+    }
+}
+
+/// The plain decimal at the start of `s` (see [`parse_plain_decimal`]) and its length in
+/// bytes: it ends at the first byte that is neither a digit nor its one `.`. `None` when that
+/// prefix is not a plain decimal of at most 15 significant digits.
+fn scan_plain_decimal(s: &[u8]) -> Option<(f64, usize)> {
+    let (neg, start) = match s.first()? {
+        b'-' => (true, 1),
+        _ => (false, 0),
     };
     let mut mantissa: u64 = 0;
     let mut n_digits = 0usize;
     let mut frac_digits = 0usize;
-    let mut seen_dot = false;
-    let mut any = false;
-    for &b in digits {
+    let mut dot = None;
+    let mut i = start;
+    while let Some(&b) = s.get(i) {
         match b {
             b'0'..=b'9' => {
-                any = true;
-                if mantissa == 0 && b == b'0' {
+                if mantissa != 0 || b != b'0' {
                     // Leading zeros do not count as significant digits.
-                } else {
                     n_digits += 1;
                 }
                 mantissa = mantissa * 10 + (b - b'0') as u64;
-                if seen_dot {
+                if dot.is_some() {
                     frac_digits += 1;
                 }
                 if n_digits > 15 || frac_digits > 22 {
                     return None;
                 }
             }
-            b'.' if !seen_dot => seen_dot = true,
-            _ => return None,
+            b'.' if dot.is_none() => dot = Some(i),
+            _ => break,
         }
+        i += 1;
     }
     // `1.` and `.5` are left to the general parser, as are empty digits.
-    if !any || digits.first() == Some(&b'.') || digits.last() == Some(&b'.') {
+    if i == start || dot == Some(start) || dot == Some(i - 1) {
         return None;
     }
     let v = mantissa as f64 / POW10[frac_digits];
-    Some(if neg { -v } else { v })
+    Some((if neg { -v } else { v }, i))
 }
 
 /// A CSV number field as arrow-csv reads it (`Float64` parser of arrow-cast), with the fast
@@ -1005,6 +1091,36 @@ mod tests {
             assert_eq!(cube.value(0, at, 1), Some(2.25));
             assert_eq!(cube.value(0, at, 2), Some(100.0));
             assert_eq!(cube.value(0, at, 3), None);
+        }
+    }
+
+    /// Records the one-pass path reads and those it leaves to the field splitter, mixed: a
+    /// text that extends the previous one, a quoted new text after an unquoted one, empty
+    /// fields, `\r\n` endings, numbers it does not take (`+1`, `1.`, `.5`, 17 digits), an
+    /// extra text column. Expected values written by hand.
+    #[test]
+    fn csv_direct_rows_and_their_exceptions() {
+        let csv = b"layer,token_position,token_masked,l2_distance,note,variant\r\n\
+0,0,ab,1.5,n1,Full\r\n\
+0,1,abc,-0.25,n1,Full\r\n\
+0,2,\"ab\",+1,,\"Full\"\r\n\
+0,3,\"ab\",1.,n2,Full\r\n\
+0,4,,.5,n2,Full\r\n\
+0,5,abc,12345678901234567,\"n,3\",Attn\r\n\
+0,6,abc,007,n3,Attn\r\n";
+        for cube in read_all("d.csv", csv) {
+            let cube = cube.unwrap();
+            let p = &cube.prompts[0];
+            let tokens: Vec<_> = (0..7).map(|i| p.token(i)).collect();
+            assert_eq!(tokens, [Some("ab"), Some("abc"), Some("ab"), Some("ab"), None, Some("abc"), Some("abc")]);
+            let full = cube.variants.iter().position(|v| v == "Full").unwrap();
+            let attn = cube.variants.iter().position(|v| v == "Attn").unwrap();
+            let at = cube.cell(0, 0, full, 0);
+            let values: Vec<_> = (0..4).map(|i| cube.value(0, at, i)).collect();
+            assert_eq!(values, [Some(1.5), Some(-0.25), Some(1.0), Some(1.0)]);
+            let at = cube.cell(0, 0, attn, 0);
+            assert_eq!(cube.value(0, at, 5), Some(12345678901234567.0f64 as f32));
+            assert_eq!(cube.value(0, at, 6), Some(7.0));
         }
     }
 
