@@ -729,6 +729,50 @@ pub fn encode_chunk<K: Key>(
 mod tests {
     use super::*;
 
+    /// A chunk whose first data page gains nothing from the slow level (random keys) is
+    /// compressed at level 1 throughout; one that gains (text with matches far apart, which
+    /// level 1's window misses) at the level asked for. Both judged with zstd itself.
+    #[test]
+    fn compression_level_follows_the_first_data_page() {
+        let z = |data: &[u8], level| zstd::bulk::compress(data, level).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect()
+        };
+        // Random keys below 64: the entropy coder saves a quarter at any level; there are no
+        // matches to find.
+        let noisy: Vec<Vec<u8>> = (0..4)
+            .map(|_| random(1 << 18).into_iter().map(|b| b & 63).collect())
+            .collect();
+        assert_ne!(z(&noisy[1], 9), z(&noisy[1], 1), "the levels must differ on these pages for this test to mean something");
+        let got = compress_all(&noisy, ZstdLevel::try_new(9).unwrap()).unwrap();
+        for (page, bytes) in noisy.iter().zip(&got) {
+            assert_eq!(bytes.as_ref(), z(page, 1), "noisy pages: level 1");
+        }
+        // Pages of 2 MiB: 4 KiB blocks drawn from 256 distinct ones, each repeated 1 MiB
+        // later, beyond level 1's window (512 KiB) and within level 9's.
+        let blocks: Vec<Vec<u8>> = (0..256).map(|_| random(4096)).collect();
+        let page = |seed: usize| -> Vec<u8> {
+            (0..512).flat_map(|i| blocks[(i * 37 + seed) % 256].clone()).collect()
+        };
+        let smooth: Vec<Vec<u8>> = (0..4).map(page).collect();
+        assert!(
+            (z(&smooth[1], 9).len() as f64) < 0.9 * z(&smooth[1], 1).len() as f64,
+            "the smooth pages must gain from level 9 for this test to mean something"
+        );
+        let got = compress_all(&smooth, ZstdLevel::try_new(9).unwrap()).unwrap();
+        for (page, bytes) in smooth.iter().zip(&got) {
+            assert_eq!(bytes.as_ref(), z(page, 9), "smooth pages: level 9");
+        }
+    }
+
     use std::sync::Arc;
 
     use arrow_array::cast::AsArray;
