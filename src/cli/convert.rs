@@ -372,19 +372,26 @@ impl Plan {
                     RowOrder::LayerPositionVariant => ([nl, n, nv], |i| (i[2], i[0], i[1])),
                     RowOrder::PositionVariantLayer => ([n, nv, nl], |i| (i[1], i[2], i[0])),
                 };
+            // Each metric's row of positions per (variant, layer index), looked up once.
+            let metric_rows: Vec<Vec<&[f32]>> = (0..cube.metrics.len())
+                .map(|m| {
+                    (0..nv * nl)
+                        .map(|vl| cube.row(m, cube.cell(p, step, vl / nl, vl % nl * stride)))
+                        .collect()
+                })
+                .collect();
             for a in 0..sizes[0] {
                 for b in 0..sizes[1] {
                     for c in 0..sizes[2] {
                         let (v, l, pos) = pick([a, b, c]);
-                        let l = l * stride;
-                        let at = cube.cell(p, step, v, l);
-                        for (m, cell) in cells.iter_mut().enumerate() {
-                            *cell = cube.row(m, at)[pos];
+                        let vl = v * nl + l;
+                        for (cell, row) in cells.iter_mut().zip(&metric_rows) {
+                            *cell = row[vl][pos];
                         }
                         if cells.iter().all(|c| c.is_nan()) {
                             continue;
                         }
-                        rows.push(p, l, pos, v, &cells);
+                        rows.push(p, l * stride, pos, v, &cells);
                         if rows.len() >= options.batch_rows {
                             total += rows.len() as u64;
                             sink(std::mem::replace(&mut rows, new_rows()))?;

@@ -191,16 +191,21 @@ pub fn encode_hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
         for run in chunk.chunks(MAX_GROUPS * 8) {
             let groups = run.len().div_ceil(8);
             put_uleb(out, ((groups as u64) << 1) | 1);
+            // Values below 2^w, w <= 32: four bytes are written at a time; the last group is
+            // padded with zeros; 8 values of w bits end on a byte boundary.
+            out.reserve(groups * w);
             let (mut acc, mut bits) = (0u64, 0usize);
-            for k in 0..groups * 8 {
-                acc |= u64::from(run.get(k).copied().unwrap_or(0)) << bits;
+            let padding = std::iter::repeat_n(&0, groups * 8 - run.len());
+            for &v in run.iter().chain(padding) {
+                acc |= u64::from(v) << bits;
                 bits += w;
-                while bits >= 8 {
-                    out.push(acc as u8);
-                    acc >>= 8;
-                    bits -= 8;
+                if bits >= 32 {
+                    out.extend_from_slice(&(acc as u32).to_le_bytes());
+                    acc >>= 32;
+                    bits -= 32;
                 }
             }
+            out.extend_from_slice(&acc.to_le_bytes()[..bits / 8]);
         }
     };
     while i < values.len() {
