@@ -129,7 +129,7 @@ impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
             decimals: Some(4),
-            zstd_level: 9,
+            zstd_level: 7,
             order: None,
             row_groups: None,
             float_encoding: FloatEncoding::default(),
