@@ -84,7 +84,8 @@ struct DictColumn {
     nulls: usize,
     /// Decoded text → key, for this batch (foldhash: short keys hashed several times faster
     /// than with SipHash; the input is a local file, not an adversary).
-    map: HashMap<Box<str>, i32, foldhash::fast::FixedState>,
+    /// Its keys are valid UTF-8 (only `&str` is inserted), so raw bytes found here are text.
+    map: HashMap<Box<[u8]>, i32, foldhash::fast::FixedState>,
     /// The dictionary values of this batch, in key order.
     offsets: Vec<i32>,
     data: Vec<u8>,
@@ -104,13 +105,13 @@ impl DictColumn {
 
     /// The key of `text` (decoded), added to the dictionary when new.
     fn key_of(&mut self, text: &str) -> i32 {
-        if let Some(&k) = self.map.get(text) {
+        if let Some(&k) = self.map.get(text.as_bytes()) {
             return k;
         }
         let k = (self.offsets.len() - 1) as i32;
         self.data.extend_from_slice(text.as_bytes());
         self.offsets.push(self.data.len() as i32);
-        self.map.insert(text.into(), k);
+        self.map.insert(text.as_bytes().into(), k);
         k
     }
 
@@ -134,6 +135,25 @@ impl DictColumn {
     /// row's raw-bytes comparison.
     fn push_text(&mut self, text: &str, raw: &[u8]) {
         let k = self.key_of(text);
+        self.push_key(k, raw);
+    }
+
+    /// Appends a row holding the text of an unquoted field (its raw bytes are its text);
+    /// `false` if they are not UTF-8. A text already in the dictionary is found without
+    /// checking it again (variants alternate on every row).
+    fn push_unquoted(&mut self, raw: &[u8]) -> bool {
+        let k = match self.map.get(raw) {
+            Some(&k) => k,
+            None => match std::str::from_utf8(raw) {
+                Ok(text) => self.key_of(text),
+                Err(_) => return false,
+            },
+        };
+        self.push_key(k, raw);
+        true
+    }
+
+    fn push_key(&mut self, k: i32, raw: &[u8]) {
         self.keys.push(k);
         self.valid.push(true);
         self.last_key = k;
@@ -541,8 +561,9 @@ impl FastText {
                 }
                 Column::Dict(d) => {
                     let n = unquoted(i)?;
-                    let raw = &data[i..i + n];
-                    d.push_text(std::str::from_utf8(raw).ok()?, raw);
+                    if !d.push_unquoted(&data[i..i + n]) {
+                        return None;
+                    }
                     n
                 }
                 Column::Text { offsets, data: bytes, valid, .. } => {
