@@ -1145,6 +1145,60 @@ mod tests {
         }
     }
 
+    /// Everything a cube holds, through its public API (the layout of its arrays depends on
+    /// how the rows were batched, which differs between the decoders).
+    fn cube_contents(c: &crate::cube::Cube) -> Vec<String> {
+        let mut out = vec![format!("{:?} {:?} {:?}", c.steps, c.layers, c.variants)];
+        for (p, prompt) in c.prompts.iter().enumerate() {
+            out.push((0..prompt.n_positions()).map(|i| format!("{:?}", prompt.token(i))).collect());
+            for (m, metric) in c.metrics.iter().enumerate() {
+                for s in 0..c.steps.len() {
+                    for v in 0..c.variants.len() {
+                        for l in 0..c.layers.len() {
+                            let at = c.cell(p, s, v, l);
+                            let row: Vec<_> = (0..prompt.n_positions()).map(|i| c.value(m, at, i)).collect();
+                            out.push(format!("{} {s} {v} {l} {row:?}", metric.name));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(0x0c57), ..Default::default() })]
+
+        /// The fast decoder (one-pass records, the field splitter, the hand-over) reads any mix
+        /// of usual and unusual CSV fields as arrow-csv alone does: the same cube, or an error
+        /// in both.
+        #[test]
+        fn csv_fast_path_reads_as_arrow_csv(
+            rows in proptest::collection::vec((0usize..12, 0usize..9, 0usize..4, proptest::bool::ANY), 1..40),
+        ) {
+            const NUMBERS: [&str; 12] = ["1.5", "-0.25", "007", "+1", "1.", ".5", "1e2", "12345678901234567", "", "0", "-0", "\"2.5\""];
+            const TOKENS: [&str; 9] = ["ab", "abc", "\"ab\"", "\"a,b\"", "\"x\"\"y\"", "", "\"\"", "\"l1\nl2\"", "é"];
+            const VARIANTS: [&str; 4] = ["Full", "Attn", "\"Full\"", "Head_0"];
+            let mut csv = String::from("layer,token_position,token_masked,variant,l2_distance\n");
+            for (i, &(n, t, v, crlf)) in rows.iter().enumerate() {
+                csv += &format!("0,{i},{},{},{}{}", TOKENS[t], VARIANTS[v], NUMBERS[n], if crlf { "\r\n" } else { "\n" });
+            }
+            let read = |fast: bool| {
+                let b = bytes::Bytes::from(csv.clone().into_bytes());
+                let mut ingest = super::super::Ingest::new("p.csv", b.len() as u64).with_text_chunk_bytes(7).with_text_fast_path(fast);
+                super::super::drive(&mut ingest, |r| Ok(b.slice(r.start as usize..r.end as usize)), |_| true)
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| ingest.finish().map_err(|e| e.to_string()))
+                    .map(|c| cube_contents(&c))
+            };
+            let (fast, general) = (read(true), read(false));
+            proptest::prop_assert_eq!(fast.is_ok(), general.is_ok(), "{:?} vs {:?}", fast, general);
+            if let (Ok(a), Ok(b)) = (fast, general) {
+                proptest::prop_assert_eq!(a, b);
+            }
+        }
+    }
+
     #[test]
     fn csv_errors_after_fast_rows_name_the_file_line() {
         // Line 1 is the header; line 4 holds text in a metric; line 6 has too few fields.
