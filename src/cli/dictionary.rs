@@ -398,6 +398,10 @@ const EMPTY_SLOT: u64 = u64::MAX;
 /// [`encode_chunk`]'s ranks) is prefetched: about one memory latency of lookups.
 const PREFETCH_AHEAD: usize = 16;
 
+/// Dictionaries with more entries than this have their ranks prefetched in [`encode_chunk`]
+/// (256 KiB of ranks: beyond the fast caches); smaller ones stay cached.
+const PREFETCH_RANKS_ABOVE: usize = 1 << 16;
+
 /// A hint to bring `item` into the cache (a no-op where no prefetch instruction is wired up).
 #[inline(always)]
 fn prefetch<T>(item: &T) {
@@ -604,6 +608,7 @@ pub fn encode_chunk<K: Key>(
     let width = stored_width(order.len());
     let page_rows = (DATA_PAGE_BYTES * 8 / usize::from(width)).clamp(1, PAGE_ROWS);
     let is_float = matches!(entries, Entries::Float(_));
+    let prefetch_ranks = n > PREFETCH_RANKS_ABOVE;
 
     // The pages, uncompressed: the dictionary, then the data pages.
     let mut dictionary = Vec::new();
@@ -622,7 +627,7 @@ pub fn encode_chunk<K: Key>(
         let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
         for (j, &k) in page.iter().enumerate() {
             // A large dictionary's ranks (a noisy metric's: megabytes) miss the caches.
-            if let Some(&ahead) = page.get(j + PREFETCH_AHEAD).filter(|_| n > (1 << 16)) {
+            if let Some(&ahead) = page.get(j + PREFETCH_AHEAD).filter(|_| prefetch_ranks) {
                 if ahead != K::NULL {
                     prefetch(&rank[ahead.index()]);
                 }

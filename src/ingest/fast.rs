@@ -120,6 +120,12 @@ impl DictColumn {
         self.last_key >= 0 && self.last_raw == raw
     }
 
+    /// Whether `data` holds the previous row's raw CSV field at `at` (what follows it is for the
+    /// caller to check).
+    fn repeats_at(&self, data: &[u8], at: usize) -> bool {
+        self.last_key >= 0 && data.get(at..at + self.last_raw.len()) == Some(&self.last_raw[..])
+    }
+
     /// Whether `data` holds the previous row's JSON string body at `at`, closing quote included.
     fn repeats_quoted_at(&self, data: &[u8], at: usize) -> bool {
         self.last_key >= 0 && quoted_at(data, at, &self.last_raw)
@@ -534,12 +540,10 @@ impl FastText {
                     _ => None,
                 }
             };
-            // An unquoted field (not empty): up to the first delimiter, quote or line break.
+            // The length of an unquoted field at `at` (not empty, not cut by the end of `data`).
             let unquoted = |at: usize| -> Option<usize> {
-                data.get(at..)?
-                    .iter()
-                    .position(|&b| b == delim || b == b'\n' || b == b'"' || b == b'\r')
-                    .filter(|&n| n > 0)
+                let end = unquoted_end(data, at, delim);
+                (end > at && end < data.len()).then(|| end - at)
             };
             if let Some(n) = closes(i) {
                 column.push_null();
@@ -548,12 +552,20 @@ impl FastText {
             }
             let len = match column {
                 Column::Number { values, valid, .. } => {
-                    let (v, len) = scan_plain_decimal(data.get(i..)?)?;
+                    // A plain decimal in place; any other unquoted number (`1e-05`, as pandas
+                    // writes small floats) as the field splitter's path parses it.
+                    let (v, len) = match scan_plain_decimal(data.get(i..)?) {
+                        Some((v, len)) if closes(i + len).is_some() => (v, len),
+                        _ => {
+                            let n = unquoted(i)?;
+                            (parse_number(&data[i..i + n], false)?, n)
+                        }
+                    };
                     values.push(v);
                     valid.push(true);
                     len
                 }
-                Column::Dict(d) if d.last_key >= 0 && data.get(i..i + d.last_raw.len()) == Some(&d.last_raw[..]) => {
+                Column::Dict(d) if d.repeats_at(data, i) => {
                     // The previous row's raw bytes again, quotes included: if the same
                     // delimiter follows, they split the same way.
                     d.push_last();
@@ -894,14 +906,7 @@ fn split_csv_record(data: &[u8], at: usize, delim: u8, at_eof: bool, fields: &mu
             }
             fields.push((start, i, true));
         } else {
-            // Unquoted fields are short (numbers, tokens): a plain loop beats a vector search.
-            let mut end = i;
-            while let Some(&b) = data.get(end) {
-                if b == delim || b == b'\n' || b == b'"' || b == b'\r' {
-                    break;
-                }
-                end += 1;
-            }
+            let end = unquoted_end(data, i, delim);
             match data.get(end) {
                 None if !at_eof => return Rec::More,
                 // A quote inside an unquoted field; a `\r` is checked where the record ends.
@@ -932,6 +937,20 @@ fn split_csv_record(data: &[u8], at: usize, delim: u8, at_eof: bool, fields: &mu
             return Rec::Done(i);
         }
     }
+}
+
+/// Where an unquoted CSV field starting at `from` ends: at the first delimiter, line break or
+/// quote, or at the end of `data`. Unquoted fields are short (numbers, tokens): a plain loop
+/// beats a vector search.
+fn unquoted_end(data: &[u8], from: usize, delim: u8) -> usize {
+    let mut end = from;
+    while let Some(&b) = data.get(end) {
+        if b == delim || b == b'\n' || b == b'"' || b == b'\r' {
+            break;
+        }
+        end += 1;
+    }
+    end
 }
 
 /// The text of a quoted CSV field (without its quotes): `""` → `"`.
