@@ -794,18 +794,28 @@ impl FastText {
                     i += 4;
                 }
                 b'-' | b'0'..=b'9' => {
-                    let end = i + data[i..]
-                        .iter()
-                        .position(|&c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                        .unwrap_or(data.len() - i);
-                    if end >= data.len() {
-                        return Rec::More;
-                    }
                     let Column::Number { values, valid, .. } = column else {
                         return Rec::Unusual;
                     };
-                    let Some(v) = parse_json_number(&data[i..end]) else {
-                        return Rec::Unusual;
+                    let in_number = |c: &u8| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
+                    // The usual short decimal in place; else the whole token, found first.
+                    let (v, end) = match scan_short_decimal(&data[i..]) {
+                        Some((v, len))
+                            if data.get(i + len).is_some_and(|c| !in_number(c))
+                                && !json_leading_zero(&data[i..i + len]) =>
+                        {
+                            (v, i + len)
+                        }
+                        _ => {
+                            let end = i + data[i..].iter().position(|c| !in_number(c)).unwrap_or(data.len() - i);
+                            if end >= data.len() {
+                                return Rec::More;
+                            }
+                            let Some(v) = parse_json_number(&data[i..end]) else {
+                                return Rec::Unusual;
+                            };
+                            (v, end)
+                        }
                     };
                     values.push(v);
                     valid.push(true);
@@ -985,7 +995,45 @@ fn parse_plain_decimal(s: &[u8]) -> Option<f64> {
 /// The plain decimal at the start of `s` (see [`parse_plain_decimal`]) and its length in
 /// bytes: it ends at the first byte that is neither a digit nor its one `.`. `None` when that
 /// prefix is not a plain decimal of at most 15 significant digits.
+#[inline]
 fn scan_plain_decimal(s: &[u8]) -> Option<(f64, usize)> {
+    match scan_short_decimal(s) {
+        Some(r) => Some(r),
+        None => scan_plain_decimal_bytewise(s),
+    }
+}
+
+/// [`scan_plain_decimal`] for the usual case, eight bytes at a time: up to seven digits, then
+/// optionally a `.` and up to seven digits, with eight bytes readable after each start.
+/// `None`: anything else (then the byte-wise scan decides).
+#[inline]
+fn scan_short_decimal(s: &[u8]) -> Option<(f64, usize)> {
+    let neg = *s.first()? == b'-';
+    let start = neg as usize;
+    let w = word_at(s, start)?;
+    let n = leading_digits(w);
+    if n == 0 || n == 8 {
+        return None;
+    }
+    let mut end = start + n;
+    let mut mantissa = digits_value(w, n);
+    let mut frac_digits = 0;
+    if s[end] == b'.' {
+        let w = word_at(s, end + 1)?;
+        let f = leading_digits(w);
+        if f == 0 || f == 8 {
+            return None;
+        }
+        // At most 14 digits in all: exact in a u64 and in a double.
+        mantissa = mantissa * POW10_U64[f] + digits_value(w, f);
+        frac_digits = f;
+        end += 1 + f;
+    }
+    Some((decimal_value(neg, mantissa, frac_digits), end))
+}
+
+/// The byte-wise [`scan_plain_decimal`]: any number of leading zeros and digits.
+fn scan_plain_decimal_bytewise(s: &[u8]) -> Option<(f64, usize)> {
     let (neg, start) = match s.first()? {
         b'-' => (true, 1),
         _ => (false, 0),
@@ -1019,8 +1067,64 @@ fn scan_plain_decimal(s: &[u8]) -> Option<(f64, usize)> {
     if i == start || dot == Some(start) || dot == Some(i - 1) {
         return None;
     }
-    let v = mantissa as f64 / POW10[frac_digits];
-    Some((if neg { -v } else { v }, i))
+    Some((decimal_value(neg, mantissa, frac_digits), i))
+}
+
+/// `±mantissa / 10^frac_digits`, correctly rounded (the mantissa is below 2^53).
+#[inline]
+fn decimal_value(neg: bool, mantissa: u64, frac_digits: usize) -> f64 {
+    // Integers (steps, layers, positions) need no division.
+    let v = match frac_digits {
+        0 => mantissa as f64,
+        f => mantissa as f64 / POW10[f],
+    };
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+const POW10_U64: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+
+/// The eight bytes of `s` at `at` as a little-endian word (the byte at `at` lowest).
+#[inline]
+fn word_at(s: &[u8], at: usize) -> Option<u64> {
+    let bytes = s.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// How many of the first bytes of `w` (lowest first) are ASCII digits: 0 to 8.
+#[inline]
+fn leading_digits(w: u64) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // Per byte, with no carry or borrow between bytes: the high bit of `at_least_0` is set
+    // when the low seven bits are ≥ '0', that of `above_9` when they are > '9'; a digit also
+    // has its own high bit clear.
+    let at_least_0 = ((w & LOW7) | HIGH) - 0x3030_3030_3030_3030;
+    let above_9 = (w & LOW7) + 0x4646_4646_4646_4646;
+    let digit = at_least_0 & !above_9 & !w & HIGH;
+    ((!digit & HIGH).trailing_zeros() / 8) as usize
+}
+
+/// The value of the first `n` (1 to 8) bytes of `w`, ASCII digits, the first the most
+/// significant (eight digits at once, as in fast_float).
+#[inline]
+fn digits_value(w: u64, n: usize) -> u64 {
+    debug_assert!((1..=8).contains(&n));
+    let w = if n == 8 {
+        w
+    } else {
+        // Move the digits up to the last bytes, and fill the first with '0'.
+        let shift = 8 * (8 - n as u32);
+        (w << shift) | (0x3030_3030_3030_3030 >> (64 - shift))
+    };
+    let v = w - 0x3030_3030_3030_3030;
+    let v = v * 10 + (v >> 8);
+    let v1 = (v & 0x0000_00ff_0000_00ff).wrapping_mul(100 + (1_000_000 << 32));
+    let v2 = ((v >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32));
+    (v1.wrapping_add(v2) >> 32) as u32 as u64
 }
 
 /// A CSV number field as arrow-csv reads it (`Float64` parser of arrow-cast), with the fast
@@ -1036,15 +1140,17 @@ fn parse_number(field: &[u8], quoted: bool) -> Option<f64> {
     <arrow_array::types::Float64Type as arrow_cast::parse::Parser>::parse(text)
 }
 
+/// Whether a plain decimal token has a leading zero that JSON forbids (`01`, `-00.5`).
+fn json_leading_zero(token: &[u8]) -> bool {
+    let d = token.strip_prefix(b"-").unwrap_or(token);
+    d.len() > 1 && d[0] == b'0' && d[1] != b'.'
+}
+
 /// A JSON number token, exactly. `None`: not a valid JSON number.
 fn parse_json_number(token: &[u8]) -> Option<f64> {
     if let Some(v) = parse_plain_decimal(token) {
         // JSON forbids leading zeros (`01`): leave those to the general decoder.
-        let d = token.strip_prefix(b"-").unwrap_or(token);
-        if d.len() > 1 && d[0] == b'0' && d[1] != b'.' {
-            return None;
-        }
-        return Some(v);
+        return (!json_leading_zero(token)).then_some(v);
     }
     let text = std::str::from_utf8(token).ok()?;
     // Rust's parser rounds correctly, as arrow-json's does; the JSON grammar is checked by
@@ -1064,6 +1170,50 @@ mod tests {
         }
         for s in ["", "-", ".5", "1.", "1e5", "1.2.3", "nan", "1234567890123456", " 1", "+1"] {
             assert_eq!(parse_plain_decimal(s.as_bytes()), None, "{s}");
+        }
+    }
+
+    /// The eight-bytes-at-a-time scan agrees with the byte-wise one (and so with the exact
+    /// parse above) on every prefix of numbers and near-numbers, read from inside a longer
+    /// buffer as the CSV decoder reads them.
+    #[test]
+    fn short_decimals_scan_as_bytewise() {
+        let numbers = [
+            "0", "7", "-0", "-7", "12", "772.7286", "0.8939", "-0.0153", "1234567", "12345678", "1234567.1234567",
+            "1234567.12345678", "0000001.5", "00000001", ".5", "1.", "-.5", "1.2.3", "1e-05", "9999999.9999999",
+            "3.14159", "-", "--1", "1-2", "0.0", "10.01", "\u{660}", "5\u{ff10}",
+        ];
+        let tails = ["", ",", "\n", ",Full,x", "\r\n", "\"", "/", ":", "9", ".", "\u{80}", "\u{b9}"];
+        for n in numbers {
+            for t in tails {
+                for pad in 0..10 {
+                    let text = format!("{n}{t}{}", "x".repeat(pad));
+                    let b = text.as_bytes();
+                    for cut in 0..=b.len() {
+                        let s = &b[..cut];
+                        let want = scan_plain_decimal_bytewise(s);
+                        let got = scan_plain_decimal(s);
+                        assert_eq!(
+                            got.map(|(v, l)| (v.to_bits(), l)),
+                            want.map(|(v, l)| (v.to_bits(), l)),
+                            "{s:?}"
+                        );
+                        if let Some((v, l)) = scan_short_decimal(s) {
+                            assert_eq!(v, std::str::from_utf8(&s[..l]).unwrap().parse::<f64>().unwrap(), "{s:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // Every byte value after the digits, on both scans.
+        for b in 0..=255u8 {
+            let mut s = b"12.5".to_vec();
+            s.push(b);
+            s.extend_from_slice(b"12345678");
+            assert_eq!(scan_plain_decimal(&s), scan_plain_decimal_bytewise(&s), "{b}");
+            let mut s = vec![b'4', b];
+            s.extend_from_slice(b"0000000000");
+            assert_eq!(scan_plain_decimal(&s), scan_plain_decimal_bytewise(&s), "{b}");
         }
     }
 
@@ -1214,6 +1364,56 @@ mod tests {
             proptest::prop_assert_eq!(fast.is_ok(), general.is_ok(), "{:?} vs {:?}", fast, general);
             if let (Ok(a), Ok(b)) = (fast, general) {
                 proptest::prop_assert_eq!(a, b);
+            }
+        }
+    }
+
+    /// A chunk larger than the schema sample is decoded in place past the sample: pushed to a
+    /// [`TextDecoder`] (as the CLI pushes its segments, without being asked for the bytes),
+    /// the same rows come out as from small chunks and from arrow-csv alone, also when the
+    /// first data row is longer than the sample (the schema is then decided on more bytes).
+    #[test]
+    fn chunks_larger_than_the_schema_sample_read_as_small_ones() {
+        struct Rows(Vec<String>);
+        impl super::super::BatchSink for Rows {
+            fn begin(&mut self, _: &SchemaRef) -> Result<(), IngestError> {
+                Ok(())
+            }
+            fn batch(&mut self, b: RecordBatch) -> Result<(), IngestError> {
+                let text: Vec<ArrayRef> = b
+                    .columns()
+                    .iter()
+                    .map(|c| arrow_cast::cast(c, &DataType::Utf8).unwrap())
+                    .collect();
+                for r in 0..b.num_rows() {
+                    self.0.push(text.iter().map(|c| c.as_any().downcast_ref::<StringArray>().unwrap().value(r)).collect::<Vec<_>>().join("|"));
+                }
+                Ok(())
+            }
+        }
+        for first_token in [3usize, 300 << 10] {
+            let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
+            let long = "x".repeat(first_token);
+            for r in 0..20_000usize {
+                let pos = r % 1000;
+                let token = if pos == 0 { long.as_str() } else { ["a", "\"b,c\"", "d"][pos % 3] };
+                csv += &format!("{},{},{token},{pos},{},{}.{}\n", r / 5000, r % 7, ["Full", "Attn"][r % 2], r, r % 10);
+            }
+            let read = |chunk: usize, fast: bool| {
+                let mut d = super::super::TextDecoder::new("big.csv", csv.len() as u64, super::super::Format::Csv).with_fast_path(fast);
+                let mut rows = Rows(Vec::new());
+                for c in csv.as_bytes().chunks(chunk) {
+                    d.push(c, &mut rows).unwrap();
+                }
+                d.finish(&mut rows).unwrap();
+                rows.0
+            };
+            let want = read(64 << 10, false);
+            assert_eq!(want.len(), 20_000);
+            assert_eq!(want[1], "0.0|1.0|b,c|1.0|Attn|1.1");
+            assert_eq!(want[5001], "1.0|3.0|b,c|1.0|Attn|5001.1");
+            for chunk in [8 << 20, 300 << 10, 64 << 10] {
+                assert!(read(chunk, true) == want, "chunks of {chunk} bytes, first token of {first_token}");
             }
         }
     }

@@ -690,19 +690,30 @@ impl TextDecoder {
 
     /// Feed the next `chunk` of the file; full batches go to `sink`.
     pub fn push(&mut self, chunk: &[u8], sink: &mut dyn BatchSink) -> Result<(), IngestError> {
-        self.bytes_fed += chunk.len() as u64;
         if self.decoder.is_some() {
+            self.bytes_fed += chunk.len() as u64;
             return self.decode(chunk, sink);
         }
-        // Hold the first bytes until there are enough to decide the schema.
-        self.head.extend_from_slice(chunk);
+        // Hold the first bytes until there are enough to decide the schema. Only those are
+        // copied: the rest of a large chunk is decoded where it is (once the first row is
+        // known to fit in the sample, else it is held too).
+        let take = match SCHEMA_SAMPLE_BYTES.checked_sub(self.head.len()) {
+            Some(room) if room > 0 => room.min(chunk.len()),
+            _ => chunk.len(),
+        };
+        let (sample, rest) = chunk.split_at(take);
+        self.bytes_fed += sample.len() as u64;
+        self.head.extend_from_slice(sample);
         let at_eof = self.bytes_fed >= self.file_len;
         if self.head.len() < SCHEMA_SAMPLE_BYTES && !at_eof {
             return Ok(());
         }
         let head = std::mem::take(&mut self.head);
         self.start_with(head, sink)?;
-        Ok(())
+        if rest.is_empty() {
+            return Ok(());
+        }
+        self.push(rest, sink)
     }
 
     fn decode(&mut self, mut buf: &[u8], sink: &mut dyn BatchSink) -> Result<(), IngestError> {
