@@ -92,6 +92,10 @@ struct DictColumn {
     /// The raw bytes of the previous row's field and its key (-1: none).
     last_raw: Vec<u8>,
     last_key: i32,
+    /// The same for the different text before it (-1: none): a column whose text alternates
+    /// (the variant, `Full` then `Attn`) finds it here without hashing.
+    prev_raw: Vec<u8>,
+    prev_key: i32,
 }
 
 impl DictColumn {
@@ -99,6 +103,7 @@ impl DictColumn {
         DictColumn {
             offsets: vec![0],
             last_key: -1,
+            prev_key: -1,
             ..Default::default()
         }
     }
@@ -123,12 +128,32 @@ impl DictColumn {
     /// Whether `data` holds the previous row's raw CSV field at `at` (what follows it is for the
     /// caller to check).
     fn repeats_at(&self, data: &[u8], at: usize) -> bool {
-        self.last_key >= 0 && data.get(at..at + self.last_raw.len()) == Some(&self.last_raw[..])
+        self.last_key >= 0 && data.get(at..at + self.last_raw.len()).is_some_and(|d| same_bytes(d, &self.last_raw))
+    }
+
+    /// Whether `data` holds the raw CSV field of the text before the previous row's at `at`
+    /// (what follows it is for the caller to check).
+    fn repeats_prev_at(&self, data: &[u8], at: usize) -> bool {
+        self.prev_key >= 0 && data.get(at..at + self.prev_raw.len()).is_some_and(|d| same_bytes(d, &self.prev_raw))
+    }
+
+    /// Appends a row holding the text before the previous row's again (it becomes the
+    /// previous, and the previous the one before).
+    fn push_prev(&mut self) {
+        std::mem::swap(&mut self.last_raw, &mut self.prev_raw);
+        std::mem::swap(&mut self.last_key, &mut self.prev_key);
+        self.keys.push(self.last_key);
+        self.valid.push(true);
     }
 
     /// Whether `data` holds the previous row's JSON string body at `at`, closing quote included.
     fn repeats_quoted_at(&self, data: &[u8], at: usize) -> bool {
         self.last_key >= 0 && quoted_at(data, at, &self.last_raw)
+    }
+
+    /// The same for the text before the previous row's.
+    fn repeats_prev_quoted_at(&self, data: &[u8], at: usize) -> bool {
+        self.prev_key >= 0 && quoted_at(data, at, &self.prev_raw)
     }
 
     /// Appends a row holding the previous row's text again.
@@ -162,6 +187,10 @@ impl DictColumn {
     fn push_key(&mut self, k: i32, raw: &[u8]) {
         self.keys.push(k);
         self.valid.push(true);
+        if k != self.last_key {
+            std::mem::swap(&mut self.last_raw, &mut self.prev_raw);
+            self.prev_key = self.last_key;
+        }
         self.last_key = k;
         self.last_raw.clear();
         self.last_raw.extend_from_slice(raw);
@@ -185,6 +214,24 @@ impl Column {
                 offsets.push(data.len() as i32);
                 valid.push(false);
                 *nulls += 1;
+            }
+        }
+    }
+
+    /// Room for `rows` more rows (the values of text aside).
+    fn reserve(&mut self, rows: usize) {
+        match self {
+            Column::Number { values, valid, .. } => {
+                values.reserve(rows);
+                valid.reserve(rows);
+            }
+            Column::Dict(d) => {
+                d.keys.reserve(rows);
+                d.valid.reserve(rows);
+            }
+            Column::Text { offsets, valid, .. } => {
+                offsets.reserve(rows);
+                valid.reserve(rows);
             }
         }
     }
@@ -250,6 +297,8 @@ impl Column {
                 d.nulls = 0;
                 d.last_key = -1;
                 d.last_raw.clear();
+                d.prev_key = -1;
+                d.prev_raw.clear();
                 let values = StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), data.into(), None)?;
                 Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))?))
             }
@@ -465,6 +514,8 @@ impl FastText {
             return Ok(());
         }
         let arrays = self.columns.iter_mut().map(Column::take).collect::<Result<Vec<_>, _>>();
+        // Room for the next batch at once, rather than growing from nothing row by row.
+        self.columns.iter_mut().for_each(|c| c.reserve(self.batch_rows));
         let batch = arrays
             .and_then(|a| RecordBatch::try_new(self.schema.clone(), a))
             .map_err(|e| IngestError::Read {
@@ -529,68 +580,11 @@ impl FastText {
     /// `\r\n` at the end. Returns the end of the record, or `None` (the row possibly partly
     /// added) for anything else.
     fn csv_row_direct(&mut self, data: &[u8], mut i: usize, delim: u8) -> Option<usize> {
-        let last = self.columns.len().checked_sub(1)?;
-        for (c, column) in self.columns.iter_mut().enumerate() {
-            // The length of the delimiter or line break that must close this field at `at`.
-            let closes = |at: usize| -> Option<usize> {
-                match (*data.get(at)?, c == last) {
-                    (b, false) if b == delim => Some(1),
-                    (b'\n', true) => Some(1),
-                    (b'\r', true) if data.get(at + 1) == Some(&b'\n') => Some(2),
-                    _ => None,
-                }
-            };
-            // The length of an unquoted field at `at` (not empty, not cut by the end of `data`).
-            let unquoted = |at: usize| -> Option<usize> {
-                let end = unquoted_end(data, at, delim);
-                (end > at && end < data.len()).then(|| end - at)
-            };
-            if let Some(n) = closes(i) {
-                column.push_null();
-                i += n;
-                continue;
-            }
-            let len = match column {
-                Column::Number { values, valid, .. } => {
-                    // A plain decimal in place; any other unquoted number (`1e-05`, as pandas
-                    // writes small floats) as the field splitter's path parses it.
-                    let (v, len) = match scan_plain_decimal(data.get(i..)?) {
-                        Some((v, len)) if closes(i + len).is_some() => (v, len),
-                        _ => {
-                            let n = unquoted(i)?;
-                            (parse_number(&data[i..i + n], false)?, n)
-                        }
-                    };
-                    values.push(v);
-                    valid.push(true);
-                    len
-                }
-                Column::Dict(d) if d.repeats_at(data, i) => {
-                    // The previous row's raw bytes again, quotes included: if the same
-                    // delimiter follows, they split the same way.
-                    d.push_last();
-                    d.last_raw.len()
-                }
-                Column::Dict(d) => {
-                    let n = unquoted(i)?;
-                    if !d.push_unquoted(&data[i..i + n]) {
-                        return None;
-                    }
-                    n
-                }
-                Column::Text { offsets, data: bytes, valid, .. } => {
-                    let n = unquoted(i)?;
-                    let raw = &data[i..i + n];
-                    std::str::from_utf8(raw).ok()?;
-                    bytes.extend_from_slice(raw);
-                    offsets.push(bytes.len() as i32);
-                    valid.push(true);
-                    n
-                }
-            };
-            i += len + closes(i + len)?;
+        let (last, body) = self.columns.split_last_mut()?;
+        for column in body {
+            i = csv_field_direct(column, data, i, delim, false)?;
         }
-        Some(i)
+        csv_field_direct(last, data, i, delim, true)
     }
 
     /// Add one record's fields as a row; `false` if a field is unusual.
@@ -754,6 +748,12 @@ impl FastText {
                         i += d.last_raw.len() + 2;
                     }
                 }
+                b'"' if matches!(column, Column::Dict(d) if d.repeats_prev_quoted_at(data, i + 1)) => {
+                    if let Column::Dict(d) = column {
+                        d.push_prev();
+                        i += d.last_raw.len() + 2;
+                    }
+                }
                 b'"' => {
                     let Some((end, escaped)) = string_end(data, i + 1) else {
                         return Rec::More;
@@ -834,6 +834,85 @@ impl FastText {
     }
 }
 
+/// One field of a one-pass CSV record (see [`FastText::csv_row_direct`]) at `data[i]`, added to
+/// `column`; returns where the next field starts, after the delimiter (or, for the `last`
+/// field, the line break). `None` for anything the one-pass record does not take.
+#[inline(always)]
+fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last: bool) -> Option<usize> {
+    // The length of the delimiter or line break that must close this field at `at`.
+    let closes = |at: usize| -> Option<usize> {
+        let b = *data.get(at)?;
+        if !last {
+            (b == delim).then_some(1)
+        } else if b == b'\n' {
+            Some(1)
+        } else {
+            (b == b'\r' && data.get(at + 1) == Some(&b'\n')).then_some(2)
+        }
+    };
+    // The length of an unquoted field at `at` (not empty, not cut by the end of `data`).
+    let unquoted = |at: usize| -> Option<usize> {
+        let end = unquoted_end(data, at, delim);
+        (end > at && end < data.len()).then(|| end - at)
+    };
+    let len = match column {
+        Column::Number { values, valid, .. } => {
+            // A plain decimal in place; any other unquoted number (`1e-05`, as pandas writes
+            // small floats) as the field splitter's path parses it; an empty field is null.
+            match scan_plain_decimal(data.get(i..)?) {
+                Some((v, len)) if closes(i + len).is_some() => {
+                    values.push(v);
+                    valid.push(true);
+                    len
+                }
+                _ => {
+                    if let Some(n) = closes(i) {
+                        column.push_null();
+                        return Some(i + n);
+                    }
+                    let n = unquoted(i)?;
+                    let v = parse_number(&data[i..i + n], false)?;
+                    let Column::Number { values, valid, .. } = column else { unreachable!() };
+                    values.push(v);
+                    valid.push(true);
+                    n
+                }
+            }
+        }
+        Column::Dict(d) if d.repeats_at(data, i) => {
+            // The previous row's raw bytes again, quotes included: if the same delimiter
+            // follows, they split the same way.
+            d.push_last();
+            d.last_raw.len()
+        }
+        Column::Dict(d) if d.repeats_prev_at(data, i) => {
+            d.push_prev();
+            d.last_raw.len()
+        }
+        _ if closes(i).is_some() => {
+            column.push_null();
+            return Some(i + closes(i)?);
+        }
+        Column::Dict(d) => {
+            let n = unquoted(i)?;
+            if !d.push_unquoted(&data[i..i + n]) {
+                return None;
+            }
+            n
+        }
+        Column::Text { offsets, data: bytes, valid, .. } => {
+            let n = unquoted(i)?;
+            let raw = &data[i..i + n];
+            std::str::from_utf8(raw).ok()?;
+            bytes.extend_from_slice(raw);
+            offsets.push(bytes.len() as i32);
+            valid.push(true);
+            n
+        }
+    };
+    Some(i + len + closes(i + len)?)
+}
+
 /// Text columns that the decoders read into dictionaries.
 fn is_dictionary_text(name: &str) -> bool {
     ["token_masked", "variant", "prompt_name", "config_prompt"]
@@ -869,7 +948,26 @@ fn string_end(data: &[u8], mut from: usize) -> Option<(usize, bool)> {
 /// Whether `data` holds `raw` at `at` followed by the closing quote: the same JSON string
 /// body as `raw` (which ended at an unescaped quote: the same bytes scan the same way).
 fn quoted_at(data: &[u8], at: usize, raw: &[u8]) -> bool {
-    data.get(at..at + raw.len()) == Some(raw) && data.get(at + raw.len()) == Some(&b'"')
+    data.get(at..at + raw.len()).is_some_and(|d| same_bytes(d, raw)) && data.get(at + raw.len()) == Some(&b'"')
+}
+
+/// `a == b`, with short slices (tokens, variant names) compared in place as two overlapping
+/// words rather than by a call to `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or_default());
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// The text of a JSON string (`quoted`: with its quotes; `raw`: without), unescaped and
@@ -995,7 +1093,7 @@ fn parse_plain_decimal(s: &[u8]) -> Option<f64> {
 /// The plain decimal at the start of `s` (see [`parse_plain_decimal`]) and its length in
 /// bytes: it ends at the first byte that is neither a digit nor its one `.`. `None` when that
 /// prefix is not a plain decimal of at most 15 significant digits.
-#[inline]
+#[inline(always)]
 fn scan_plain_decimal(s: &[u8]) -> Option<(f64, usize)> {
     match scan_short_decimal(s) {
         Some(r) => Some(r),
@@ -1006,7 +1104,7 @@ fn scan_plain_decimal(s: &[u8]) -> Option<(f64, usize)> {
 /// [`scan_plain_decimal`] for the usual case, eight bytes at a time: up to seven digits, then
 /// optionally a `.` and up to seven digits, with eight bytes readable after each start.
 /// `None`: anything else (then the byte-wise scan decides).
-#[inline]
+#[inline(always)]
 fn scan_short_decimal(s: &[u8]) -> Option<(f64, usize)> {
     let neg = *s.first()? == b'-';
     let start = neg as usize;
@@ -1071,7 +1169,7 @@ fn scan_plain_decimal_bytewise(s: &[u8]) -> Option<(f64, usize)> {
 }
 
 /// `±mantissa / 10^frac_digits`, correctly rounded (the mantissa is below 2^53).
-#[inline]
+#[inline(always)]
 fn decimal_value(neg: bool, mantissa: u64, frac_digits: usize) -> f64 {
     // Integers (steps, layers, positions) need no division.
     let v = match frac_digits {
@@ -1088,14 +1186,14 @@ fn decimal_value(neg: bool, mantissa: u64, frac_digits: usize) -> f64 {
 const POW10_U64: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 
 /// The eight bytes of `s` at `at` as a little-endian word (the byte at `at` lowest).
-#[inline]
+#[inline(always)]
 fn word_at(s: &[u8], at: usize) -> Option<u64> {
     let bytes = s.get(at..at.checked_add(8)?)?;
     Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 /// How many of the first bytes of `w` (lowest first) are ASCII digits: 0 to 8.
-#[inline]
+#[inline(always)]
 fn leading_digits(w: u64) -> usize {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
@@ -1110,7 +1208,7 @@ fn leading_digits(w: u64) -> usize {
 
 /// The value of the first `n` (1 to 8) bytes of `w`, ASCII digits, the first the most
 /// significant (eight digits at once, as in fast_float).
-#[inline]
+#[inline(always)]
 fn digits_value(w: u64, n: usize) -> u64 {
     debug_assert!((1..=8).contains(&n));
     let w = if n == 8 {
@@ -1214,6 +1312,24 @@ mod tests {
             let mut s = vec![b'4', b];
             s.extend_from_slice(b"0000000000");
             assert_eq!(scan_plain_decimal(&s), scan_plain_decimal_bytewise(&s), "{b}");
+        }
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let text = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for n in 0..=20 {
+            for from in 0..8 {
+                let a = &text[from..from + n];
+                assert!(same_bytes(a, &a.to_vec()));
+                assert!(!same_bytes(a, &text[from..from + n + 1]));
+                // One byte changed anywhere makes them differ.
+                for k in 0..n {
+                    let mut b = a.to_vec();
+                    b[k] ^= 0x20;
+                    assert!(!same_bytes(a, &b), "{n} {k}");
+                }
+            }
         }
     }
 
@@ -1414,6 +1530,47 @@ mod tests {
             assert_eq!(want[5001], "1.0|3.0|b,c|1.0|Attn|5001.1");
             for chunk in [8 << 20, 300 << 10, 64 << 10] {
                 assert!(read(chunk, true) == want, "chunks of {chunk} bytes, first token of {first_token}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(0x15a0), ..Default::default() })]
+
+        /// The fast decoder reads JSON records (an array, or JSON Lines) with repeated,
+        /// alternating, escaped and missing text and unusual numbers as arrow-json alone does:
+        /// the same cube, or an error in both.
+        #[test]
+        fn json_fast_path_reads_as_arrow_json(
+            rows in proptest::collection::vec((0usize..9, 0usize..7, 0usize..5), 1..40),
+            lines in proptest::bool::ANY,
+        ) {
+            const NUMBERS: [&str; 9] = ["1.5", "-0.25", "7", "1e2", "12345678901234567", "null", "0", "-0", "2.50"];
+            const TOKENS: [&str; 7] = ["\"ab\"", "\"abc\"", "\"a\\\"b\"", "\"\\u00e9\"", "\"\"", "null", "\"é\""];
+            const VARIANTS: [&str; 5] = ["\"Full\"", "\"Attn\"", "\"Full\"", "\"Head_0\"", "\"Attn\""];
+            let records: Vec<String> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, &(n, t, v))| {
+                    format!(
+                        "{{\"layer\":0,\"token_position\":{i},\"token_masked\":{},\"variant\":{},\"l2_distance\":{}}}",
+                        TOKENS[t], VARIANTS[v], NUMBERS[n]
+                    )
+                })
+                .collect();
+            let json = if lines { records.join("\n") + "\n" } else { format!("[{}]", records.join(",")) };
+            let read = |fast: bool| {
+                let b = bytes::Bytes::from(json.clone().into_bytes());
+                let mut ingest = super::super::Ingest::new("p.json", b.len() as u64).with_text_chunk_bytes(7).with_text_fast_path(fast);
+                super::super::drive(&mut ingest, |r| Ok(b.slice(r.start as usize..r.end as usize)), |_| true)
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| ingest.finish().map_err(|e| e.to_string()))
+                    .map(|c| cube_contents(&c))
+            };
+            let (fast, general) = (read(true), read(false));
+            proptest::prop_assert_eq!(fast.is_ok(), general.is_ok(), "{:?} vs {:?}", fast, general);
+            if let (Ok(a), Ok(b)) = (fast, general) {
+                proptest::prop_assert_eq!(a, b);
             }
         }
     }
