@@ -237,6 +237,15 @@ pub enum Entries<'a> {
     Text(Vec<&'a str>),
 }
 
+/// An unsigned integer that orders floats as [`f32::total_cmp`] does.
+fn float_order_key(f: f32) -> u32 {
+    let bits = f.to_bits();
+    // Negative values: every bit but the sign flipped, so that larger magnitudes come first;
+    // then the sign bit flipped, so that negatives come before positives.
+    let flipped = if bits >> 31 == 1 { bits ^ 0x7fff_ffff } else { bits };
+    flipped ^ 0x8000_0000
+}
+
 impl Entries<'_> {
     /// Number of entries.
     pub fn len(&self) -> usize {
@@ -600,7 +609,19 @@ pub fn encode_chunk<K: Key>(
     }
     // The used entries sorted by value; a key's rank in that order is its index.
     let mut order: Vec<u32> = (0..n as u32).filter(|&i| used[i as usize]).collect();
-    order.sort_unstable_by(|&a, &b| entries.cmp(a as usize, b as usize));
+    match entries {
+        // A metric's dictionary (up to millions of values): sorted as plain integers, each
+        // its value's order key above its index, not by comparisons that look both up.
+        Entries::Float(v) => {
+            let mut keyed: Vec<u64> = order
+                .iter()
+                .map(|&i| u64::from(float_order_key(v[i as usize])) << 32 | u64::from(i))
+                .collect();
+            keyed.sort_unstable();
+            order = keyed.into_iter().map(|k| k as u32).collect();
+        }
+        _ => order.sort_unstable_by(|&a, &b| entries.cmp(a as usize, b as usize)),
+    }
     let mut rank = vec![NULL_KEY; n];
     for (r, &i) in order.iter().enumerate() {
         rank[i as usize] = r as u32;
@@ -765,6 +786,21 @@ pub fn encode_chunk<K: Key>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn float_order_key_orders_as_total_cmp() {
+        let mut values = vec![0.0f32, -0.0, 1.0, -1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, f32::MAX, f32::MIN, f32::from_bits(1), f32::from_bits(0x8000_0001)];
+        let mut bits: u32 = 7;
+        for _ in 0..20_000 {
+            bits = bits.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            values.push(f32::from_bits(bits));
+        }
+        for a in values.iter().step_by(97) {
+            for b in &values {
+                assert_eq!(super::float_order_key(*a).cmp(&super::float_order_key(*b)), a.total_cmp(b), "{a:e} {b:e}");
+            }
+        }
+    }
+
     use super::*;
 
     /// A chunk whose first data page gains nothing from the slow level (random keys) is
