@@ -1451,6 +1451,19 @@ mod tests {
         out
     }
 
+    /// The cube contents of file `name` holding `text`, read at 7-byte chunks with the fast
+    /// decoder and with arrow-csv / arrow-json alone.
+    fn read_fast_and_general(name: &str, text: &str) -> [Result<Vec<String>, String>; 2] {
+        [true, false].map(|fast| {
+            let b = bytes::Bytes::from(text.as_bytes().to_vec());
+            let mut ingest = super::super::Ingest::new(name, b.len() as u64).with_text_chunk_bytes(7).with_text_fast_path(fast);
+            super::super::drive(&mut ingest, |r| Ok(b.slice(r.start as usize..r.end as usize)), |_| true)
+                .map_err(|e| e.to_string())
+                .and_then(|_| ingest.finish().map_err(|e| e.to_string()))
+                .map(|c| cube_contents(&c))
+        })
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(0x0c57), ..Default::default() })]
 
@@ -1468,15 +1481,7 @@ mod tests {
             for (i, &(n, t, v, crlf)) in rows.iter().enumerate() {
                 csv += &format!("0,{i},{},{},{}{}", TOKENS[t], VARIANTS[v], NUMBERS[n], if crlf { "\r\n" } else { "\n" });
             }
-            let read = |fast: bool| {
-                let b = bytes::Bytes::from(csv.clone().into_bytes());
-                let mut ingest = super::super::Ingest::new("p.csv", b.len() as u64).with_text_chunk_bytes(7).with_text_fast_path(fast);
-                super::super::drive(&mut ingest, |r| Ok(b.slice(r.start as usize..r.end as usize)), |_| true)
-                    .map_err(|e| e.to_string())
-                    .and_then(|_| ingest.finish().map_err(|e| e.to_string()))
-                    .map(|c| cube_contents(&c))
-            };
-            let (fast, general) = (read(true), read(false));
+            let [fast, general] = read_fast_and_general("p.csv", &csv);
             proptest::prop_assert_eq!(fast.is_ok(), general.is_ok(), "{:?} vs {:?}", fast, general);
             if let (Ok(a), Ok(b)) = (fast, general) {
                 proptest::prop_assert_eq!(a, b);
@@ -1559,15 +1564,7 @@ mod tests {
                 })
                 .collect();
             let json = if lines { records.join("\n") + "\n" } else { format!("[{}]", records.join(",")) };
-            let read = |fast: bool| {
-                let b = bytes::Bytes::from(json.clone().into_bytes());
-                let mut ingest = super::super::Ingest::new("p.json", b.len() as u64).with_text_chunk_bytes(7).with_text_fast_path(fast);
-                super::super::drive(&mut ingest, |r| Ok(b.slice(r.start as usize..r.end as usize)), |_| true)
-                    .map_err(|e| e.to_string())
-                    .and_then(|_| ingest.finish().map_err(|e| e.to_string()))
-                    .map(|c| cube_contents(&c))
-            };
-            let (fast, general) = (read(true), read(false));
+            let [fast, general] = read_fast_and_general("p.json", &json);
             proptest::prop_assert_eq!(fast.is_ok(), general.is_ok(), "{:?} vs {:?}", fast, general);
             if let (Ok(a), Ok(b)) = (fast, general) {
                 proptest::prop_assert_eq!(a, b);
