@@ -98,6 +98,13 @@ struct DictColumn {
     prev_key: i32,
 }
 
+/// Whether `data` holds `raw`, the raw field of a remembered text of key `key` (none when
+/// negative), at `at`.
+#[inline(always)]
+fn raw_at(key: i32, raw: &[u8], data: &[u8], at: usize) -> bool {
+    key >= 0 && data.get(at..at + raw.len()).is_some_and(|d| same_bytes(d, raw))
+}
+
 impl DictColumn {
     fn new() -> DictColumn {
         DictColumn {
@@ -128,13 +135,12 @@ impl DictColumn {
     /// Whether `data` holds the previous row's raw CSV field at `at` (what follows it is for the
     /// caller to check).
     fn repeats_at(&self, data: &[u8], at: usize) -> bool {
-        self.last_key >= 0 && data.get(at..at + self.last_raw.len()).is_some_and(|d| same_bytes(d, &self.last_raw))
+        raw_at(self.last_key, &self.last_raw, data, at)
     }
 
-    /// Whether `data` holds the raw CSV field of the text before the previous row's at `at`
-    /// (what follows it is for the caller to check).
+    /// The same for the text before the previous row's.
     fn repeats_prev_at(&self, data: &[u8], at: usize) -> bool {
-        self.prev_key >= 0 && data.get(at..at + self.prev_raw.len()).is_some_and(|d| same_bytes(d, &self.prev_raw))
+        raw_at(self.prev_key, &self.prev_raw, data, at)
     }
 
     /// Appends a row holding the text before the previous row's again (it becomes the
@@ -215,6 +221,24 @@ impl Column {
                 valid.push(false);
                 *nulls += 1;
             }
+        }
+    }
+
+    /// Appends a row holding the text of an unquoted field (its raw bytes are its text);
+    /// `false` if they are not UTF-8, or this is not a text column.
+    fn push_unquoted_text(&mut self, raw: &[u8]) -> bool {
+        match self {
+            Column::Dict(d) => d.push_unquoted(raw),
+            Column::Text { offsets, data, valid, .. } => {
+                if std::str::from_utf8(raw).is_err() {
+                    return false;
+                }
+                data.extend_from_slice(raw);
+                offsets.push(data.len() as i32);
+                valid.push(true);
+                true
+            }
+            Column::Number { .. } => false,
         }
     }
 
@@ -856,28 +880,25 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
         (end > at && end < data.len()).then(|| end - at)
     };
     let len = match column {
-        Column::Number { values, valid, .. } => {
+        Column::Number { values, valid, nulls } => {
             // A plain decimal in place; any other unquoted number (`1e-05`, as pandas writes
             // small floats) as the field splitter's path parses it; an empty field is null.
-            match scan_plain_decimal(data.get(i..)?) {
-                Some((v, len)) if closes(i + len).is_some() => {
-                    values.push(v);
-                    valid.push(true);
-                    len
-                }
+            let (v, len) = match scan_plain_decimal(data.get(i..)?) {
+                Some((v, len)) if closes(i + len).is_some() => (v, len),
                 _ => {
                     if let Some(n) = closes(i) {
-                        column.push_null();
+                        values.push(0.0);
+                        valid.push(false);
+                        *nulls += 1;
                         return Some(i + n);
                     }
                     let n = unquoted(i)?;
-                    let v = parse_number(&data[i..i + n], false)?;
-                    let Column::Number { values, valid, .. } = column else { unreachable!() };
-                    values.push(v);
-                    valid.push(true);
-                    n
+                    (parse_number(&data[i..i + n], false)?, n)
                 }
-            }
+            };
+            values.push(v);
+            valid.push(true);
+            len
         }
         Column::Dict(d) if d.repeats_at(data, i) => {
             // The previous row's raw bytes again, quotes included: if the same delimiter
@@ -889,24 +910,16 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
             d.push_prev();
             d.last_raw.len()
         }
-        _ if closes(i).is_some() => {
-            column.push_null();
-            return Some(i + closes(i)?);
-        }
-        Column::Dict(d) => {
+        _ => {
+            // Text, after the repeats: an empty field is null, anything else unquoted text.
+            if let Some(n) = closes(i) {
+                column.push_null();
+                return Some(i + n);
+            }
             let n = unquoted(i)?;
-            if !d.push_unquoted(&data[i..i + n]) {
+            if !column.push_unquoted_text(&data[i..i + n]) {
                 return None;
             }
-            n
-        }
-        Column::Text { offsets, data: bytes, valid, .. } => {
-            let n = unquoted(i)?;
-            let raw = &data[i..i + n];
-            std::str::from_utf8(raw).ok()?;
-            bytes.extend_from_slice(raw);
-            offsets.push(bytes.len() as i32);
-            valid.push(true);
             n
         }
     };
@@ -1171,10 +1184,14 @@ fn scan_plain_decimal_bytewise(s: &[u8]) -> Option<(f64, usize)> {
 /// `±mantissa / 10^frac_digits`, correctly rounded (the mantissa is below 2^53).
 #[inline(always)]
 fn decimal_value(neg: bool, mantissa: u64, frac_digits: usize) -> f64 {
+    // At most 16 digits: below 2^63, where the signed conversion (one instruction on x86-64,
+    // the unsigned one is five) gives the same value.
+    debug_assert!(mantissa < 1 << 63);
+    let m = mantissa as i64 as f64;
     // Integers (steps, layers, positions) need no division.
     let v = match frac_digits {
-        0 => mantissa as f64,
-        f => mantissa as f64 / POW10[f],
+        0 => m,
+        f => m / POW10[f],
     };
     if neg {
         -v
