@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Int32Type, Int64Type};
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, DictionaryArray, Float32Array, Int32Array, RecordBatch, StringArray};
 use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{DataType, Schema};
@@ -301,6 +301,14 @@ pub(crate) fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowErro
     if col.data_type() == &DataType::Int64 {
         return Ok(col.clone());
     }
+    if let Some(floats) = col.as_primitive_opt::<Float64Type>() {
+        // CSV and JSON numbers arrive as Float64. When every value is in range (checked in
+        // one pass without a branch per value), they convert without building a null mask.
+        let in_range = |f: f64| f.is_finite() && f.abs() < 9.2e18;
+        if floats.values().iter().fold(true, |all, &f| all & in_range(f)) {
+            return Ok(Arc::new(floats.unary::<_, Int64Type>(|f| f as i64)));
+        }
+    }
     convert_numeric!(
         col.as_ref(),
         Int64Type,
@@ -317,6 +325,10 @@ pub(crate) fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowErro
 fn to_f32(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
     if col.data_type() == &DataType::Float32 {
         return Ok(col.clone());
+    }
+    if let Some(floats) = col.as_primitive_opt::<Float64Type>() {
+        // Every Float64 converts (the nulls kept as they are).
+        return Ok(Arc::new(floats.unary::<_, Float32Type>(|f| f as f32)));
     }
     convert_numeric!(
         col.as_ref(),
