@@ -931,6 +931,25 @@ mod tests {
     }
 
     #[test]
+    fn float64_numbers_convert_as_their_values_say() {
+        use arrow_array::Float64Array;
+        let got = |values: Vec<Option<f64>>| -> Vec<Option<i64>> {
+            let col: ArrayRef = Arc::new(Float64Array::from(values));
+            to_i64(&col).unwrap().as_primitive::<Int64Type>().iter().collect()
+        };
+        // In range, with a null: truncated, the null kept.
+        assert_eq!(got(vec![Some(0.0), Some(3.9), None, Some(-2.5)]), vec![Some(0), Some(3), None, Some(-2)]);
+        // NaN, infinities and values past i64 become null; the others still convert.
+        assert_eq!(
+            got(vec![Some(7.0), Some(f64::NAN), Some(1e19), Some(f64::NEG_INFINITY), None]),
+            vec![Some(7), None, None, None, None]
+        );
+        let col: ArrayRef = Arc::new(Float64Array::from(vec![Some(0.1), None, Some(1e40)]));
+        let f: Vec<Option<f32>> = to_f32(&col).unwrap().as_primitive::<Float32Type>().iter().collect();
+        assert_eq!(f, vec![Some(0.1f32), None, Some(f32::INFINITY)]);
+    }
+
+    #[test]
     fn missing_columns_are_listed() {
         let batch = record_batch!(("layer", Int64, [1]), ("variant", Utf8, ["Full"])).unwrap();
         let err = build(&[batch]).unwrap_err().to_string();
