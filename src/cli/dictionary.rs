@@ -56,9 +56,11 @@ macro_rules! key {
         impl Key for $t {
             const NULL: $t = <$t>::MAX;
             const LIMIT: usize = <$t>::MAX as usize;
+            #[inline]
             fn index(self) -> usize {
                 self as usize
             }
+            #[inline]
             fn of(i: Option<u32>) -> $t {
                 i.map_or(<$t>::MAX, |i| i as $t)
             }
@@ -68,6 +70,10 @@ macro_rules! key {
 key!(u8);
 key!(u16);
 key!(u32);
+
+/// Keys narrower than 32 bits (`u8`, `u16`) have all their values counted in one table of
+/// this size by [`encode_chunk`].
+const KEY_TABLE: usize = 1 << 16;
 
 /// Most rows in a data page (see [`DATA_PAGE_BYTES`]).
 pub const PAGE_ROWS: usize = 1 << 20;
@@ -181,36 +187,27 @@ const MAX_GROUPS: usize = 63;
 /// Encode `values` in the RLE / bit-packed hybrid encoding at `width` bits (≤ 32): runs of 8
 /// or more equal values starting at a group boundary as RLE runs, the rest bit-packed.
 pub fn encode_hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
-    let w = usize::from(width);
-    let value_bytes = w.div_ceil(8);
+    let value_bytes = usize::from(width).div_ceil(8);
     let mut i = 0;
     // Start of the pending bit-packed values (always a whole number of groups before `i`,
     // except at the very end).
     let mut pending = 0;
     let flush = |out: &mut Vec<u8>, chunk: &[u32]| {
         for run in chunk.chunks(MAX_GROUPS * 8) {
-            let groups = run.len().div_ceil(8);
-            put_uleb(out, ((groups as u64) << 1) | 1);
-            // Values below 2^w, w <= 32: four bytes are written at a time; the last group is
-            // padded with zeros; 8 values of w bits end on a byte boundary.
-            out.reserve(groups * w);
-            let (mut acc, mut bits) = (0u64, 0usize);
-            let padding = std::iter::repeat_n(&0, groups * 8 - run.len());
-            for &v in run.iter().chain(padding) {
-                acc |= u64::from(v) << bits;
-                bits += w;
-                if bits >= 32 {
-                    out.extend_from_slice(&(acc as u32).to_le_bytes());
-                    acc >>= 32;
-                    bits -= 32;
-                }
-            }
-            out.extend_from_slice(&acc.to_le_bytes()[..bits / 8]);
+            put_uleb(out, ((run.len().div_ceil(8) as u64) << 1) | 1);
+            bit_pack(run, width, out);
         }
     };
     while i < values.len() {
         let v = values[i];
         let mut run = 1;
+        // Long runs (a text or integer column's) are measured 8 values at a time.
+        while let Some(next) = values.get(i + run..i + run + 8) {
+            if !next.iter().fold(true, |same, &x| same & (x == v)) {
+                break;
+            }
+            run += 8;
+        }
         while i + run < values.len() && values[i + run] == v {
             run += 1;
         }
@@ -226,6 +223,55 @@ pub fn encode_hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
         }
     }
     flush(out, &values[pending..]);
+}
+
+/// Append `values` (each below 2^`width`, `width` ≤ 32) bit-packed as the Parquet hybrid
+/// encoding's bit-packed runs hold them: groups of 8, least significant bit first, the last
+/// group padded with zeros.
+fn bit_pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
+    macro_rules! widths {
+        ($($w:literal)*) => {
+            match width {
+                $($w => bit_pack_width::<$w>(values, out),)*
+                _ => unreachable!("bit width {width} above 32"),
+            }
+        };
+    }
+    widths!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
+}
+
+/// [`bit_pack`] at a width known when compiling: the shifts of a group of 8 values (`W`
+/// bytes) are constants, and the loop over the group unrolls.
+fn bit_pack_width<const W: usize>(values: &[u32], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + values.len().div_ceil(8) * W, 0);
+    let mut groups = values.chunks_exact(8);
+    let mut dst = out[start..].chunks_exact_mut(W.max(1));
+    let pack = |group: &[u32], dst: &mut [u8]| {
+        let (mut acc, mut bits, mut at) = (0u64, 0usize, 0usize);
+        for &v in group {
+            acc |= u64::from(v) << bits;
+            bits += W;
+            if bits >= 32 {
+                dst[at..at + 4].copy_from_slice(&(acc as u32).to_le_bytes());
+                (acc, bits, at) = (acc >> 32, bits - 32, at + 4);
+            }
+        }
+        // 8 values of W bits end on a byte boundary.
+        dst[at..W].copy_from_slice(&acc.to_le_bytes()[..W - at]);
+    };
+    if W == 0 {
+        return;
+    }
+    for (group, dst) in groups.by_ref().zip(dst.by_ref()) {
+        pack(group, dst);
+    }
+    let rest = groups.remainder();
+    if let Some(dst) = dst.next().filter(|_| !rest.is_empty()) {
+        let mut last = [0u32; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        pack(&last, dst);
+    }
 }
 
 /// The values a column's keys point into (one variant per Parquet physical type used).
@@ -413,7 +459,7 @@ const PREFETCH_RANKS_ABOVE: usize = 1 << 16;
 
 /// A hint to bring `item` into the cache (a no-op where no prefetch instruction is wired up).
 #[inline(always)]
-fn prefetch<T>(item: &T) {
+pub(crate) fn prefetch<T>(item: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching has no effect on memory; the pointer comes from a reference.
     unsafe {
@@ -574,8 +620,10 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
 }
 
 /// Write one column chunk: `keys` (one per row, [`NULL_KEY`] for no value) into `entries`,
-/// dictionary-encoded as the module docs say, zstd at `level`. Returns the chunk's bytes
-/// (offsets from 0) and what [`SerializedRowGroupWriter::append_column`] needs.
+/// dictionary-encoded as the module docs say, zstd at `level`. Text and integer dictionaries
+/// keep only the entries some key uses; a float dictionary (a metric's, built from its values)
+/// is written whole. Returns the chunk's bytes (offsets from 0) and what
+/// [`SerializedRowGroupWriter::append_column`] needs.
 ///
 /// [`SerializedRowGroupWriter::append_column`]: parquet::file::writer::SerializedRowGroupWriter::append_column
 pub fn encode_chunk<K: Key>(
@@ -585,19 +633,48 @@ pub fn encode_chunk<K: Key>(
     level: ZstdLevel,
 ) -> Result<(Bytes, ColumnCloseResult)> {
     let n = entries.len();
+    let outside = |k: usize| {
+        ParquetError::General(format!("{}: key {k} outside the dictionary", descr.name()))
+    };
     let mut used = vec![false; n];
     let mut nulls = 0u64;
-    for &k in keys {
-        if k == K::NULL {
-            nulls += 1;
-        } else {
-            *used.get_mut(k.index()).ok_or_else(|| {
-                ParquetError::General(format!(
-                    "{}: key {} outside the dictionary",
-                    descr.name(),
-                    k.index()
-                ))
-            })? = true;
+    if K::LIMIT < KEY_TABLE {
+        // Narrow keys mark a table of every key value (no bounds check per row), which then
+        // gives the entries used, whether there are nulls, and keys outside the dictionary.
+        let mut table = vec![false; KEY_TABLE];
+        let seen: &mut [bool; KEY_TABLE] = table.as_mut_slice().try_into().expect("table size");
+        for &k in keys {
+            seen[k.index() % KEY_TABLE] = true;
+        }
+        for (i, &s) in seen.iter().enumerate().filter(|(_, &s)| s) {
+            match used.get_mut(i) {
+                Some(u) => *u = s,
+                None if i == K::NULL.index() => {
+                    nulls = keys.iter().filter(|&&k| k == K::NULL).count() as u64
+                }
+                None => return Err(outside(i)),
+            }
+        }
+    } else if matches!(entries, Entries::Float(_)) {
+        // A metric's dictionary holds the values of its rows only: every entry is used. The
+        // keys are checked as a whole (the count of nulls, the largest key).
+        used.fill(true);
+        let mut largest = 0;
+        for &k in keys {
+            let null = k == K::NULL;
+            nulls += u64::from(null);
+            largest = largest.max(if null { 0 } else { k.index() + 1 });
+        }
+        if largest > n {
+            return Err(outside(largest - 1));
+        }
+    } else {
+        for &k in keys {
+            if k == K::NULL {
+                nulls += 1;
+            } else {
+                *used.get_mut(k.index()).ok_or_else(|| outside(k.index()))? = true;
+            }
         }
     }
     let nullable = descr.max_def_level() > 0;
@@ -622,7 +699,9 @@ pub fn encode_chunk<K: Key>(
         }
         _ => order.sort_unstable_by(|&a, &b| entries.cmp(a as usize, b as usize)),
     }
-    let mut rank = vec![NULL_KEY; n];
+    // Narrow keys index all [`KEY_TABLE`] ranks without a bounds check per row.
+    let narrow = K::LIMIT < KEY_TABLE;
+    let mut rank = vec![NULL_KEY; if narrow { KEY_TABLE } else { n }];
     for (r, &i) in order.iter().enumerate() {
         rank[i as usize] = r as u32;
     }
@@ -646,24 +725,45 @@ pub fn encode_chunk<K: Key>(
         indices.clear();
         levels.clear();
         let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
-        for (j, &k) in page.iter().enumerate() {
-            // A large dictionary's ranks (a noisy metric's: megabytes) miss the caches.
-            if let Some(&ahead) = page.get(j + PREFETCH_AHEAD).filter(|_| prefetch_ranks) {
-                if ahead != K::NULL {
-                    prefetch(&rank[ahead.index()]);
+        if nulls == 0 {
+            // Every row has a value (the common case): ranks only, then their range.
+            if prefetch_ranks {
+                // A large dictionary's ranks (a noisy metric's: megabytes) miss the caches.
+                for (j, &k) in page.iter().enumerate() {
+                    if let Some(&ahead) = page.get(j + PREFETCH_AHEAD) {
+                        prefetch(&rank[ahead.index()]);
+                    }
+                    indices.push(rank[k.index()]);
                 }
-            }
-            if k == K::NULL {
-                levels.push(0);
-                page_nulls += 1;
+            } else if narrow {
+                let rank: &[u32; KEY_TABLE] = rank[..].try_into().expect("table size");
+                indices.extend(page.iter().map(|&k| rank[k.index() % KEY_TABLE]));
             } else {
-                let r = rank[k.index()];
-                if nullable {
-                    levels.push(1);
+                indices.extend(page.iter().map(|&k| rank[k.index()]));
+            }
+            levels.resize(if nullable { page.len() } else { 0 }, 1);
+            (lo, hi) = indices
+                .iter()
+                .fold((lo, hi), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        } else {
+            for (j, &k) in page.iter().enumerate() {
+                if let Some(&ahead) = page.get(j + PREFETCH_AHEAD).filter(|_| prefetch_ranks) {
+                    if ahead != K::NULL {
+                        prefetch(&rank[ahead.index()]);
+                    }
                 }
-                indices.push(r);
-                lo = lo.min(r);
-                hi = hi.max(r);
+                if k == K::NULL {
+                    levels.push(0);
+                    page_nulls += 1;
+                } else {
+                    let r = rank[k.index()];
+                    if nullable {
+                        levels.push(1);
+                    }
+                    indices.push(r);
+                    lo = lo.min(r);
+                    hi = hi.max(r);
+                }
             }
         }
         let mut buf = Vec::with_capacity(page.len() * usize::from(width / 8) + 64);
@@ -745,7 +845,13 @@ pub fn encode_chunk<K: Key>(
         BoundaryOrder::UNORDERED
     });
 
-    let bounds = (!order.is_empty()).then(|| (order[0] as usize, order[order.len() - 1] as usize));
+    // The chunk's lowest and highest values are those of its rows (a float dictionary may
+    // hold entries no row uses).
+    let lowest = page_bounds.iter().map(|b| b.0).min();
+    let highest = page_bounds.iter().map(|b| b.1).max();
+    let bounds = lowest
+        .zip(highest)
+        .map(|(lo, hi)| (order[lo as usize] as usize, order[hi as usize] as usize));
     let metadata = ColumnChunkMetaData::builder(descr.clone())
         .set_compression(Compression::ZSTD(level))
         .set_encodings_mask(EncodingMask::new_from_encodings(
@@ -1119,7 +1225,7 @@ mod tests {
         values.extend(std::iter::repeat_n(5, 20));
         values.extend((0..1000).map(|i| (i * 31) % 977));
         values.extend([3, 3, 3]);
-        for width in [8u8, 10, 16, 18, 32] {
+        for width in 1..=32u8 {
             // Spread over the whole width (the top bit set too).
             let values: Vec<u32> = values
                 .iter()
@@ -1138,6 +1244,36 @@ mod tests {
                 values,
                 "width {width}"
             );
+        }
+    }
+
+    #[test]
+    fn bit_pack_matches_the_bit_by_bit_layout() {
+        // The spec's layout, one bit at a time: bit b of value i at bit i * width + b of the
+        // output, least significant bit of a byte first, the last group of 8 padded.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for width in 0..=32u8 {
+            for len in [0usize, 1, 7, 8, 9, 16, 23, 64, 505] {
+                let values: Vec<u32> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state as u32) & (((1u64 << width) - 1) as u32)
+                    })
+                    .collect();
+                let w = usize::from(width);
+                let mut want = vec![0u8; len.div_ceil(8) * w];
+                for (i, &v) in values.iter().enumerate() {
+                    for b in (0..w).filter(|&b| v >> b & 1 == 1) {
+                        want[(i * w + b) / 8] |= 1 << ((i * w + b) % 8);
+                    }
+                }
+                let mut out = vec![0xAB];
+                bit_pack(&values, width, &mut out);
+                assert_eq!(out[0], 0xAB, "what was there before stays");
+                assert_eq!(out[1..], want, "width {width}, {len} values");
+            }
         }
     }
 
