@@ -123,6 +123,9 @@ pub struct ConvertOptions {
     /// Write only every `layer_stride`-th layer (1: all). [`choose_layout`]'s trials encode a
     /// sample of the layers: the sizes they compare scale alike, at a fraction of the cost.
     pub layer_stride: usize,
+    /// Most distinct values of a metric's dictionary in a row group before the column falls
+    /// back to plain ([`FLOAT_DICTIONARY_BYTES`] of values).
+    pub float_dictionary_entries: usize,
 }
 
 impl Default for ConvertOptions {
@@ -135,6 +138,7 @@ impl Default for ConvertOptions {
             float_encoding: FloatEncoding::default(),
             batch_rows: 64 * 1024,
             layer_stride: 1,
+            float_dictionary_entries: FLOAT_DICTIONARY_BYTES / 4,
         }
     }
 }
@@ -359,19 +363,10 @@ impl Plan {
         let new_rows = || Rows::new(step, cube.metrics.len(), options.batch_rows);
         let mut rows = new_rows();
         let mut total = 0u64;
-        let mut cells: Vec<f32> = vec![0.0; cube.metrics.len()];
         let stride = options.layer_stride.max(1);
         let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
         for p in 0..cube.prompts.len() {
             let n = cube.prompts[p].n_positions();
-            // Loop sizes, outermost first, and how a loop index maps to (variant, layer, position).
-            let (sizes, pick): ([usize; 3], fn([usize; 3]) -> (usize, usize, usize)) =
-                match options.order.unwrap_or_default() {
-                    RowOrder::VariantLayerPosition => ([nv, nl, n], |i| (i[0], i[1], i[2])),
-                    RowOrder::LayerVariantPosition => ([nl, nv, n], |i| (i[1], i[0], i[2])),
-                    RowOrder::LayerPositionVariant => ([nl, n, nv], |i| (i[2], i[0], i[1])),
-                    RowOrder::PositionVariantLayer => ([n, nv, nl], |i| (i[1], i[2], i[0])),
-                };
             // Each metric's row of positions per (variant, layer index), looked up once.
             let metric_rows: Vec<Vec<&[f32]>> = (0..cube.metrics.len())
                 .map(|m| {
@@ -380,25 +375,31 @@ impl Plan {
                         .collect()
                 })
                 .collect();
-            for a in 0..sizes[0] {
-                for b in 0..sizes[1] {
-                    for c in 0..sizes[2] {
-                        let (v, l, pos) = pick([a, b, c]);
-                        let vl = v * nl + l;
-                        for (cell, row) in cells.iter_mut().zip(&metric_rows) {
-                            *cell = row[vl][pos];
-                        }
-                        if cells.iter().all(|c| c.is_nan()) {
-                            continue;
-                        }
-                        rows.push(p, l * stride, pos, v, &cells);
-                        if rows.len() >= options.batch_rows {
-                            total += rows.len() as u64;
-                            sink(std::mem::replace(&mut rows, new_rows()))?;
-                        }
-                    }
+            let mut emit = |v: usize, l: usize, pos: usize, cells: &[f32]| {
+                rows.push(p, l * stride, pos, v, cells);
+                if rows.len() >= options.batch_rows {
+                    total += rows.len() as u64;
+                    sink(std::mem::replace(&mut rows, new_rows()))?;
                 }
-            }
+                Ok(())
+            };
+            // Loop sizes, outermost first, and how loop indexes map to (variant, layer,
+            // position).
+            let m = &metric_rows;
+            match options.order.unwrap_or_default() {
+                RowOrder::VariantLayerPosition => {
+                    walk([nv, nl, n], |a, b, c| [a, b, c], m, nl, &mut emit)
+                }
+                RowOrder::LayerVariantPosition => {
+                    walk([nl, nv, n], |a, b, c| [b, a, c], m, nl, &mut emit)
+                }
+                RowOrder::LayerPositionVariant => {
+                    walk([nl, n, nv], |a, b, c| [c, a, b], m, nl, &mut emit)
+                }
+                RowOrder::PositionVariantLayer => {
+                    walk([n, nv, nl], |a, b, c| [b, c, a], m, nl, &mut emit)
+                }
+            }?;
         }
         if rows.len() > 0 {
             total += rows.len() as u64;
@@ -475,6 +476,49 @@ impl Plan {
     }
 }
 
+/// How many positions ahead [`walk`] prefetches a metric's row (one cache line of values).
+const PREFETCH_POSITIONS: usize = 16;
+
+/// The cells of one prompt and step in a row order: loops of `sizes` (outermost first),
+/// `pick` mapping loop indexes to (variant, layer index, position), `metric_rows` each
+/// metric's row of positions per (variant, layer index) of `layers` layer indexes. Hands `emit` (variant, layer index,
+/// position, metric values) for every cell with a value in some metric. Generic in `pick` so
+/// that each order gets a loop of its own, without a call per cell.
+fn walk<P, E>(
+    sizes: [usize; 3],
+    pick: P,
+    metric_rows: &[Vec<&[f32]>],
+    layers: usize,
+    emit: &mut E,
+) -> Result<(), CliError>
+where
+    P: Fn(usize, usize, usize) -> [usize; 3],
+    E: FnMut(usize, usize, usize, &[f32]) -> Result<(), CliError>,
+{
+    let mut cells = vec![0.0; metric_rows.len()];
+    for a in 0..sizes[0] {
+        for b in 0..sizes[1] {
+            for c in 0..sizes[2] {
+                let [v, l, pos] = pick(a, b, c);
+                for (cell, rows) in cells.iter_mut().zip(metric_rows) {
+                    let row = rows[v * layers + l];
+                    // Position-major orders take each value from another row: the hardware
+                    // sees no stream to prefetch.
+                    if let Some(ahead) = row.get(pos + PREFETCH_POSITIONS) {
+                        dictionary::prefetch(ahead);
+                    }
+                    *cell = row[pos];
+                }
+                if cells.iter().all(|c| c.is_nan()) {
+                    continue;
+                }
+                emit(v, l, pos, &cells)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rounds to a number of decimals (half away from zero), through `f64`.
 struct Rounder {
     scale: Option<f64>,
@@ -533,6 +577,7 @@ impl Rows {
         self.layer.len()
     }
 
+    #[inline]
     fn push(&mut self, p: usize, l: usize, pos: usize, v: usize, cells: &[f32]) {
         self.prompt.push(p as u32);
         self.layer.push(l as u32);
@@ -733,7 +778,8 @@ pub fn write_parquet<W: Write + Send>(
     let props = writer_properties(plan, options)?;
     let level = zstd_level(options)?;
     // The file writer keeps the Arrow schema in the footer as `ArrowWriter` does.
-    let writer = ArrowWriter::try_new(out, plan.schema.clone(), Some(props.clone())).map_err(werr)?;
+    let writer =
+        ArrowWriter::try_new(out, plan.schema.clone(), Some(props.clone())).map_err(werr)?;
     let props = Arc::new(props);
     let (mut file_writer, _) = writer.into_serialized_writer().map_err(werr)?;
     let descriptors: Vec<ColumnDescPtr> = (0..plan.columns.len())
@@ -913,13 +959,13 @@ impl ColumnJob<'_> {
             ColumnKind::Position | ColumnKind::Metric(_) => None,
         };
         let mut keys = KeyVec::for_entries(entries.as_ref().map_or(0, Entries::len));
-        let mut values: Vec<f32> = Vec::new();
+        // A metric's values when they are written plain, and one batch's rounded values.
+        let (mut values, mut scratch): (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
         let round = Rounder::new(self.options.decimals);
         // Metric values get their dictionary as they arrive (while this row group's rows are
-        // still being produced); all values are kept too, for plain pages when there are too
-        // many distinct ones.
+        // still being produced); when there are too many distinct ones, they are kept plain.
         let mut float_dictionary = (self.options.float_encoding == FloatEncoding::Dictionary)
-            .then(|| FloatDictionary::new(FLOAT_DICTIONARY_BYTES / 4));
+            .then(|| FloatDictionary::new(self.options.float_dictionary_entries));
         // Positions: kept, then written by arrow-rs's column writer (delta encoding).
         let mut positions = Vec::new();
         for rows in rx {
@@ -936,12 +982,23 @@ impl ColumnJob<'_> {
                 ColumnKind::Position => positions.extend_from_slice(&rows.position),
                 ColumnKind::Variant => keys.extend(rows.variant.iter().map(|&v| Some(v))),
                 ColumnKind::Metric(m) => {
-                    let start = values.len();
-                    values.extend(rows.metrics[m].iter().map(|&v| round.apply(v)));
-                    if float_dictionary
-                        .as_mut()
-                        .is_some_and(|d| !d.push(&values[start..]))
-                    {
+                    let batch = rows.metrics[m].iter().map(|&v| round.apply(v));
+                    let Some(d) = float_dictionary.as_mut() else {
+                        values.extend(batch);
+                        continue;
+                    };
+                    let before = d.keys.len();
+                    scratch.clear();
+                    scratch.extend(batch);
+                    if !d.push(&scratch) {
+                        // Too many distinct values: plain values from here on, the rows so
+                        // far taken back out of the dictionary.
+                        values.extend(
+                            d.keys[..before]
+                                .iter()
+                                .map(|&k| d.values.get(k as usize).copied().unwrap_or(f32::NAN)),
+                        );
+                        values.extend_from_slice(&scratch);
                         float_dictionary = None;
                     }
                 }
@@ -1046,6 +1103,113 @@ mod tests {
         assert_eq!(narrow_int_type(0, 1052), DataType::Int16);
         assert_eq!(narrow_int_type(0, 40_000), DataType::Int32);
         assert_eq!(narrow_int_type(0, 1 << 40), DataType::Int64);
+    }
+
+    /// A metric with more distinct values than its dictionary may hold falls back to plain
+    /// pages after some batches went into the dictionary: every value must still be written
+    /// (read back with arrow-rs's reader, against the values the input was made of).
+    #[test]
+    fn metric_dictionary_overflow_keeps_every_value() {
+        use arrow_array::types::{Float32Type, Int64Type};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        const L2: &str = "l2_distance";
+        const COSINE: &str = "cosine_distance";
+        let dir = std::env::temp_dir().join(format!("mi-overflow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.csv");
+        // 2 steps × 4 layers × 10 positions × 2 variants: l2 distinct on every row, cosine
+        // one of 7 values; both written with 4 decimals (rounding keeps them).
+        let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n");
+        let mut expected = Vec::new();
+        for step in 0..2 {
+            for layer in 0..4 {
+                for pos in 0..10 {
+                    for variant in ["Full", "Attn"] {
+                        let i = expected.len();
+                        let l2 = format!("{}.{:04}", i / 7, (i * 37) % 10_000);
+                        let cos = format!("0.{:04}", (i % 7) * 1111);
+                        csv += &format!("{step},{layer},t{pos},{pos},{variant},{l2},{cos}\n");
+                        expected.push((step, layer, pos, variant.to_string(), l2, cos));
+                    }
+                }
+            }
+        }
+        std::fs::write(&path, csv).unwrap();
+        let loaded = super::super::load(&[path], |_| {}).unwrap();
+        let plan = Plan::new(&loaded, false);
+        for row_groups in [RowGroups::PerStep, RowGroups::WholeSteps { max_rows: 1000 }] {
+            let options = ConvertOptions {
+                order: Some(RowOrder::LayerVariantPosition),
+                row_groups: Some(row_groups),
+                // Overflow in the fourth batch of the first row group.
+                batch_rows: 16,
+                float_dictionary_entries: 50,
+                ..ConvertOptions::default()
+            };
+            let mut out = Vec::new();
+            write_parquet(
+                &loaded.cube,
+                &plan,
+                &options,
+                &[0, 1],
+                &mut out,
+                "(test)",
+                &mut |_| {},
+            )
+            .unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(out)).unwrap();
+            let chunks = reader.metadata().row_groups()[0].columns().to_vec();
+            let encodings = |name: &str| {
+                let chunk = chunks
+                    .iter()
+                    .find(|c| c.column_path().string() == name)
+                    .unwrap();
+                chunk.encodings().collect::<Vec<_>>()
+            };
+            assert!(
+                !encodings(L2).contains(&Encoding::RLE_DICTIONARY),
+                "l2 falls back to plain"
+            );
+            assert!(
+                encodings(COSINE).contains(&Encoding::RLE_DICTIONARY),
+                "cosine stays a dictionary"
+            );
+            let mut got = Vec::new();
+            for batch in reader.build().unwrap() {
+                let batch = batch.unwrap();
+                let column = |name: &str, t: &DataType| {
+                    arrow_cast::cast(batch.column_by_name(name).unwrap(), t).unwrap()
+                };
+                let int = |name| column(name, &DataType::Int64);
+                let (steps, layers, positions) = (int(STEP), int(LAYER), int(POSITION));
+                let variants = column(VARIANT, &DataType::Utf8);
+                let (l2, cos) = (
+                    column(L2, &DataType::Float32),
+                    column(COSINE, &DataType::Float32),
+                );
+                for r in 0..batch.num_rows() {
+                    got.push((
+                        steps.as_primitive::<Int64Type>().value(r),
+                        layers.as_primitive::<Int64Type>().value(r),
+                        positions.as_primitive::<Int64Type>().value(r),
+                        variants.as_string::<i32>().value(r).to_string(),
+                        l2.as_primitive::<Float32Type>().value(r),
+                        cos.as_primitive::<Float32Type>().value(r),
+                    ));
+                }
+            }
+            let mut want: Vec<_> = expected
+                .iter()
+                .map(|(step, layer, pos, variant, l2, cos)| {
+                    let f = |t: &str| t.parse::<f32>().unwrap();
+                    (*step, *layer, *pos, variant.clone(), f(l2), f(cos))
+                })
+                .collect();
+            got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            assert_eq!(got, want, "{row_groups:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
