@@ -684,9 +684,32 @@ fn trial_bytes(
     Ok(count.0)
 }
 
+/// [`trial_bytes`] of each (options, steps), side by side (each trial has a thread taking
+/// its rows from the cube, and its column encoders), in order.
+fn trials_bytes(
+    cube: &Cube,
+    plan: &Plan,
+    trials: &[(ConvertOptions, &[usize])],
+) -> Result<Vec<u64>, CliError> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = trials
+            .iter()
+            .map(|(options, steps)| scope.spawn(move || trial_bytes(cube, plan, options, steps)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| CliError::Usage("internal: a layout trial panicked".into()))?
+            })
+            .collect()
+    })
+}
+
 /// `options` with the choices left open (`None`) made by measuring: each candidate order
 /// encodes the first step, the smallest wins; then the first two steps are encoded in one row
-/// group and in one per step, and the sizes extrapolated to all steps decide. Data decides: real files (few distinct values,
+/// group and in one per step, and the sizes extrapolated to all steps decide. The trials of
+/// each stage run side by side. Data decides: real files (few distinct values,
 /// smooth across positions) favour layer-major order and a row group per step; noisy data
 /// favours position-major order and shared row groups (its values repeat across steps).
 pub fn choose_layout(
@@ -703,14 +726,21 @@ pub fn choose_layout(
     // Size of the first step alone, per step, in the chosen order (once measured).
     let mut first_step_bytes = None;
     if chosen.order.is_none() {
+        let trials: Vec<(ConvertOptions, &[usize])> = ORDER_CANDIDATES
+            .iter()
+            .map(|&order| {
+                let trial = ConvertOptions {
+                    order: Some(order),
+                    row_groups: Some(RowGroups::PerStep),
+                    ..options.clone()
+                };
+                (trial, &[0][..])
+            })
+            .collect();
+        let sizes = trials_bytes(cube, plan, &trials)?;
+        // The smallest; the first candidate on a tie.
         let mut best: Option<(u64, RowOrder)> = None;
-        for order in ORDER_CANDIDATES {
-            let trial = ConvertOptions {
-                order: Some(order),
-                row_groups: Some(RowGroups::PerStep),
-                ..options.clone()
-            };
-            let bytes = trial_bytes(cube, plan, &trial, &[0])?;
+        for (bytes, order) in sizes.into_iter().zip(ORDER_CANDIDATES) {
             if best.is_none_or(|(b, _)| bytes < b) {
                 best = Some((bytes, order));
             }
@@ -733,14 +763,17 @@ pub fn choose_layout(
                 row_groups: Some(row_groups),
                 ..chosen.clone()
             };
-            let first = match first_step_bytes {
-                Some(b) => b,
-                None => trial_bytes(cube, plan, &with(RowGroups::PerStep), &[0])?,
-            };
-            let per_step = first + trial_bytes(cube, plan, &with(RowGroups::PerStep), &[1])?;
+            let mut trials: Vec<(ConvertOptions, &[usize])> =
+                vec![(with(RowGroups::PerStep), &[1]), (with(shared), &[0, 1])];
+            if first_step_bytes.is_none() {
+                trials.push((with(RowGroups::PerStep), &[0]));
+            }
+            let sizes = trials_bytes(cube, plan, &trials)?;
+            let (second, shared_two) = (sizes[0], sizes[1]);
+            let first = first_step_bytes.unwrap_or_else(|| sizes[2]);
+            let per_step = first + second;
             // One step is one row group either way, written with the same settings.
             let shared_first = first;
-            let shared_two = trial_bytes(cube, plan, &with(shared), &[0, 1])?;
             let n = cube.steps.len() as f64;
             let per_step_all = per_step as f64 / 2.0 * n;
             let shared_all =
