@@ -156,7 +156,7 @@ export function writeReport(results, outPath, jsonRel) {
     L.push('## CLI: JSON / CSV → Parquet')
     L.push('')
     if (!results.convert.cli) L.push('`target/release/mask-impact convert` was not available in this run: only the pandas recipe is timed.\n')
-    L.push('`mask-impact convert` against the seed note\'s pandas recipe (bench/pandas_convert.py: `read_json`/`read_csv`/`read_parquet`, float32, categories, zstd) on the same input, one after the other, each with the input just read once (in the page cache); wall time and peak RSS from `/usr/bin/time -v`. Ours: median wall time of the runs (all runs listed) and the largest peak RSS; pandas: one run.')
+    L.push('`mask-impact convert` against the seed note\'s pandas recipe (bench/pandas_convert.py: `read_json`/`read_csv`/`read_parquet`, float32, categories, zstd) on the same input, their runs alternating, each with the input just read once (in the page cache); wall time and peak RSS from `/usr/bin/time -v`. Median wall time of the runs (all runs listed) and the largest peak RSS: 3 runs of ours; 3 of pandas where its first run takes under 15 s, else one.')
     const re = results.convert.retimed
     if (re) L.push(`\nThis section was timed again on its own (\`node bench/run.mjs --cli-only=…\`, both tools) at ${re.date} (commit ${re.commit}, load average ${re.loadAverage.map((x) => x.toFixed(1)).join(', ')}), after the run above.`)
     L.push('')
