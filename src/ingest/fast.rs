@@ -98,11 +98,10 @@ struct DictColumn {
     prev_key: i32,
 }
 
-/// Whether `data` holds `raw`, the raw field of a remembered text of key `key` (none when
-/// negative), at `at`.
+/// Whether `data` holds `raw` at `at`.
 #[inline(always)]
-fn raw_at(key: i32, raw: &[u8], data: &[u8], at: usize) -> bool {
-    key >= 0 && data.get(at..at + raw.len()).is_some_and(|d| same_bytes(d, raw))
+fn raw_at(data: &[u8], at: usize, raw: &[u8]) -> bool {
+    data.get(at..at + raw.len()).is_some_and(|d| same_bytes(d, raw))
 }
 
 impl DictColumn {
@@ -132,34 +131,27 @@ impl DictColumn {
         self.last_key >= 0 && self.last_raw == raw
     }
 
-    /// Whether `data` holds the previous row's raw CSV field at `at` (what follows it is for the
-    /// caller to check).
-    fn repeats_at(&self, data: &[u8], at: usize) -> bool {
-        raw_at(self.last_key, &self.last_raw, data, at)
-    }
-
-    /// The same for the text before the previous row's.
-    fn repeats_prev_at(&self, data: &[u8], at: usize) -> bool {
-        raw_at(self.prev_key, &self.prev_raw, data, at)
-    }
-
-    /// Appends a row holding the text before the previous row's again (it becomes the
-    /// previous, and the previous the one before).
-    fn push_prev(&mut self) {
-        std::mem::swap(&mut self.last_raw, &mut self.prev_raw);
-        std::mem::swap(&mut self.last_key, &mut self.prev_key);
-        self.keys.push(self.last_key);
-        self.valid.push(true);
-    }
-
-    /// Whether `data` holds the previous row's JSON string body at `at`, closing quote included.
-    fn repeats_quoted_at(&self, data: &[u8], at: usize) -> bool {
-        self.last_key >= 0 && quoted_at(data, at, &self.last_raw)
-    }
-
-    /// The same for the text before the previous row's.
-    fn repeats_prev_quoted_at(&self, data: &[u8], at: usize) -> bool {
-        self.prev_key >= 0 && quoted_at(data, at, &self.prev_raw)
+    /// When `data` holds at `at` the raw field of the previous row's text, or of the different
+    /// text before it (`quoted`: a JSON string body, followed by its closing quote; else a
+    /// CSV field, what follows it for the caller to check), appends a row holding that text
+    /// again and returns the raw field's length. The two remembered texts are compared in
+    /// place, without a scan for the field's end or a hash.
+    #[inline(always)]
+    fn push_repeat_at(&mut self, data: &[u8], at: usize, quoted: bool) -> Option<usize> {
+        let holds = |key: i32, raw: &[u8]| {
+            key >= 0 && raw_at(data, at, raw) && (!quoted || data.get(at + raw.len()) == Some(&b'"'))
+        };
+        if holds(self.last_key, &self.last_raw) {
+            self.push_last();
+        } else if holds(self.prev_key, &self.prev_raw) {
+            // The text before becomes the previous, and the previous the one before.
+            std::mem::swap(&mut self.last_raw, &mut self.prev_raw);
+            std::mem::swap(&mut self.last_key, &mut self.prev_key);
+            self.push_last();
+        } else {
+            return None;
+        }
+        Some(self.last_raw.len())
     }
 
     /// Appends a row holding the previous row's text again.
@@ -221,6 +213,15 @@ impl Column {
                 valid.push(false);
                 *nulls += 1;
             }
+        }
+    }
+
+    /// [`DictColumn::push_repeat_at`] for a dictionary column; `None` for any other.
+    #[inline(always)]
+    fn push_repeat_at(&mut self, data: &[u8], at: usize, quoted: bool) -> Option<usize> {
+        match self {
+            Column::Dict(d) => d.push_repeat_at(data, at, quoted),
+            _ => None,
         }
     }
 
@@ -765,48 +766,36 @@ impl FastText {
             // Value.
             let column = &mut self.columns[col];
             match b {
-                // The previous row's text again, compared in place: no scan for the end.
-                b'"' if matches!(column, Column::Dict(d) if d.repeats_quoted_at(data, i + 1)) => {
-                    if let Column::Dict(d) = column {
-                        d.push_last();
-                        i += d.last_raw.len() + 2;
-                    }
-                }
-                b'"' if matches!(column, Column::Dict(d) if d.repeats_prev_quoted_at(data, i + 1)) => {
-                    if let Column::Dict(d) = column {
-                        d.push_prev();
-                        i += d.last_raw.len() + 2;
-                    }
-                }
-                b'"' => {
-                    let Some((end, escaped)) = string_end(data, i + 1) else {
-                        return Rec::More;
-                    };
-                    let raw = &data[i + 1..end];
-                    match column {
-                        Column::Dict(d) => {
-                            if d.repeats(raw) {
-                                d.push_last();
-                            } else {
+                b'"' => match column.push_repeat_at(data, i + 1, true) {
+                    // A remembered text again, compared in place: no scan for the end.
+                    Some(n) => i += n + 2,
+                    None => {
+                        let Some((end, escaped)) = string_end(data, i + 1) else {
+                            return Rec::More;
+                        };
+                        let raw = &data[i + 1..end];
+                        match column {
+                            // (Not the previous row's text: that was found above.)
+                            Column::Dict(d) => {
                                 let Some(text) = json_text(&data[i..=end], raw, escaped) else {
                                     return Rec::Unusual;
                                 };
                                 d.push_text(&text, raw);
                             }
+                            Column::Text { offsets, data: bytes, valid, .. } => {
+                                let Some(text) = json_text(&data[i..=end], raw, escaped) else {
+                                    return Rec::Unusual;
+                                };
+                                bytes.extend_from_slice(text.as_bytes());
+                                offsets.push(bytes.len() as i32);
+                                valid.push(true);
+                            }
+                            // A number written as text: the general decoder's rules apply.
+                            Column::Number { .. } => return Rec::Unusual,
                         }
-                        Column::Text { offsets, data: bytes, valid, .. } => {
-                            let Some(text) = json_text(&data[i..=end], raw, escaped) else {
-                                return Rec::Unusual;
-                            };
-                            bytes.extend_from_slice(text.as_bytes());
-                            offsets.push(bytes.len() as i32);
-                            valid.push(true);
-                        }
-                        // A number written as text: the general decoder's rules apply.
-                        Column::Number { .. } => return Rec::Unusual,
+                        i = end + 1;
                     }
-                    i = end + 1;
-                }
+                },
                 b'n' => {
                     if data.len() < i + 4 {
                         return Rec::More;
@@ -880,16 +869,14 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
         (end > at && end < data.len()).then(|| end - at)
     };
     let len = match column {
-        Column::Number { values, valid, nulls } => {
+        Column::Number { values, valid, .. } => {
             // A plain decimal in place; any other unquoted number (`1e-05`, as pandas writes
             // small floats) as the field splitter's path parses it; an empty field is null.
             let (v, len) = match scan_plain_decimal(data.get(i..)?) {
                 Some((v, len)) if closes(i + len).is_some() => (v, len),
                 _ => {
                     if let Some(n) = closes(i) {
-                        values.push(0.0);
-                        valid.push(false);
-                        *nulls += 1;
+                        column.push_null();
                         return Some(i + n);
                     }
                     let n = unquoted(i)?;
@@ -900,18 +887,13 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
             valid.push(true);
             len
         }
-        Column::Dict(d) if d.repeats_at(data, i) => {
-            // The previous row's raw bytes again, quotes included: if the same delimiter
-            // follows, they split the same way.
-            d.push_last();
-            d.last_raw.len()
-        }
-        Column::Dict(d) if d.repeats_prev_at(data, i) => {
-            d.push_prev();
-            d.last_raw.len()
-        }
         _ => {
-            // Text, after the repeats: an empty field is null, anything else unquoted text.
+            // Text. A remembered text's raw bytes again, quotes included: if the same
+            // delimiter follows, they split the same way.
+            if let Some(n) = column.push_repeat_at(data, i, false) {
+                return Some(i + n + closes(i + n)?);
+            }
+            // An empty field is null, anything else unquoted text.
             if let Some(n) = closes(i) {
                 column.push_null();
                 return Some(i + n);
@@ -961,7 +943,7 @@ fn string_end(data: &[u8], mut from: usize) -> Option<(usize, bool)> {
 /// Whether `data` holds `raw` at `at` followed by the closing quote: the same JSON string
 /// body as `raw` (which ended at an unescaped quote: the same bytes scan the same way).
 fn quoted_at(data: &[u8], at: usize, raw: &[u8]) -> bool {
-    data.get(at..at + raw.len()).is_some_and(|d| same_bytes(d, raw)) && data.get(at + raw.len()) == Some(&b'"')
+    raw_at(data, at, raw) && data.get(at + raw.len()) == Some(&b'"')
 }
 
 /// `a == b`, with short slices (tokens, variant names) compared in place as two overlapping
