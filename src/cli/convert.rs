@@ -481,9 +481,10 @@ const PREFETCH_POSITIONS: usize = 16;
 
 /// The cells of one prompt and step in a row order: loops of `sizes` (outermost first),
 /// `pick` mapping loop indexes to (variant, layer index, position), `metric_rows` each
-/// metric's row of positions per (variant, layer index) of `layers` layer indexes. Hands `emit` (variant, layer index,
-/// position, metric values) for every cell with a value in some metric. Generic in `pick` so
-/// that each order gets a loop of its own, without a call per cell.
+/// metric's row of positions per (variant, layer index) of `layers` layer indexes. Hands
+/// `emit` (variant, layer index, position, metric values) for every cell with a value in some
+/// metric. Generic in `pick` so that each order gets a loop of its own, without a call per
+/// cell.
 fn walk<P, E>(
     sizes: [usize; 3],
     pick: P,

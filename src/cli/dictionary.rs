@@ -641,9 +641,12 @@ pub fn encode_chunk<K: Key>(
     let outside = |k: usize| {
         ParquetError::General(format!("{}: key {k} outside the dictionary", descr.name()))
     };
+    // Narrow keys (u8, u16) index tables of all [`KEY_TABLE`] key values without a bounds
+    // check per row.
+    let narrow = K::LIMIT < KEY_TABLE;
     let mut used = vec![false; n];
     let mut nulls = 0u64;
-    if K::LIMIT < KEY_TABLE {
+    if narrow {
         // Narrow keys mark a table of every key value (no bounds check per row), which then
         // gives the entries used, whether there are nulls, and keys outside the dictionary.
         let mut table = vec![false; KEY_TABLE];
@@ -704,8 +707,6 @@ pub fn encode_chunk<K: Key>(
         }
         _ => order.sort_unstable_by(|&a, &b| entries.cmp(a as usize, b as usize)),
     }
-    // Narrow keys index all [`KEY_TABLE`] ranks without a bounds check per row.
-    let narrow = K::LIMIT < KEY_TABLE;
     let mut rank = vec![NULL_KEY; if narrow { KEY_TABLE } else { n }];
     for (r, &i) in order.iter().enumerate() {
         rank[i as usize] = r as u32;

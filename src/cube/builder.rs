@@ -295,6 +295,11 @@ macro_rules! convert_numeric {
     }};
 }
 
+/// Whether a float truncates to an `i64` (finite, below 2^63 in magnitude with some margin).
+fn fits_i64(f: f64) -> bool {
+    f.is_finite() && f.abs() < 9.2e18
+}
+
 /// Converts any numeric column to Int64 (floats are truncated; NaN, infinities and values out of
 /// range become null).
 pub(crate) fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
@@ -304,8 +309,7 @@ pub(crate) fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowErro
     if let Some(floats) = col.as_primitive_opt::<Float64Type>() {
         // CSV and JSON numbers arrive as Float64. When every value is in range (checked in
         // one pass without a branch per value), they convert without building a null mask.
-        let in_range = |f: f64| f.is_finite() && f.abs() < 9.2e18;
-        if floats.values().iter().fold(true, |all, &f| all & in_range(f)) {
+        if floats.values().iter().fold(true, |all, &f| all & fits_i64(f)) {
             return Ok(Arc::new(floats.unary::<_, Int64Type>(|f| f as i64)));
         }
     }
@@ -313,10 +317,10 @@ pub(crate) fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowErro
         col.as_ref(),
         Int64Type,
         |v| i64::try_from(v).ok(),
-        |f| (f.is_finite() && f.abs() < 9.2e18).then_some(f as i64),
+        |f| fits_i64(f).then_some(f as i64),
         |d, scale| {
             let f = d as f64 / scale;
-            (f.is_finite() && f.abs() < 9.2e18).then_some(f as i64)
+            fits_i64(f).then_some(f as i64)
         }
     )
 }
