@@ -385,6 +385,56 @@ fn convert_split_text_files_round_trip() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A CSV cut is placed by the quotes near it, a guess that each segment's own quote count
+/// checks. Here a quoted token of 150 kB that looks like records (seven fields a line, no
+/// quotes) holds cut targets far from its ends, so some guesses are wrong: the counts must
+/// catch that and the file be read again by one decoder, with the values pandas reads.
+#[test]
+fn convert_csv_cut_inside_a_long_quoted_field_reads_right() {
+    let dir = scratch("long-quoted");
+    python_check(&["make-long-quoted-input", s(&dir)]);
+    let src = dir.join("long.csv");
+    let out = dir.join("long.parquet");
+    let o = Command::new(BIN)
+        .args(["convert", s(&src), "-o", s(&out), "--json"])
+        .env("MASK_IMPACT_SEGMENT_BYTES", "50000")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Read again by one decoder (a split read would report every core).
+    assert_eq!(table[0]["decode_threads"].as_u64(), Some(1));
+    python_check(&["roundtrip", s(&src), s(&out), "4"]);
+
+    // Worse: the long quoted text is the last field, holds lines of seven fields, and its
+    // closing quote follows text (`b"`, which a lenient reader keeps as text). Cut inside it,
+    // both segments decode without error, into wrong rows: only the quote count tells.
+    let mut csv = String::from(
+        "generation_step,layer,token_position,variant,l2_distance,cosine_distance,token_masked\n\
+         0,0,0,Full,1.5,0.5,\"a\n",
+    );
+    for i in 1..=10_000 {
+        csv.push_str(&format!("0,1,{i},Full,2.5,0.5,b\n"));
+    }
+    csv.pop();
+    csv.push_str("\"\n");
+    for p in 1..=2_000 {
+        csv.push_str(&format!("0,0,{p},Full,1.5,0.25,x\n"));
+    }
+    let src = dir.join("last.csv");
+    std::fs::write(&src, &csv).unwrap();
+    let o = Command::new(BIN)
+        .args(["convert", s(&src), "-o", s(&out), "--json"])
+        .env("MASK_IMPACT_SEGMENT_BYTES", "20000")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(table[0]["decode_threads"].as_u64(), Some(1));
+    python_check(&["roundtrip", s(&src), s(&out), "4"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_input_is_reported_and_leaves_no_partial_output() {
     let dir = scratch("bad");

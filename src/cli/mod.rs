@@ -193,6 +193,8 @@ enum TextMessage {
     Batch(arrow_array::RecordBatch),
     /// Bytes of the file decoded so far.
     Progress(u64),
+    /// A CSV segment's quote characters, after its last batch (see [`parallel::load`]).
+    Quotes(u64),
     Failed(IngestError),
 }
 
@@ -339,6 +341,7 @@ fn load_text(
                     builder.push_batch(&batch).map_err(IngestError::from)?
                 }
                 TextMessage::Progress(bytes) => progress(bytes, builder.rows_read()),
+                TextMessage::Quotes(_) => {}
                 TextMessage::Failed(e) => return Err(CliError::from(e)),
             }
         }

@@ -5,8 +5,11 @@
 //! Where a segment may start:
 //! - **CSV**: after a line break outside quotes. Whether a byte is inside quotes follows from
 //!   the number of quote characters before it (a doubled quote inside a quoted field counts
-//!   twice), so the calling thread counts them over each segment as it cuts the next one.
-//!   Each segment is decoded after a copy of the header row.
+//!   twice). Counting them all would read the whole file once more on the calling thread, so
+//!   the cut is placed by the nearest quote that can only open or only close a field, and
+//!   checked afterwards: each segment's decoder counts its own quotes as it reads them, and
+//!   an odd count before any cut sends the file to one decoder. Each segment is decoded after
+//!   a copy of the header row.
 //! - **JSON records array** (`[{…},{…}]`, as pandas writes it): at the `{` of
 //!   `},{"KEY":`, where `KEY` is the first key of the first record. Inside a JSON string a
 //!   quote is escaped, so this exact text cannot be part of a string in a valid file. Each
@@ -104,6 +107,38 @@ fn csv_record_end(map: &[u8], from: usize, in_quotes: &mut bool) -> Option<usize
     None
 }
 
+/// How far past a cut's target [`csv_in_quotes_at`] looks for a quote that tells.
+const QUOTE_WINDOW: usize = 64 << 10;
+
+/// Whether `map[at]` is inside quotes, judged from the first quote at or after `at` (within
+/// [`QUOTE_WINDOW`]) that can only open or only close a quoted field: a quote followed by
+/// text (not a separator, line break or quote) opens one, a quote after text closes one. The
+/// quotes before it, each toggling, give the state at `at`. With no such quote, `false`.
+///
+/// A guess, not a proof (a field may be quoted for longer than the window, a file may break
+/// the quoting rules): [`load`] checks each cut with the quotes its segments count.
+fn csv_in_quotes_at(map: &[u8], at: usize) -> bool {
+    // Bytes that may stand beside a quote that opens (before it) or closes (after it) a
+    // field: the delimiters in use, line breaks, and a doubled quote.
+    let separator = |b: Option<&u8>| matches!(b, None | Some(b',' | b';' | b'\t' | b'|' | b'\n' | b'\r' | b'"'));
+    let end = at.saturating_add(QUOTE_WINDOW).min(map.len());
+    let mut toggles = false;
+    for i in memchr::memchr_iter(b'"', &map[at..end]).map(|i| at + i) {
+        let before = i.checked_sub(1).and_then(|j| map.get(j));
+        let after = map.get(i + 1);
+        if !separator(after) && before != Some(&b'"') {
+            // Opens: outside quotes just before it.
+            return toggles;
+        }
+        if !separator(before) && after != Some(&b'"') {
+            // Closes: inside quotes just before it.
+            return !toggles;
+        }
+        toggles = !toggles;
+    }
+    false
+}
+
 /// Cuts a mapped file into segments, front to back.
 struct Cutter<'a> {
     map: &'a [u8],
@@ -136,11 +171,9 @@ impl Cutter<'_> {
         } else {
             match &self.layout {
                 Layout::Csv { .. } => {
-                    // Quote parity at the target: the quotes of this segment (it starts
-                    // outside quotes). `bytecount` counts with SIMD, at memory speed where
-                    // quotes are dense too (memchr's count finds them one by one).
-                    let quotes = bytecount::count(&self.map[start..target], b'"');
-                    let mut in_quotes = quotes % 2 == 1;
+                    // Whether the target is inside quotes, judged from the quotes near it;
+                    // the segments' own counts confirm it (see `load`).
+                    let mut in_quotes = csv_in_quotes_at(self.map, target);
                     csv_record_end(self.map, target, &mut in_quotes).map(|e| (e, e))
                 }
                 Layout::JsonArray { record_start } => {
@@ -170,7 +203,11 @@ impl Cutter<'_> {
     }
 }
 
-/// Decode one segment, sending schema, batches and progress to `tx`.
+/// The pieces in which [`decode_segment`] counts a CSV segment's quotes and decodes it: well
+/// inside a core's L2 cache.
+const QUOTE_PIECE_BYTES: usize = 512 << 10;
+
+/// Decode one segment, sending schema, batches, progress and (last) its quotes to `tx`.
 fn decode_segment(
     name: &str,
     map: &memmap2::Mmap,
@@ -189,13 +226,23 @@ fn decode_segment(
     let result = (|| -> Result<(), IngestError> {
         decoder.push(header, &mut sink)?;
         decoder.push(segment.prefix, &mut sink)?;
-        let chunk_bytes = ingest::TEXT_CHUNK_BYTES as usize;
-        for chunk in bytes.chunks(chunk_bytes) {
-            decoder.push(chunk, &mut sink)?;
+        // CSV: the segment's quotes, counted a piece at a time just before the decoder reads
+        // the piece (from the cache, not from memory a second time).
+        let mut quotes = 0u64;
+        for chunk in bytes.chunks(ingest::TEXT_CHUNK_BYTES as usize) {
+            for piece in chunk.chunks(QUOTE_PIECE_BYTES) {
+                if format == Format::Csv {
+                    // `bytecount` counts with SIMD at memory speed where quotes are dense too
+                    // (memchr's count finds them one by one).
+                    quotes += bytecount::count(piece, b'"') as u64;
+                }
+                decoder.push(piece, &mut sink)?;
+            }
             sink.send(TextMessage::Progress(chunk.len() as u64))?;
         }
         decoder.push(segment.suffix, &mut sink)?;
-        decoder.finish(&mut sink)
+        decoder.finish(&mut sink)?;
+        sink.send(TextMessage::Quotes(quotes))
     })();
     if let Err(e) = result {
         let _ = sink.send(TextMessage::Failed(e));
@@ -266,6 +313,10 @@ pub fn load(
         let mut schema: Option<SchemaRef> = None;
         let mut columns = None;
         let mut bytes_done = header.len() as u64;
+        // CSV: whether the quotes of the segments so far are odd in number. Each cut was
+        // guessed to be outside quotes ([`csv_in_quotes_at`]); an odd count before a segment
+        // proves the guess wrong, and the caller reads the file again with one decoder.
+        let mut odd_quotes = false;
         while let Some(rx) = {
             while out.len() <= threads {
                 match cutter.next_segment() {
@@ -275,7 +326,12 @@ pub fn load(
             }
             out.pop_front()
         } {
+            if odd_quotes {
+                return Err(NotSplit::Failed);
+            }
             let mut segment_schema = None;
+            // The segment's last message: without it, the segment was not decoded to its end.
+            let mut segment_done = false;
             for message in rx {
                 match message {
                     TextMessage::Schema(s) => {
@@ -303,8 +359,15 @@ pub fn load(
                         bytes_done += bytes;
                         progress(bytes_done, builder.rows_read());
                     }
+                    TextMessage::Quotes(n) => {
+                        odd_quotes ^= n % 2 == 1;
+                        segment_done = true;
+                    }
                     TextMessage::Failed(_) => return Err(NotSplit::Failed),
                 }
+            }
+            if !segment_done {
+                return Err(NotSplit::Failed);
             }
         }
         columns.ok_or(NotSplit::Failed)
@@ -344,6 +407,40 @@ mod tests {
         let got = segments(csv, Format::Csv, 3);
         let want: Vec<&[u8]> = vec![b"1,\"x\ny\"\n", b"2,\"say \"\"hi\"\"\nok\"\n", b"3,z\n"];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn csv_quote_state_is_judged_by_the_nearest_telling_quote() {
+        // (text, offset, inside quotes there): by hand, from the quoting rules.
+        let cases: [(&[u8], usize, bool); 9] = [
+            // An opening quote ahead: outside.
+            (b"1,x\n2,\"a\nb\"\n", 4, false),
+            // A closing quote ahead (after text): inside.
+            (b"1,\"a\nb\"\n2,x\n", 5, true),
+            // A quote between line breaks may open or close; the opening quote after it
+            // tells: one toggle before that, so inside.
+            (b"x\n\"\n3,\"t\"\n", 1, true),
+            // A doubled quote inside a field tells nothing; the closing quote after it does.
+            (b"1,\"say \"\"hi\"\" now\"\n", 5, true),
+            // Between the two quotes of a doubled pair the count before is even: outside, as
+            // counting from the start says.
+            (b"1,\"say \"\"hi\"\" now\"\n", 8, false),
+            // An empty quoted field `""`, then an opening quote: outside.
+            (b"1,\"\",\"t\"\n", 2, false),
+            // Semicolons and tabs are separators too.
+            (b"1;\"a\"\n", 0, false),
+            (b"a\"\t1\n", 0, true),
+            // No quote at all: outside.
+            (b"1,2\n3,4\n", 3, false),
+        ];
+        for (text, at, want) in cases {
+            assert_eq!(
+                csv_in_quotes_at(text, at),
+                want,
+                "{:?} at {at}",
+                String::from_utf8_lossy(text)
+            );
+        }
     }
 
     #[test]

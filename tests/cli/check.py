@@ -7,6 +7,7 @@ Needs: pip install pyarrow pandas polars duckdb numpy
 
 Usage:
   check.py make-input DIR                  write in.csv, in.json, in.jsonl (pandas) into DIR
+  check.py make-long-quoted-input DIR      write long.csv (a 150 kB quoted token) into DIR
   check.py make-wide-input DIR             write wide.csv: more than 65 536 distinct metric values
   check.py roundtrip SRC OUT DECIMALS      OUT (Parquet) holds SRC's values to the rounding
   check.py row-groups OUT N                OUT has N row groups, each holding whole steps
@@ -98,6 +99,31 @@ def make_wide_input(out_dir):
         }
     )
     df.to_csv(os.path.join(out_dir, "wide.csv"), index=False)
+
+
+def make_long_quoted_input(out_dir):
+    """long.csv: one token is 150 kB of text that looks like CSV records (seven fields a
+    line, no quotes), so pandas quotes it; a cut guessed inside it is wrong, and must be
+    caught. The other tokens are short, some quoted."""
+    fake = "9,9,fake,9,Full,0.5,0.5\n" * 6500
+    tokens = ["<|im_start|>", "a,b", fake, 'say "hi"', "x", "\n"]
+    rows = []
+    for step in range(3):
+        for layer in range(2):
+            for pos in range(len(tokens)):
+                for variant in ["Full", "Attn"]:
+                    rows.append(
+                        {
+                            "generation_step": step,
+                            "layer": layer,
+                            "token_masked": tokens[pos],
+                            "token_position": pos,
+                            "variant": variant,
+                            "l2_distance": step + layer / 10 + pos / 100,
+                            "cosine_distance": 0.25,
+                        }
+                    )
+    pd.DataFrame(rows).to_csv(os.path.join(out_dir, "long.csv"), index=False)
 
 
 def read_source(path):
@@ -220,7 +246,7 @@ def check_statistics(path):
             check(st.has_min_max, f"{where}: no min/max")
             lo, hi = pc.min(present).as_py(), pc.max(present).as_py()
             if isinstance(lo, str) and (len(lo.encode()) > 64 or len(hi.encode()) > 64):
-                check(lo.startswith(st.min) and st.max > hi, f"{where}: text bounds {st.min!r}..{st.max!r} do not hold {lo!r}..{hi!r}")
+                check(lo.startswith(st.min) and st.max >= hi, f"{where}: text bounds {st.min!r}..{st.max!r} do not hold {lo!r}..{hi!r}")
             else:
                 check(st.min == lo and st.max == hi, f"{where}: min/max {st.min!r}..{st.max!r}, data {lo!r}..{hi!r}")
 
@@ -359,6 +385,7 @@ def main(argv):
     {
         "make-input": make_input,
         "make-wide-input": make_wide_input,
+        "make-long-quoted-input": make_long_quoted_input,
         "roundtrip": roundtrip,
         "row-groups": row_groups,
         "partitioned": partitioned,
