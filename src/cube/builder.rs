@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::types::{Float32Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, DictionaryArray, Float32Array, Int32Array, RecordBatch, StringArray};
 use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{DataType, Schema};
@@ -259,31 +259,80 @@ impl Default for CubeBuilder {
 // cast kernel would add megabytes to the wasm for the few conversions the cube needs.
 
 /// Applies `$op` to the native values of any integer, float or decimal column.
+/// Every value of `a` converted by `cast`, its nulls kept; a value that `fits` rejects becomes
+/// null. When every value fits (the usual case: CSV and JSON numbers arrive as Float64,
+/// integers widen), a check and a conversion without a branch per value and no null mask built
+/// row by row; otherwise arrow's `unary_opt`.
+fn convert_values<I, O>(
+    a: &arrow_array::PrimitiveArray<I>,
+    fits: impl Fn(I::Native) -> bool,
+    cast: impl Fn(I::Native) -> O::Native,
+) -> arrow_array::PrimitiveArray<O>
+where
+    I: arrow_array::ArrowPrimitiveType,
+    O: arrow_array::ArrowPrimitiveType,
+{
+    // (A conversion that always fits makes the check nothing.)
+    if a.values().iter().fold(true, |all, &v| all & fits(v)) {
+        a.unary(cast)
+    } else {
+        a.unary_opt(|v| fits(v).then(|| cast(v)))
+    }
+}
+
 macro_rules! convert_numeric {
-    ($col:expr, $out:ty, |$v:ident| $int:expr, |$f:ident| $float:expr, |$d:ident, $scale:ident| $dec:expr) => {{
+    (
+        $col:expr, $out:ty,
+        |$v:ident| $int_fits:expr => $int:expr,
+        |$f:ident| $float_fits:expr => $float:expr,
+        |$d:ident, $scale:ident| $dec_fits:expr => $dec:expr
+    ) => {{
         use arrow_array::types::*;
         let col: &dyn Array = $col;
+        macro_rules! ints {
+            ($t:ty) => {
+                convert_values(col.as_primitive::<$t>(), |$v| $int_fits, |$v| $int)
+            };
+        }
+        // (A conversion that always fits does not look at its value.)
+        #[allow(unused_variables)]
         let out: arrow_array::PrimitiveArray<$out> = match col.data_type() {
-            DataType::Int8 => col.as_primitive::<Int8Type>().unary_opt(|$v| $int),
-            DataType::Int16 => col.as_primitive::<Int16Type>().unary_opt(|$v| $int),
-            DataType::Int32 => col.as_primitive::<Int32Type>().unary_opt(|$v| $int),
-            DataType::Int64 => col.as_primitive::<Int64Type>().unary_opt(|$v| $int),
-            DataType::UInt8 => col.as_primitive::<UInt8Type>().unary_opt(|$v| $int),
-            DataType::UInt16 => col.as_primitive::<UInt16Type>().unary_opt(|$v| $int),
-            DataType::UInt32 => col.as_primitive::<UInt32Type>().unary_opt(|$v| $int),
-            DataType::UInt64 => col.as_primitive::<UInt64Type>().unary_opt(|$v| $int),
-            DataType::Float16 => col.as_primitive::<Float16Type>().unary_opt(|h| {
-                let $f = h.to_f64();
-                $float
-            }),
-            DataType::Float32 => col.as_primitive::<Float32Type>().unary_opt(|x| {
-                let $f = x as f64;
-                $float
-            }),
-            DataType::Float64 => col.as_primitive::<Float64Type>().unary_opt(|$f| $float),
+            DataType::Int8 => ints!(Int8Type),
+            DataType::Int16 => ints!(Int16Type),
+            DataType::Int32 => ints!(Int32Type),
+            DataType::Int64 => ints!(Int64Type),
+            DataType::UInt8 => ints!(UInt8Type),
+            DataType::UInt16 => ints!(UInt16Type),
+            DataType::UInt32 => ints!(UInt32Type),
+            DataType::UInt64 => ints!(UInt64Type),
+            DataType::Float16 => convert_values(
+                col.as_primitive::<Float16Type>(),
+                |h| {
+                    let $f = h.to_f64();
+                    $float_fits
+                },
+                |h| {
+                    let $f = h.to_f64();
+                    $float
+                },
+            ),
+            DataType::Float32 => convert_values(
+                col.as_primitive::<Float32Type>(),
+                |x| {
+                    let $f = x as f64;
+                    $float_fits
+                },
+                |x| {
+                    let $f = x as f64;
+                    $float
+                },
+            ),
+            DataType::Float64 => {
+                convert_values(col.as_primitive::<Float64Type>(), |$f| $float_fits, |$f| $float)
+            }
             DataType::Decimal128(_, scale) => {
                 let $scale = 10f64.powi(*scale as i32);
-                col.as_primitive::<Decimal128Type>().unary_opt(|$d| $dec)
+                convert_values(col.as_primitive::<Decimal128Type>(), |$d| $dec_fits, |$d| $dec)
             }
             other => {
                 return Err(arrow_schema::ArrowError::CastError(format!(
@@ -306,22 +355,12 @@ pub(crate) fn to_i64(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowErro
     if col.data_type() == &DataType::Int64 {
         return Ok(col.clone());
     }
-    if let Some(floats) = col.as_primitive_opt::<Float64Type>() {
-        // CSV and JSON numbers arrive as Float64. When every value is in range (checked in
-        // one pass without a branch per value), they convert without building a null mask.
-        if floats.values().iter().fold(true, |all, &f| all & fits_i64(f)) {
-            return Ok(Arc::new(floats.unary::<_, Int64Type>(|f| f as i64)));
-        }
-    }
     convert_numeric!(
         col.as_ref(),
         Int64Type,
-        |v| i64::try_from(v).ok(),
-        |f| fits_i64(f).then_some(f as i64),
-        |d, scale| {
-            let f = d as f64 / scale;
-            fits_i64(f).then_some(f as i64)
-        }
+        |v| i64::try_from(v).is_ok() => v as i64,
+        |f| fits_i64(f) => f as i64,
+        |d, scale| fits_i64(d as f64 / scale) => (d as f64 / scale) as i64
     )
 }
 
@@ -330,16 +369,12 @@ fn to_f32(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
     if col.data_type() == &DataType::Float32 {
         return Ok(col.clone());
     }
-    if let Some(floats) = col.as_primitive_opt::<Float64Type>() {
-        // Every Float64 converts (the nulls kept as they are).
-        return Ok(Arc::new(floats.unary::<_, Float32Type>(|f| f as f32)));
-    }
     convert_numeric!(
         col.as_ref(),
         Float32Type,
-        |v| Some(v as f32),
-        |f| Some(f as f32),
-        |d, scale| Some((d as f64 / scale) as f32)
+        |v| true => v as f32,
+        |f| true => f as f32,
+        |d, scale| true => (d as f64 / scale) as f32
     )
 }
 
@@ -366,9 +401,9 @@ fn to_dict(col: &ArrayRef) -> Result<DictionaryArray<Int32Type>, arrow_schema::A
         let keys = convert_numeric!(
             dict.keys(),
             Int32Type,
-            |v| i32::try_from(v).ok(),
-            |f| Some(f as i32),
-            |d, scale| Some((d as f64 / scale) as i32)
+            |v| i32::try_from(v).is_ok() => v as i32,
+            |f| true => f as i32,
+            |d, scale| true => (d as f64 / scale) as i32
         )?;
         let values: ArrayRef = match dict.values().data_type() {
             DataType::Utf8 => dict.values().clone(),
@@ -958,6 +993,40 @@ mod tests {
         let col: ArrayRef = Arc::new(Float64Array::from(vec![Some(0.1), None, Some(1e40)]));
         let f: Vec<Option<f32>> = to_f32(&col).unwrap().as_primitive::<Float32Type>().iter().collect();
         assert_eq!(f, vec![Some(0.1f32), None, Some(f32::INFINITY)]);
+    }
+
+    #[test]
+    fn other_number_types_convert_as_their_values_say() {
+        use arrow_array::{Decimal128Array, Float32Array, Int8Array, UInt64Array};
+        let ints = |col: ArrayRef| -> Vec<Option<i64>> {
+            to_i64(&col).unwrap().as_primitive::<Int64Type>().iter().collect()
+        };
+        let floats = |col: ArrayRef| -> Vec<Option<f32>> {
+            to_f32(&col).unwrap().as_primitive::<Float32Type>().iter().collect()
+        };
+        // Narrow integers widen, nulls kept.
+        let narrow: ArrayRef = Arc::new(Int8Array::from(vec![Some(-3), None, Some(7)]));
+        assert_eq!(ints(narrow.clone()), vec![Some(-3), None, Some(7)]);
+        assert_eq!(floats(narrow), vec![Some(-3.0), None, Some(7.0)]);
+        // A u64 past i64 becomes null; the others still convert.
+        let wide: ArrayRef = Arc::new(UInt64Array::from(vec![Some(5), Some(u64::MAX), None]));
+        assert_eq!(ints(wide.clone()), vec![Some(5), None, None]);
+        assert_eq!(floats(wide), vec![Some(5.0), Some(1.8446744e19), None]);
+        // Decimals: 123.45, -0.5 and 7 (scale 2), truncated to integers.
+        let dec: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(12345), Some(-50), None, Some(700)])
+                .with_precision_and_scale(10, 2)
+                .unwrap(),
+        );
+        assert_eq!(ints(dec.clone()), vec![Some(123), Some(0), None, Some(7)]);
+        assert_eq!(floats(dec), vec![Some(123.45), Some(-0.5), None, Some(7.0)]);
+        // Half floats: NaN is no integer, but stays a float value.
+        let single: ArrayRef = Arc::new(Float32Array::from(vec![1.5, f32::NAN]));
+        let half = arrow_cast::cast(&single, &DataType::Float16).unwrap();
+        assert_eq!(ints(half.clone()), vec![Some(1), None]);
+        let f = floats(half);
+        assert_eq!(f[0], Some(1.5));
+        assert!(f[1].is_some_and(f32::is_nan));
     }
 
     #[test]
