@@ -715,6 +715,15 @@ pub fn encode_chunk<K: Key>(
     let page_rows = (DATA_PAGE_BYTES * 8 / usize::from(width)).clamp(1, PAGE_ROWS);
     let is_float = matches!(entries, Entries::Float(_));
     let prefetch_ranks = n > PREFETCH_RANKS_ABOVE;
+    // A large dictionary's ranks (a noisy metric's: megabytes) miss the caches: the rank of
+    // the key [`PREFETCH_AHEAD`] rows on is brought in while this row's is looked up.
+    let prefetch_ahead = |page: &[K], j: usize| {
+        if let Some(&ahead) = page.get(j + PREFETCH_AHEAD) {
+            if ahead != K::NULL {
+                prefetch(&rank[ahead.index()]);
+            }
+        }
+    };
 
     // The pages, uncompressed: the dictionary, then the data pages.
     let mut dictionary = Vec::new();
@@ -734,11 +743,8 @@ pub fn encode_chunk<K: Key>(
         if nulls == 0 {
             // Every row has a value (the common case): ranks only, then their range.
             if prefetch_ranks {
-                // A large dictionary's ranks (a noisy metric's: megabytes) miss the caches.
                 for (j, &k) in page.iter().enumerate() {
-                    if let Some(&ahead) = page.get(j + PREFETCH_AHEAD) {
-                        prefetch(&rank[ahead.index()]);
-                    }
+                    prefetch_ahead(page, j);
                     indices.push(rank[k.index()]);
                 }
             } else if narrow {
@@ -753,10 +759,8 @@ pub fn encode_chunk<K: Key>(
                 .fold((lo, hi), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         } else {
             for (j, &k) in page.iter().enumerate() {
-                if let Some(&ahead) = page.get(j + PREFETCH_AHEAD).filter(|_| prefetch_ranks) {
-                    if ahead != K::NULL {
-                        prefetch(&rank[ahead.index()]);
-                    }
+                if prefetch_ranks {
+                    prefetch_ahead(page, j);
                 }
                 if k == K::NULL {
                     levels.push(0);
