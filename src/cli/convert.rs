@@ -207,6 +207,50 @@ fn range_of(values: &[i64]) -> (i64, i64) {
     (min, max)
 }
 
+/// How many positions ahead [`Plan::step_rows`] prefetches a metric's row (one cache line of
+/// values).
+const PREFETCH_POSITIONS: usize = 16;
+
+/// Runs `body` for the cells of one prompt and step in a row order, with `$v`, `$l` and `$pos`
+/// the variant, layer index and position (of `nv`, `nl` and `n`). A macro, so that each order
+/// gets a loop nest of its own with the body inside (no call per cell, which a generic
+/// function's closure became once the body grew); `continue` skips a cell, `?` works.
+macro_rules! for_each_cell {
+    ($order:expr, [$nv:expr, $nl:expr, $n:expr], |$v:ident, $l:ident, $pos:ident| $body:block) => {{
+        let (nv, nl, n) = ($nv, $nl, $n);
+        match $order {
+            RowOrder::VariantLayerPosition => {
+                for $v in 0..nv {
+                    for $l in 0..nl {
+                        for $pos in 0..n $body
+                    }
+                }
+            }
+            RowOrder::LayerVariantPosition => {
+                for $l in 0..nl {
+                    for $v in 0..nv {
+                        for $pos in 0..n $body
+                    }
+                }
+            }
+            RowOrder::LayerPositionVariant => {
+                for $l in 0..nl {
+                    for $pos in 0..n {
+                        for $v in 0..nv $body
+                    }
+                }
+            }
+            RowOrder::PositionVariantLayer => {
+                for $pos in 0..n {
+                    for $v in 0..nv {
+                        for $l in 0..nl $body
+                    }
+                }
+            }
+        }
+    }};
+}
+
 impl Plan {
     /// Plan the output of `loaded`: columns the inputs had (plus `prompt_name` when several
     /// prompts were merged). With `partitioned`, the step column is left to the folder names.
@@ -365,6 +409,7 @@ impl Plan {
         let mut total = 0u64;
         let stride = options.layer_stride.max(1);
         let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
+        let mut cells = vec![0.0; cube.metrics.len()];
         for p in 0..cube.prompts.len() {
             let n = cube.prompts[p].n_positions();
             // Each metric's row of positions per (variant, layer index), looked up once.
@@ -375,31 +420,26 @@ impl Plan {
                         .collect()
                 })
                 .collect();
-            let mut emit = |v: usize, l: usize, pos: usize, cells: &[f32]| {
-                rows.push(p, l * stride, pos, v, cells);
+            // Every cell with a value in some metric, in the row order.
+            for_each_cell!(options.order.unwrap_or_default(), [nv, nl, n], |v, l, pos| {
+                for (cell, rows) in cells.iter_mut().zip(&metric_rows) {
+                    let row = rows[v * nl + l];
+                    // Position-major orders take each value from another row: the hardware
+                    // sees no stream to prefetch.
+                    if let Some(ahead) = row.get(pos + PREFETCH_POSITIONS) {
+                        dictionary::prefetch(ahead);
+                    }
+                    *cell = row[pos];
+                }
+                if cells.iter().all(|c| c.is_nan()) {
+                    continue;
+                }
+                rows.push(p, l * stride, pos, v, &cells);
                 if rows.len() >= options.batch_rows {
                     total += rows.len() as u64;
                     sink(std::mem::replace(&mut rows, new_rows()))?;
                 }
-                Ok(())
-            };
-            // Loop sizes, outermost first, and how loop indexes map to (variant, layer,
-            // position).
-            let m = &metric_rows;
-            match options.order.unwrap_or_default() {
-                RowOrder::VariantLayerPosition => {
-                    walk([nv, nl, n], |a, b, c| [a, b, c], m, nl, &mut emit)
-                }
-                RowOrder::LayerVariantPosition => {
-                    walk([nl, nv, n], |a, b, c| [b, a, c], m, nl, &mut emit)
-                }
-                RowOrder::LayerPositionVariant => {
-                    walk([nl, n, nv], |a, b, c| [c, a, b], m, nl, &mut emit)
-                }
-                RowOrder::PositionVariantLayer => {
-                    walk([n, nv, nl], |a, b, c| [b, c, a], m, nl, &mut emit)
-                }
-            }?;
+            });
         }
         if rows.len() > 0 {
             total += rows.len() as u64;
@@ -476,50 +516,6 @@ impl Plan {
     }
 }
 
-/// How many positions ahead [`walk`] prefetches a metric's row (one cache line of values).
-const PREFETCH_POSITIONS: usize = 16;
-
-/// The cells of one prompt and step in a row order: loops of `sizes` (outermost first),
-/// `pick` mapping loop indexes to (variant, layer index, position), `metric_rows` each
-/// metric's row of positions per (variant, layer index) of `layers` layer indexes. Hands
-/// `emit` (variant, layer index, position, metric values) for every cell with a value in some
-/// metric. Generic in `pick` so that each order gets a loop of its own, without a call per
-/// cell.
-fn walk<P, E>(
-    sizes: [usize; 3],
-    pick: P,
-    metric_rows: &[Vec<&[f32]>],
-    layers: usize,
-    emit: &mut E,
-) -> Result<(), CliError>
-where
-    P: Fn(usize, usize, usize) -> [usize; 3],
-    E: FnMut(usize, usize, usize, &[f32]) -> Result<(), CliError>,
-{
-    let mut cells = vec![0.0; metric_rows.len()];
-    for a in 0..sizes[0] {
-        for b in 0..sizes[1] {
-            for c in 0..sizes[2] {
-                let [v, l, pos] = pick(a, b, c);
-                for (cell, rows) in cells.iter_mut().zip(metric_rows) {
-                    let row = rows[v * layers + l];
-                    // Position-major orders take each value from another row: the hardware
-                    // sees no stream to prefetch.
-                    if let Some(ahead) = row.get(pos + PREFETCH_POSITIONS) {
-                        dictionary::prefetch(ahead);
-                    }
-                    *cell = row[pos];
-                }
-                if cells.iter().all(|c| c.is_nan()) {
-                    continue;
-                }
-                emit(v, l, pos, &cells)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Rounds to a number of decimals (half away from zero), through `f64`.
 struct Rounder {
     scale: Option<f64>,
@@ -578,7 +574,7 @@ impl Rows {
         self.layer.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, p: usize, l: usize, pos: usize, v: usize, cells: &[f32]) {
         self.prompt.push(p as u32);
         self.layer.push(l as u32);
