@@ -61,27 +61,67 @@ enum JsonAt {
     Lines,
 }
 
+/// Which rows of a column have a value. Nothing is stored per row until the first row without
+/// one (result files rarely have any): a push per field and a byte per field and row saved.
+#[derive(Default)]
+struct Validity {
+    /// Per row, once `nulls > 0`; else ignored (every row has a value).
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl Validity {
+    /// The next row has a value.
+    #[inline(always)]
+    fn push_valid(&mut self) {
+        if self.nulls > 0 {
+            self.valid.push(true);
+        }
+    }
+
+    /// The next row, with `rows` rows before it, has none.
+    fn push_null(&mut self, rows: usize) {
+        if self.nulls == 0 {
+            self.valid.clear();
+            self.valid.resize(rows, true);
+        }
+        self.valid.push(false);
+        self.nulls += 1;
+    }
+
+    /// Keep the first `rows` rows.
+    fn truncate(&mut self, rows: usize) {
+        if self.nulls > 0 && rows < self.valid.len() {
+            self.nulls -= self.valid[rows..].iter().filter(|v| !**v).count();
+            self.valid.truncate(rows);
+        }
+    }
+
+    /// The rows' validity as Arrow has it (`None`: every row has a value), leaving none.
+    fn take(&mut self) -> Option<NullBuffer> {
+        let valid = std::mem::take(&mut self.valid);
+        (std::mem::take(&mut self.nulls) > 0).then(|| NullBuffer::from(valid))
+    }
+}
+
 /// One output column being filled.
 enum Column {
     Number {
         values: Vec<f64>,
-        valid: Vec<bool>,
-        nulls: usize,
+        validity: Validity,
     },
     Dict(DictColumn),
     Text {
         offsets: Vec<i32>,
         data: Vec<u8>,
-        valid: Vec<bool>,
-        nulls: usize,
+        validity: Validity,
     },
 }
 
 #[derive(Default)]
 struct DictColumn {
     keys: Vec<i32>,
-    valid: Vec<bool>,
-    nulls: usize,
+    validity: Validity,
     /// Decoded text → key, for this batch (foldhash: short keys hashed several times faster
     /// than with SipHash; the input is a local file, not an adversary).
     /// Its keys are valid UTF-8 (only `&str` is inserted), so raw bytes found here are text.
@@ -157,7 +197,7 @@ impl DictColumn {
     /// Appends a row holding the previous row's text again.
     fn push_last(&mut self) {
         self.keys.push(self.last_key);
-        self.valid.push(true);
+        self.validity.push_valid();
     }
 
     /// Appends a row holding `text` (decoded) whose field was `raw`, remembered for the next
@@ -184,7 +224,7 @@ impl DictColumn {
 
     fn push_key(&mut self, k: i32, raw: &[u8]) {
         self.keys.push(k);
-        self.valid.push(true);
+        self.validity.push_valid();
         if k != self.last_key {
             std::mem::swap(&mut self.last_raw, &mut self.prev_raw);
             self.prev_key = self.last_key;
@@ -198,20 +238,17 @@ impl DictColumn {
 impl Column {
     fn push_null(&mut self) {
         match self {
-            Column::Number { values, valid, nulls } => {
+            Column::Number { values, validity } => {
+                validity.push_null(values.len());
                 values.push(0.0);
-                valid.push(false);
-                *nulls += 1;
             }
             Column::Dict(d) => {
+                d.validity.push_null(d.keys.len());
                 d.keys.push(0);
-                d.valid.push(false);
-                d.nulls += 1;
             }
-            Column::Text { offsets, data, valid, nulls } => {
+            Column::Text { offsets, data, validity } => {
+                validity.push_null(offsets.len() - 1);
                 offsets.push(data.len() as i32);
-                valid.push(false);
-                *nulls += 1;
             }
         }
     }
@@ -230,13 +267,13 @@ impl Column {
     fn push_unquoted_text(&mut self, raw: &[u8]) -> bool {
         match self {
             Column::Dict(d) => d.push_unquoted(raw),
-            Column::Text { offsets, data, valid, .. } => {
+            Column::Text { offsets, data, validity } => {
                 if std::str::from_utf8(raw).is_err() {
                     return false;
                 }
                 data.extend_from_slice(raw);
                 offsets.push(data.len() as i32);
-                valid.push(true);
+                validity.push_valid();
                 true
             }
             Column::Number { .. } => false,
@@ -246,80 +283,57 @@ impl Column {
     /// Room for `rows` more rows (the values of text aside).
     fn reserve(&mut self, rows: usize) {
         match self {
-            Column::Number { values, valid, .. } => {
-                values.reserve(rows);
-                valid.reserve(rows);
-            }
-            Column::Dict(d) => {
-                d.keys.reserve(rows);
-                d.valid.reserve(rows);
-            }
-            Column::Text { offsets, valid, .. } => {
-                offsets.reserve(rows);
-                valid.reserve(rows);
-            }
+            Column::Number { values, .. } => values.reserve(rows),
+            Column::Dict(d) => d.keys.reserve(rows),
+            Column::Text { offsets, .. } => offsets.reserve(rows),
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            Column::Number { valid, .. } | Column::Text { valid, .. } => valid.len(),
-            Column::Dict(d) => d.valid.len(),
+            Column::Number { values, .. } => values.len(),
+            Column::Dict(d) => d.keys.len(),
+            Column::Text { offsets, .. } => offsets.len() - 1,
         }
     }
 
     fn truncate(&mut self, rows: usize) {
-        while self.len() > rows {
-            match self {
-                Column::Number { values, valid, nulls } => {
-                    values.pop();
-                    if valid.pop() == Some(false) {
-                        *nulls -= 1;
-                    }
-                }
-                Column::Dict(d) => {
-                    d.keys.pop();
-                    if d.valid.pop() == Some(false) {
-                        d.nulls -= 1;
-                    }
-                }
-                Column::Text { offsets, data, valid, nulls } => {
-                    offsets.pop();
-                    data.truncate(*offsets.last().unwrap_or(&0) as usize);
-                    if valid.pop() == Some(false) {
-                        *nulls -= 1;
-                    }
-                }
+        match self {
+            Column::Number { values, validity } => {
+                values.truncate(rows);
+                validity.truncate(rows);
+            }
+            Column::Dict(d) => {
+                d.keys.truncate(rows);
+                d.validity.truncate(rows);
+            }
+            Column::Text { offsets, data, validity } => {
+                offsets.truncate(rows + 1);
+                data.truncate(*offsets.last().unwrap_or(&0) as usize);
+                validity.truncate(rows);
             }
         }
     }
 
     /// The filled values as an array, leaving the column empty.
     fn take(&mut self) -> Result<ArrayRef, ArrowError> {
-        fn nulls_of(valid: &mut Vec<bool>, nulls: usize) -> Option<NullBuffer> {
-            let v = std::mem::take(valid);
-            (nulls > 0).then(|| NullBuffer::from(v))
-        }
         match self {
-            Column::Number { values, valid, nulls } => {
-                let n = nulls_of(valid, *nulls);
-                *nulls = 0;
+            Column::Number { values, validity } => {
+                let n = validity.take();
                 Ok(Arc::new(Float64Array::new(ScalarBuffer::from(std::mem::take(values)), n)))
             }
-            Column::Text { offsets, data, valid, nulls } => {
-                let n = nulls_of(valid, *nulls);
-                *nulls = 0;
+            Column::Text { offsets, data, validity } => {
+                let n = validity.take();
                 let offsets = std::mem::replace(offsets, vec![0]);
                 let data = std::mem::take(data);
                 Ok(Arc::new(StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), data.into(), n)?))
             }
             Column::Dict(d) => {
-                let n = nulls_of(&mut d.valid, d.nulls);
+                let n = d.validity.take();
                 let keys = Int32Array::new(ScalarBuffer::from(std::mem::take(&mut d.keys)), n);
                 let offsets = std::mem::replace(&mut d.offsets, vec![0]);
                 let data = std::mem::take(&mut d.data);
                 d.map.clear();
-                d.nulls = 0;
                 d.last_key = -1;
                 d.last_raw.clear();
                 d.prev_key = -1;
@@ -376,15 +390,13 @@ impl FastText {
             let c = match f.data_type() {
                 DataType::Float64 => Column::Number {
                     values: Vec::new(),
-                    valid: Vec::new(),
-                    nulls: 0,
+                    validity: Validity::default(),
                 },
                 DataType::Utf8 | DataType::Dictionary(_, _) if known_text => Column::Dict(DictColumn::new()),
                 DataType::Utf8 => Column::Text {
                     offsets: vec![0],
                     data: Vec::new(),
-                    valid: Vec::new(),
-                    nulls: 0,
+                    validity: Validity::default(),
                 },
                 DataType::Dictionary(k, v) if k.as_ref() == &DataType::Int32 && v.as_ref() == &DataType::Utf8 => {
                     Column::Dict(DictColumn::new())
@@ -623,12 +635,12 @@ impl FastText {
                 continue;
             }
             match c {
-                Column::Number { values, valid, .. } => {
+                Column::Number { values, validity } => {
                     let Some(v) = parse_number(inner, quoted) else {
                         return false;
                     };
                     values.push(v);
-                    valid.push(true);
+                    validity.push_valid();
                 }
                 Column::Dict(d) => {
                     if d.repeats(raw) {
@@ -641,14 +653,14 @@ impl FastText {
                     };
                     d.push_text(text, raw);
                 }
-                Column::Text { offsets, data: bytes, valid, .. } => {
+                Column::Text { offsets, data: bytes, validity } => {
                     let text = if quoted { unquote_csv(inner) } else { std::borrow::Cow::Borrowed(inner) };
                     if std::str::from_utf8(&text).is_err() {
                         return false;
                     }
                     bytes.extend_from_slice(&text);
                     offsets.push(bytes.len() as i32);
-                    valid.push(true);
+                    validity.push_valid();
                 }
             }
         }
@@ -782,13 +794,13 @@ impl FastText {
                                 };
                                 d.push_text(&text, raw);
                             }
-                            Column::Text { offsets, data: bytes, valid, .. } => {
+                            Column::Text { offsets, data: bytes, validity } => {
                                 let Some(text) = json_text(&data[i..=end], raw, escaped) else {
                                     return Rec::Unusual;
                                 };
                                 bytes.extend_from_slice(text.as_bytes());
                                 offsets.push(bytes.len() as i32);
-                                valid.push(true);
+                                validity.push_valid();
                             }
                             // A number written as text: the general decoder's rules apply.
                             Column::Number { .. } => return Rec::Unusual,
@@ -807,7 +819,7 @@ impl FastText {
                     i += 4;
                 }
                 b'-' | b'0'..=b'9' => {
-                    let Column::Number { values, valid, .. } = column else {
+                    let Column::Number { values, validity } = column else {
                         return Rec::Unusual;
                     };
                     let in_number = |c: &u8| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
@@ -831,7 +843,7 @@ impl FastText {
                         }
                     };
                     values.push(v);
-                    valid.push(true);
+                    validity.push_valid();
                     i = end;
                 }
                 _ => return Rec::Unusual,
@@ -869,7 +881,7 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
         (end > at && end < data.len()).then(|| end - at)
     };
     let len = match column {
-        Column::Number { values, valid, .. } => {
+        Column::Number { values, validity } => {
             // A plain decimal in place; any other unquoted number (`1e-05`, as pandas writes
             // small floats) as the field splitter's path parses it; an empty field is null.
             let (v, len) = match scan_plain_decimal(data.get(i..)?) {
@@ -884,7 +896,7 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
                 }
             };
             values.push(v);
-            valid.push(true);
+            validity.push_valid();
             len
         }
         _ => {
@@ -1312,6 +1324,34 @@ mod tests {
             s.extend_from_slice(b"0000000000");
             assert_eq!(scan_plain_decimal(&s), scan_plain_decimal_bytewise(&s), "{b}");
         }
+    }
+
+    #[test]
+    fn validity_stores_rows_only_after_a_null() {
+        let bits = |v: &mut Validity| v.take().map(|n| n.iter().collect::<Vec<bool>>());
+        let mut v = Validity::default();
+        v.push_valid();
+        v.push_valid();
+        assert_eq!(bits(&mut v), None);
+        // Rows 0-1 valid, 2 null, 3 valid; then undone back to 3 rows and back to 2.
+        v.push_valid();
+        v.push_valid();
+        v.push_null(2);
+        v.push_valid();
+        v.truncate(3);
+        assert_eq!(v.nulls, 1);
+        v.push_valid();
+        assert_eq!(bits(&mut v), Some(vec![true, true, false, true]));
+        // A null undone leaves no nulls; a later null starts its rows afresh.
+        v.push_valid();
+        v.push_null(1);
+        v.truncate(1);
+        v.push_valid();
+        v.push_null(2);
+        assert_eq!(bits(&mut v), Some(vec![true, true, false]));
+        // Taking leaves nothing behind.
+        v.push_valid();
+        assert_eq!(bits(&mut v), None);
     }
 
     #[test]
