@@ -674,6 +674,7 @@ impl CubeBuilder {
         let mut cell: Vec<usize> = Vec::with_capacity(n);
         let mut last_group: Option<((u32, i64, i64), usize)> = None;
         let mut last_block: Option<((u32, i64, u32, i64), usize)> = None;
+        let mut prev_block = last_block;
         for row in 0..n {
             if key_nulls && (layer.is_null(row) || position.is_null(row)) {
                 self.rows_skipped += 1;
@@ -730,12 +731,16 @@ impl CubeBuilder {
                 }
             }
 
-            // Find the block of (p, s, v, l): the block and its (p, s, l) group are cached
-            // between rows, so both row orders writers use (variant fastest, or position
-            // fastest) stay cheap.
+            // Find the block of (p, s, v, l): the last two blocks and the (p, s, l) group are
+            // cached between rows, so the row orders writers use (variant fastest, as Full
+            // and Attn alternate, or position fastest) stay cheap.
             let block_key = (p, s, v, l);
-            let block_id = match last_block {
-                Some((k, b)) if k == block_key => b,
+            let block_id = match (last_block, prev_block) {
+                (Some((k, b)), _) if k == block_key => b,
+                (_, Some((k, b))) if k == block_key => {
+                    std::mem::swap(&mut last_block, &mut prev_block);
+                    b
+                }
                 _ => {
                     let key = (p, s, l);
                     let group = match last_group {
@@ -775,6 +780,7 @@ impl CubeBuilder {
                     } else {
                         ids[v as usize] as usize
                     };
+                    prev_block = last_block;
                     last_block = Some((block_key, b));
                     b
                 }
