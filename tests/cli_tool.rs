@@ -393,18 +393,21 @@ fn convert_split_text_files_round_trip() {
 fn convert_csv_cut_inside_a_long_quoted_field_reads_right() {
     let dir = scratch("long-quoted");
     python_check(&["make-long-quoted-input", s(&dir)]);
-    let src = dir.join("long.csv");
-    let out = dir.join("long.parquet");
-    let o = Command::new(BIN)
-        .args(["convert", s(&src), "-o", s(&out), "--json"])
-        .env("MASK_IMPACT_SEGMENT_BYTES", "50000")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    // Read again by one decoder (a split read would report every core).
-    assert_eq!(table[0]["decode_threads"].as_u64(), Some(1));
-    python_check(&["roundtrip", s(&src), s(&out), "4"]);
+    // Converted in segments of `bytes`: read again by one decoder (a split read would report
+    // every core), with the values pandas reads.
+    let check = |src: &Path, bytes: &str| {
+        let out = dir.join("out.parquet");
+        let o = Command::new(BIN)
+            .args(["convert", s(src), "-o", s(&out), "--json"])
+            .env("MASK_IMPACT_SEGMENT_BYTES", bytes)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(table[0]["decode_threads"].as_u64(), Some(1));
+        python_check(&["roundtrip", s(src), s(&out), "4"]);
+    };
+    check(&dir.join("long.csv"), "50000");
 
     // Worse: the long quoted text is the last field, holds lines of seven fields, and its
     // closing quote follows text (`b"`, which a lenient reader keeps as text). Cut inside it,
@@ -423,15 +426,7 @@ fn convert_csv_cut_inside_a_long_quoted_field_reads_right() {
     }
     let src = dir.join("last.csv");
     std::fs::write(&src, &csv).unwrap();
-    let o = Command::new(BIN)
-        .args(["convert", s(&src), "-o", s(&out), "--json"])
-        .env("MASK_IMPACT_SEGMENT_BYTES", "20000")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(table[0]["decode_threads"].as_u64(), Some(1));
-    python_check(&["roundtrip", s(&src), s(&out), "4"]);
+    check(&src, "20000");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
