@@ -203,8 +203,8 @@ impl Cutter<'_> {
     }
 }
 
-/// The pieces in which [`decode_segment`] counts a CSV segment's quotes and decodes it: well
-/// inside a core's L2 cache.
+/// The pieces in which [`decode_segment`] counts a CSV segment's quotes and decodes it: about
+/// a core's L2 cache, so that the decoder reads what the count brought in.
 const QUOTE_PIECE_BYTES: usize = 512 << 10;
 
 /// Decode one segment, sending schema, batches, progress and (last) its quotes to `tx`.

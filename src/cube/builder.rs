@@ -258,7 +258,6 @@ impl Default for CubeBuilder {
 // The conversions below are written out rather than done with `arrow_cast::cast`: the general
 // cast kernel would add megabytes to the wasm for the few conversions the cube needs.
 
-/// Applies `$op` to the native values of any integer, float or decimal column.
 /// Every value of `a` converted by `cast`, its nulls kept; a value that `fits` rejects becomes
 /// null. When every value fits (the usual case: CSV and JSON numbers arrive as Float64,
 /// integers widen), a check and a conversion without a branch per value and no null mask built
@@ -280,6 +279,9 @@ where
     }
 }
 
+/// Converts any integer, float or decimal column to `$out`: for each kind of input, a test of
+/// whether a value fits (`=>`) its cast ([`convert_values`]; a value that does not fit
+/// becomes null).
 macro_rules! convert_numeric {
     (
         $col:expr, $out:ty,
