@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, DictionaryArray, Float32Array, Int32Array, RecordBatch, StringArray};
-use arrow_buffer::{BooleanBuffer, NullBuffer};
+use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Schema};
 
 use super::{variant_order, Cube, CubeError, Metric, Prompt};
@@ -920,21 +920,9 @@ impl CubeBuilder {
             .iter()
             .cloned()
             .zip(dense)
-            .map(|(name, values)| {
-                // Most results have a value in every cell: look for a gap first (a loop the
-                // compiler vectorises), and build the validity bitmap only when there is one.
-                let gaps = values
-                    .chunks(256)
-                    .any(|c| c.iter().fold(false, |gap, v| gap | v.is_nan()));
-                let nulls = gaps.then(|| {
-                    NullBuffer::new(BooleanBuffer::collect_bool(values.len(), |i| {
-                        !values[i].is_nan()
-                    }))
-                });
-                Metric {
-                    name,
-                    values: Float32Array::new(values.into(), nulls),
-                }
+            .map(|(name, values)| Metric {
+                name,
+                values: super::metric_values(values),
             })
             .collect();
 

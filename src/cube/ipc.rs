@@ -156,15 +156,7 @@ pub(super) fn read(bytes: &[u8], values: Option<Vec<Vec<f32>>>) -> Result<Cube, 
             let cells = read_stream(cells)?;
             cells.columns().iter().map(|c| c.as_primitive().clone()).collect()
         }
-        (true, Some(values)) => values
-            .into_iter()
-            .map(|v| {
-                let valid = arrow_buffer::BooleanBuffer::collect_bool(v.len(), |i| !v[i].is_nan());
-                let nulls = arrow_buffer::NullBuffer::new(valid);
-                let nulls = (nulls.null_count() > 0).then_some(nulls);
-                arrow_array::Float32Array::new(v.into(), nulls)
-            })
-            .collect(),
+        (true, Some(values)) => values.into_iter().map(super::metric_values).collect(),
         _ => return Err(err("the metric values are missing or given twice")),
     };
     if columns.len() != header.metrics.len() {

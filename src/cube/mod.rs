@@ -126,6 +126,21 @@ pub struct Metric {
     pub values: Float32Array,
 }
 
+/// A metric's dense values as its Arrow array, NaN cells null. Most results have a value in
+/// every cell: a gap is looked for first (a loop the compiler vectorises), and the validity
+/// bitmap built only when there is one.
+pub(crate) fn metric_values(values: Vec<f32>) -> Float32Array {
+    let gaps = values
+        .chunks(256)
+        .any(|c| c.iter().fold(false, |gap, v| gap | v.is_nan()));
+    let nulls = gaps.then(|| {
+        arrow_buffer::NullBuffer::new(arrow_buffer::BooleanBuffer::collect_bool(values.len(), |i| {
+            !values[i].is_nan()
+        }))
+    });
+    Float32Array::new(values.into(), nulls)
+}
+
 /// Coordinates of one heatmap row: a (prompt, step, variant, layer) as indexes into the axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RowAt {

@@ -179,7 +179,7 @@ impl DictColumn {
     #[inline(always)]
     fn push_repeat_at(&mut self, data: &[u8], at: usize, quoted: bool) -> Option<usize> {
         let holds = |key: i32, raw: &[u8]| {
-            key >= 0 && raw_at(data, at, raw) && (!quoted || data.get(at + raw.len()) == Some(&b'"'))
+            key >= 0 && if quoted { quoted_at(data, at, raw) } else { raw_at(data, at, raw) }
         };
         if holds(self.last_key, &self.last_raw) {
             self.push_last();
