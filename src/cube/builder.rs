@@ -900,30 +900,56 @@ impl CubeBuilder {
             });
         }
 
-        let mut dense: Vec<Vec<f32>> = (0..n_metrics).map(|_| vec![f32::NAN; total]).collect();
+        // The block of each dense row, prompt after prompt (`u32::MAX`: no data, NaN).
         let step_index = |s: i64| steps.binary_search(&s).unwrap_or(0);
         let layer_index = |l: i64| layers.binary_search(&l).unwrap_or(0);
-        let stride = self.stride;
-        for (id, b) in self.blocks.iter().enumerate() {
-            let p = b.prompt as usize;
-            let np = n_positions[p];
-            let row = (step_index(b.step) * nv + variant_slot[b.variant as usize]) * nl
-                + layer_index(b.layer);
-            let start = offsets[prompt_slot[p]] + row * np;
-            for (m, values) in self.arena.iter().enumerate() {
-                dense[m][start..start + np].copy_from_slice(&values[id * stride..id * stride + np]);
+        let mut prompt_rows: Vec<(usize, Vec<u32>)> = Vec::new();
+        for p in 0..n_prompt_codes {
+            if has_data[p] {
+                prompt_rows.push((n_positions[p], vec![u32::MAX; ns * nv * nl]));
             }
         }
-
+        for (id, b) in self.blocks.iter().enumerate() {
+            let row = (step_index(b.step) * nv + variant_slot[b.variant as usize]) * nl
+                + layer_index(b.layer);
+            prompt_rows[prompt_slot[b.prompt as usize]].1[row] = id as u32;
+        }
+        // Each metric's values in the dense layout, written once, front to back (no fill
+        // first); the metrics side by side where there are threads (the CLI: this is the
+        // passage from reading to writing, where nothing else runs).
+        let stride = self.stride;
+        let lay_out = |arena: &Vec<f32>| -> Metric {
+            let mut values = Vec::with_capacity(total);
+            for (np, rows) in &prompt_rows {
+                for &id in rows {
+                    match id {
+                        u32::MAX => values.resize(values.len() + np, f32::NAN),
+                        id => {
+                            let at = id as usize * stride;
+                            values.extend_from_slice(&arena[at..at + np]);
+                        }
+                    }
+                }
+            }
+            Metric {
+                name: String::new(),
+                values: super::metric_values(values),
+            }
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let laid_out: Vec<Metric> = std::thread::scope(|scope| {
+            let lay_out = &lay_out;
+            let handles: Vec<_> = self.arena.iter().map(|a| scope.spawn(move || lay_out(a))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        #[cfg(target_arch = "wasm32")]
+        let laid_out: Vec<Metric> = self.arena.iter().map(lay_out).collect();
         let metrics = self
             .metric_names
             .iter()
             .cloned()
-            .zip(dense)
-            .map(|(name, values)| Metric {
-                name,
-                values: super::metric_values(values),
-            })
+            .zip(laid_out)
+            .map(|(name, m)| Metric { name, ..m })
             .collect();
 
         let token_values: ArrayRef = Arc::new(StringArray::from_iter_values(self.tokens.names.iter()));
