@@ -193,7 +193,8 @@ enum TextMessage {
     Batch(arrow_array::RecordBatch),
     /// Bytes of the file decoded so far.
     Progress(u64),
-    /// A CSV segment's quote characters, after its last batch (see [`parallel::load`]).
+    /// A CSV segment's quote characters (0: even in number, not counted), after its last
+    /// batch (see [`parallel::load`]).
     Quotes(u64),
     Failed(IngestError),
 }

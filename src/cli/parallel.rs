@@ -7,9 +7,11 @@
 //!   the number of quote characters before it (a doubled quote inside a quoted field counts
 //!   twice). Counting them all would read the whole file once more on the calling thread, so
 //!   the cut is placed by the nearest quote that can only open or only close a field, and
-//!   checked afterwards: each segment's decoder counts its own quotes as it reads them, and
-//!   an odd count before any cut sends the file to one decoder. Each segment is decoded after
-//!   a copy of the header row.
+//!   checked afterwards: an odd number of quotes before any cut sends the file to one
+//!   decoder. A segment whose records the fast decoder read, each whole, ended outside
+//!   quotes (its quotes are even in number, and the first segment starts outside quotes, so
+//!   each next one does too); the quotes of any other segment are counted. Each segment is
+//!   decoded after a copy of the header row.
 //! - **JSON records array** (`[{…},{…}]`, as pandas writes it): at the `{` of
 //!   `},{"KEY":`, where `KEY` is the first key of the first record. Inside a JSON string a
 //!   quote is escaped, so this exact text cannot be part of a string in a valid file. Each
@@ -116,7 +118,7 @@ const QUOTE_WINDOW: usize = 64 << 10;
 /// quotes before it, each toggling, give the state at `at`. With no such quote, `false`.
 ///
 /// A guess, not a proof (a field may be quoted for longer than the window, a file may break
-/// the quoting rules): [`load`] checks each cut with the quotes its segments count.
+/// the quoting rules): [`load`] checks each cut (see the module docs).
 fn csv_in_quotes_at(map: &[u8], at: usize) -> bool {
     // Bytes that may stand beside a quote that opens (before it) or closes (after it) a
     // field: the delimiters in use, line breaks, and a doubled quote.
@@ -203,10 +205,6 @@ impl Cutter<'_> {
     }
 }
 
-/// The pieces in which [`decode_segment`] counts a CSV segment's quotes and decodes it: about
-/// a core's L2 cache, so that the decoder reads what the count brought in.
-const QUOTE_PIECE_BYTES: usize = 512 << 10;
-
 /// Decode one segment, sending schema, batches, progress and (last) its quotes to `tx`.
 fn decode_segment(
     name: &str,
@@ -226,22 +224,20 @@ fn decode_segment(
     let result = (|| -> Result<(), IngestError> {
         decoder.push(header, &mut sink)?;
         decoder.push(segment.prefix, &mut sink)?;
-        // CSV: the segment's quotes, counted a piece at a time just before the decoder reads
-        // the piece (from the cache, not from memory a second time).
-        let mut quotes = 0u64;
         for chunk in bytes.chunks(ingest::TEXT_CHUNK_BYTES as usize) {
-            for piece in chunk.chunks(QUOTE_PIECE_BYTES) {
-                if format == Format::Csv {
-                    // `bytecount` counts with SIMD at memory speed where quotes are dense too
-                    // (memchr's count finds them one by one).
-                    quotes += bytecount::count(piece, b'"') as u64;
-                }
-                decoder.push(piece, &mut sink)?;
-            }
+            decoder.push(chunk, &mut sink)?;
             sink.send(TextMessage::Progress(chunk.len() as u64))?;
         }
         decoder.push(segment.suffix, &mut sink)?;
         decoder.finish(&mut sink)?;
+        // CSV: the segment's quotes. Where the fast decoder read every record, each whole
+        // and each quoted field closed, they are even in number without a count (and the
+        // segment ended outside quotes); where the general decoder took over, they are
+        // counted (SIMD, at memory speed).
+        let quotes = match format {
+            Format::Csv if !decoder.decoded_all_fast() => bytecount::count(bytes, b'"') as u64,
+            _ => 0,
+        };
         sink.send(TextMessage::Quotes(quotes))
     })();
     if let Err(e) = result {

@@ -457,6 +457,13 @@ impl TextDecoder {
         self.bytes_fed
     }
 
+    /// Whether every record so far was decoded by the fast decoder, which takes only whole
+    /// records: after [`finish`](Self::finish), a CSV text then ended between records, outside
+    /// quotes, each of its quoted fields closed.
+    pub fn decoded_all_fast(&self) -> bool {
+        matches!(self.decoder, Some(Decoder::Fast(_)))
+    }
+
     /// The decoding schema, once known.
     pub fn schema(&self) -> Option<&SchemaRef> {
         self.schema.as_ref()
