@@ -918,7 +918,7 @@ impl CubeBuilder {
         // first); the metrics side by side where there are threads (the CLI: this is the
         // passage from reading to writing, where nothing else runs).
         let stride = self.stride;
-        let lay_out = |arena: &Vec<f32>| -> Metric {
+        let lay_out = |arena: &Vec<f32>| -> Float32Array {
             let mut values = Vec::with_capacity(total);
             for (np, rows) in &prompt_rows {
                 for &id in rows {
@@ -931,25 +931,22 @@ impl CubeBuilder {
                     }
                 }
             }
-            Metric {
-                name: String::new(),
-                values: super::metric_values(values),
-            }
+            super::metric_values(values)
         };
         #[cfg(not(target_arch = "wasm32"))]
-        let laid_out: Vec<Metric> = std::thread::scope(|scope| {
+        let laid_out: Vec<Float32Array> = std::thread::scope(|scope| {
             let lay_out = &lay_out;
             let handles: Vec<_> = self.arena.iter().map(|a| scope.spawn(move || lay_out(a))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
         });
         #[cfg(target_arch = "wasm32")]
-        let laid_out: Vec<Metric> = self.arena.iter().map(lay_out).collect();
+        let laid_out: Vec<Float32Array> = self.arena.iter().map(lay_out).collect();
         let metrics = self
             .metric_names
             .iter()
             .cloned()
             .zip(laid_out)
-            .map(|(name, m)| Metric { name, ..m })
+            .map(|(name, values)| Metric { name, values })
             .collect();
 
         let token_values: ArrayRef = Arc::new(StringArray::from_iter_values(self.tokens.names.iter()));
