@@ -193,9 +193,9 @@ enum TextMessage {
     Batch(arrow_array::RecordBatch),
     /// Bytes of the file decoded so far.
     Progress(u64),
-    /// A CSV segment's quote characters (0: even in number, not counted), after its last
-    /// batch (see [`parallel::load`]).
-    Quotes(u64),
+    /// A segment decoded to its end, after its last batch: whether its quote characters are
+    /// odd in number (CSV; see [`parallel::load`]).
+    SegmentEnd { odd_quotes: bool },
     Failed(IngestError),
 }
 
@@ -342,7 +342,7 @@ fn load_text(
                     builder.push_batch(&batch).map_err(IngestError::from)?
                 }
                 TextMessage::Progress(bytes) => progress(bytes, builder.rows_read()),
-                TextMessage::Quotes(_) => {}
+                TextMessage::SegmentEnd { .. } => {}
                 TextMessage::Failed(e) => return Err(CliError::from(e)),
             }
         }

@@ -205,7 +205,7 @@ impl Cutter<'_> {
     }
 }
 
-/// Decode one segment, sending schema, batches, progress and (last) its quotes to `tx`.
+/// Decode one segment, sending schema, batches, progress and (last) its end to `tx`.
 fn decode_segment(
     name: &str,
     map: &memmap2::Mmap,
@@ -230,15 +230,14 @@ fn decode_segment(
         }
         decoder.push(segment.suffix, &mut sink)?;
         decoder.finish(&mut sink)?;
-        // CSV: the segment's quotes. Where the fast decoder read every record, each whole
-        // and each quoted field closed, they are even in number without a count (and the
-        // segment ended outside quotes); where the general decoder took over, they are
-        // counted (SIMD, at memory speed).
-        let quotes = match format {
-            Format::Csv if !decoder.decoded_all_fast() => bytecount::count(bytes, b'"') as u64,
-            _ => 0,
-        };
-        sink.send(TextMessage::Quotes(quotes))
+        // CSV: whether the segment's quotes are odd in number. Where the fast decoder read
+        // every record, each whole and each quoted field closed, they are even without a
+        // count (and the segment ended outside quotes); where the general decoder took over,
+        // they are counted (SIMD, at memory speed).
+        let odd_quotes = format == Format::Csv
+            && !decoder.decoded_all_fast()
+            && bytecount::count(bytes, b'"') % 2 == 1;
+        sink.send(TextMessage::SegmentEnd { odd_quotes })
     })();
     if let Err(e) = result {
         let _ = sink.send(TextMessage::Failed(e));
@@ -310,7 +309,7 @@ pub fn load(
         let mut columns = None;
         let mut bytes_done = header.len() as u64;
         // CSV: whether the quotes of the segments so far are odd in number. Each cut was
-        // guessed to be outside quotes ([`csv_in_quotes_at`]); an odd count before a segment
+        // guessed to be outside quotes ([`csv_in_quotes_at`]); an odd number before a segment
         // proves the guess wrong, and the caller reads the file again with one decoder.
         let mut odd_quotes = false;
         while let Some(rx) = {
@@ -355,8 +354,8 @@ pub fn load(
                         bytes_done += bytes;
                         progress(bytes_done, builder.rows_read());
                     }
-                    TextMessage::Quotes(n) => {
-                        odd_quotes ^= n % 2 == 1;
+                    TextMessage::SegmentEnd { odd_quotes: odd } => {
+                        odd_quotes ^= odd;
                         segment_done = true;
                     }
                     TextMessage::Failed(_) => return Err(NotSplit::Failed),
