@@ -267,17 +267,24 @@ impl Column {
     fn push_unquoted_text(&mut self, raw: &[u8]) -> bool {
         match self {
             Column::Dict(d) => d.push_unquoted(raw),
-            Column::Text { offsets, data, validity } => {
-                if std::str::from_utf8(raw).is_err() {
-                    return false;
-                }
-                data.extend_from_slice(raw);
-                offsets.push(data.len() as i32);
-                validity.push_valid();
-                true
-            }
+            Column::Text { .. } => std::str::from_utf8(raw).is_ok_and(|text| self.push_text(text, raw)),
             Column::Number { .. } => false,
         }
+    }
+
+    /// Appends a row holding `text`, decoded from the raw field `raw`; `false` if this is not
+    /// a text column.
+    fn push_text(&mut self, text: &str, raw: &[u8]) -> bool {
+        match self {
+            Column::Dict(d) => d.push_text(text, raw),
+            Column::Text { offsets, data, validity } => {
+                data.extend_from_slice(text.as_bytes());
+                offsets.push(data.len() as i32);
+                validity.push_valid();
+            }
+            Column::Number { .. } => return false,
+        }
+        true
     }
 
     /// Room for `rows` more rows (the values of text aside).
@@ -642,25 +649,13 @@ impl FastText {
                     values.push(v);
                     validity.push_valid();
                 }
-                Column::Dict(d) => {
-                    if d.repeats(raw) {
-                        d.push_last();
-                        continue;
-                    }
+                Column::Dict(d) if d.repeats(raw) => d.push_last(),
+                Column::Dict(_) | Column::Text { .. } => {
                     let text = if quoted { unquote_csv(inner) } else { std::borrow::Cow::Borrowed(inner) };
                     let Ok(text) = std::str::from_utf8(&text) else {
                         return false;
                     };
-                    d.push_text(text, raw);
-                }
-                Column::Text { offsets, data: bytes, validity } => {
-                    let text = if quoted { unquote_csv(inner) } else { std::borrow::Cow::Borrowed(inner) };
-                    if std::str::from_utf8(&text).is_err() {
-                        return false;
-                    }
-                    bytes.extend_from_slice(&text);
-                    offsets.push(bytes.len() as i32);
-                    validity.push_valid();
+                    c.push_text(text, raw);
                 }
             }
         }
@@ -786,24 +781,13 @@ impl FastText {
                             return Rec::More;
                         };
                         let raw = &data[i + 1..end];
-                        match column {
-                            // (Not the previous row's text: that was found above.)
-                            Column::Dict(d) => {
-                                let Some(text) = json_text(&data[i..=end], raw, escaped) else {
-                                    return Rec::Unusual;
-                                };
-                                d.push_text(&text, raw);
-                            }
-                            Column::Text { offsets, data: bytes, validity } => {
-                                let Some(text) = json_text(&data[i..=end], raw, escaped) else {
-                                    return Rec::Unusual;
-                                };
-                                bytes.extend_from_slice(text.as_bytes());
-                                offsets.push(bytes.len() as i32);
-                                validity.push_valid();
-                            }
-                            // A number written as text: the general decoder's rules apply.
-                            Column::Number { .. } => return Rec::Unusual,
+                        // (Not a remembered text: those were found above.) A number written
+                        // as text is unusual: the general decoder's rules apply.
+                        let Some(text) = json_text(&data[i..=end], raw, escaped) else {
+                            return Rec::Unusual;
+                        };
+                        if !column.push_text(&text, raw) {
+                            return Rec::Unusual;
                         }
                         i = end + 1;
                     }
@@ -1528,12 +1512,9 @@ mod tests {
         }
     }
 
-    /// A chunk larger than the schema sample is decoded in place past the sample: pushed to a
-    /// [`TextDecoder`] (as the CLI pushes its segments, without being asked for the bytes),
-    /// the same rows come out as from small chunks and from arrow-csv alone, also when the
-    /// first data row is longer than the sample (the schema is then decided on more bytes).
-    #[test]
-    fn chunks_larger_than_the_schema_sample_read_as_small_ones() {
+    /// The rows a [`TextDecoder`] makes of `text` pushed in chunks of `chunk` bytes (`fast`:
+    /// with the fast decoder), each row its fields as text joined by `|` (`∅`: no value).
+    fn decoded_rows(name: &str, text: &str, format: super::super::Format, fast: bool, chunk: usize) -> Vec<String> {
         struct Rows(Vec<String>);
         impl super::super::BatchSink for Rows {
             fn begin(&mut self, _: &SchemaRef) -> Result<(), IngestError> {
@@ -1546,11 +1527,60 @@ mod tests {
                     .map(|c| arrow_cast::cast(c, &DataType::Utf8).unwrap())
                     .collect();
                 for r in 0..b.num_rows() {
-                    self.0.push(text.iter().map(|c| c.as_any().downcast_ref::<StringArray>().unwrap().value(r)).collect::<Vec<_>>().join("|"));
+                    let fields: Vec<&str> = text
+                        .iter()
+                        .map(|c| {
+                            let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+                            if arrow_array::Array::is_null(c, r) { "∅" } else { c.value(r) }
+                        })
+                        .collect();
+                    self.0.push(fields.join("|"));
                 }
                 Ok(())
             }
         }
+        let mut d = super::super::TextDecoder::new(name, text.len() as u64, format).with_fast_path(fast);
+        let mut rows = Rows(Vec::new());
+        for c in text.as_bytes().chunks(chunk) {
+            d.push(c, &mut rows).unwrap();
+        }
+        d.finish(&mut rows).unwrap();
+        rows.0
+    }
+
+    /// A text column the cube does not read (not dictionary-encoded by the fast decoder)
+    /// comes out of both decoders the same, CSV and JSON, with quotes, escapes, line breaks
+    /// and missing values; the values of some rows written by hand.
+    #[test]
+    fn free_text_columns_read_as_the_general_decoders_do() {
+        let mut csv = String::from("layer,token_position,note,l2_distance\n");
+        let mut json = Vec::new();
+        let notes = ["plain", "\"a, \"\"quoted\"\" one\"", "", "\"two\nlines\"", "é"];
+        let json_notes = ["\"plain\"", "\"a, \\\"quoted\\\" one\"", "null", "\"two\\nlines\"", "\"\\u00e9\""];
+        for r in 0..200usize {
+            csv += &format!("0,{r},{},{r}.5\n", notes[r % 5]);
+            json.push(format!("{{\"layer\":0,\"token_position\":{r},\"note\":{},\"l2_distance\":{r}.5}}", json_notes[r % 5]));
+        }
+        let json = format!("[{}]", json.join(","));
+        for (name, text, format) in [("n.csv", &csv, super::super::Format::Csv), ("n.json", &json, super::super::Format::Json)] {
+            let want = decoded_rows(name, text, format, false, 64 << 10);
+            assert_eq!(want.len(), 200, "{name}");
+            assert!(want[1].contains("|a, \"quoted\" one|"), "{name}: {}", want[1]);
+            assert!(want[2].contains("|∅|"), "{name}: {}", want[2]);
+            assert!(want[3].contains("|two\nlines|"), "{name}: {}", want[3]);
+            assert!(want[4].contains("|é|"), "{name}: {}", want[4]);
+            for chunk in [64 << 10, 7] {
+                assert_eq!(decoded_rows(name, text, format, true, chunk), want, "{name} in chunks of {chunk}");
+            }
+        }
+    }
+
+    /// A chunk larger than the schema sample is decoded in place past the sample: pushed to a
+    /// [`TextDecoder`] (as the CLI pushes its segments, without being asked for the bytes),
+    /// the same rows come out as from small chunks and from arrow-csv alone, also when the
+    /// first data row is longer than the sample (the schema is then decided on more bytes).
+    #[test]
+    fn chunks_larger_than_the_schema_sample_read_as_small_ones() {
         for first_token in [3usize, 300 << 10] {
             let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
             let long = "x".repeat(first_token);
@@ -1559,15 +1589,7 @@ mod tests {
                 let token = if pos == 0 { long.as_str() } else { ["a", "\"b,c\"", "d"][pos % 3] };
                 csv += &format!("{},{},{token},{pos},{},{}.{}\n", r / 5000, r % 7, ["Full", "Attn"][r % 2], r, r % 10);
             }
-            let read = |chunk: usize, fast: bool| {
-                let mut d = super::super::TextDecoder::new("big.csv", csv.len() as u64, super::super::Format::Csv).with_fast_path(fast);
-                let mut rows = Rows(Vec::new());
-                for c in csv.as_bytes().chunks(chunk) {
-                    d.push(c, &mut rows).unwrap();
-                }
-                d.finish(&mut rows).unwrap();
-                rows.0
-            };
+            let read = |chunk: usize, fast: bool| decoded_rows("big.csv", &csv, super::super::Format::Csv, fast, chunk);
             let want = read(64 << 10, false);
             assert_eq!(want.len(), 20_000);
             assert_eq!(want[1], "0.0|1.0|b,c|1.0|Attn|1.1");
