@@ -166,32 +166,31 @@ impl DictColumn {
         k
     }
 
-    /// Whether `raw` is the previous row's field, as raw bytes.
-    fn repeats(&self, raw: &[u8]) -> bool {
-        self.last_key >= 0 && self.last_raw == raw
-    }
-
-    /// When `data` holds at `at` the raw field of the previous row's text, or of the different
-    /// text before it (`quoted`: a JSON string body, followed by its closing quote; else a
-    /// CSV field, what follows it for the caller to check), appends a row holding that text
-    /// again and returns the raw field's length. The two remembered texts are compared in
-    /// place, without a scan for the field's end or a hash.
+    /// When `holds` says yes to the raw field of the previous row's text, or of the different
+    /// text before it, appends a row holding that text again (the two remembered texts are
+    /// compared in place, without a hash).
     #[inline(always)]
-    fn push_repeat_at(&mut self, data: &[u8], at: usize, quoted: bool) -> Option<usize> {
-        let holds = |key: i32, raw: &[u8]| {
-            key >= 0 && if quoted { quoted_at(data, at, raw) } else { raw_at(data, at, raw) }
-        };
-        if holds(self.last_key, &self.last_raw) {
+    fn push_repeat_if(&mut self, holds: impl Fn(&[u8]) -> bool) -> bool {
+        if self.last_key >= 0 && holds(&self.last_raw) {
             self.push_last();
-        } else if holds(self.prev_key, &self.prev_raw) {
+        } else if self.prev_key >= 0 && holds(&self.prev_raw) {
             // The text before becomes the previous, and the previous the one before.
             std::mem::swap(&mut self.last_raw, &mut self.prev_raw);
             std::mem::swap(&mut self.last_key, &mut self.prev_key);
             self.push_last();
         } else {
-            return None;
+            return false;
         }
-        Some(self.last_raw.len())
+        true
+    }
+
+    /// [`Self::push_repeat_if`] for the raw field at `at` in `data` (`quoted`: a JSON string
+    /// body, followed by its closing quote; else a CSV field, what follows it for the caller
+    /// to check), without a scan for the field's end; returns the raw field's length.
+    #[inline(always)]
+    fn push_repeat_at(&mut self, data: &[u8], at: usize, quoted: bool) -> Option<usize> {
+        let holds = |raw: &[u8]| if quoted { quoted_at(data, at, raw) } else { raw_at(data, at, raw) };
+        self.push_repeat_if(holds).then_some(self.last_raw.len())
     }
 
     /// Appends a row holding the previous row's text again.
@@ -649,8 +648,12 @@ impl FastText {
                     values.push(v);
                     validity.push_valid();
                 }
-                Column::Dict(d) if d.repeats(raw) => d.push_last(),
                 Column::Dict(_) | Column::Text { .. } => {
+                    if let Column::Dict(d) = c {
+                        if d.push_repeat_if(|r| same_bytes(r, raw)) {
+                            continue;
+                        }
+                    }
                     let text = if quoted { unquote_csv(inner) } else { std::borrow::Cow::Borrowed(inner) };
                     let Ok(text) = std::str::from_utf8(&text) else {
                         return false;
