@@ -623,6 +623,7 @@ impl FastText {
     /// `\r\n` at the end. Returns the end of the record, or `None` (the row possibly partly
     /// added) for anything else.
     fn csv_row_direct(&mut self, data: &[u8], mut i: usize, delim: u8) -> Option<usize> {
+        prefetch_ahead(data, i);
         let (last, body) = self.columns.split_last_mut()?;
         for column in body {
             i = csv_field_direct(column, data, i, delim, false)?;
@@ -844,6 +845,32 @@ impl FastText {
             }
         }
     }
+}
+
+/// How far ahead of a CSV record [`prefetch_ahead`] asks for the file's bytes. They come from
+/// memory the CPU has not seen (the page cache, mapped), and its own prefetcher stops at every
+/// 4 KiB page: on the seed CSV, 13-18% of the reading time was in `memcmp` (the long prompt
+/// text compared with the previous row's), waiting at its loads. 1 to 8 KiB ahead measured
+/// alike; 2 KiB is about a dozen records. (JSON records measured no faster with it.)
+const PREFETCH_AHEAD: usize = 2048;
+
+/// Asks the CPU to fetch into its caches the four cache lines (more than a usual CSV record)
+/// [`PREFETCH_AHEAD`] bytes on from `at` in `data`; nothing on other targets than x86-64.
+#[inline(always)]
+fn prefetch_ahead(data: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // `wrapping_add`: the address may lie past the end of `data`; it is never read.
+        let p = data.as_ptr().wrapping_add(at + PREFETCH_AHEAD) as *const i8;
+        for line in 0..4 {
+            // SAFETY: a prefetch is a hint; it reads nothing and cannot fault, whatever the
+            // address (SSE, which every x86-64 CPU has).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line * 64)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, at, PREFETCH_AHEAD);
 }
 
 /// One field of a one-pass CSV record (see [`FastText::csv_row_direct`]) at `data[i]`, added to
