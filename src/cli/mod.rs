@@ -283,14 +283,18 @@ fn load_text(
         }
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<TextMessage>(4);
+    // The batches' buffers go back to the decoder once they are in the cube.
+    let pool = ingest::BufferPool::new();
     std::thread::scope(|scope| {
         let decode_name = name.clone();
+        let decode_pool = pool.clone();
         scope.spawn(move || {
             let mut sink = ChannelSink {
                 file: decode_name.clone(),
                 tx: Tx::Bounded(tx),
             };
-            let mut decoder = ingest::TextDecoder::new(&decode_name, len, format);
+            let mut decoder =
+                ingest::TextDecoder::new(&decode_name, len, format).with_buffer_pool(decode_pool);
             let read_err = |e: std::io::Error| IngestError::Read {
                 file: decode_name.clone(),
                 message: e.to_string(),
@@ -339,7 +343,8 @@ fn load_text(
                     )
                 }
                 TextMessage::Batch(batch) => {
-                    builder.push_batch(&batch).map_err(IngestError::from)?
+                    builder.push_batch(&batch).map_err(IngestError::from)?;
+                    pool.recycle(batch);
                 }
                 TextMessage::Progress(bytes) => progress(bytes, builder.rows_read()),
                 TextMessage::SegmentEnd { .. } => {}

@@ -212,11 +212,13 @@ fn decode_segment(
     header: &[u8],
     segment: &Segment,
     format: Format,
+    pool: &ingest::BufferPool,
     tx: Sender<TextMessage>,
 ) {
     let bytes = &map[segment.range.clone()];
     let len = header.len() + segment.prefix.len() + bytes.len() + segment.suffix.len();
-    let mut decoder = ingest::TextDecoder::new(name, len as u64, format);
+    let mut decoder =
+        ingest::TextDecoder::new(name, len as u64, format).with_buffer_pool(pool.clone());
     let mut sink = ChannelSink {
         file: name.to_string(),
         tx: super::Tx::Unbounded(tx),
@@ -281,16 +283,18 @@ pub fn load(
     if cutter.next >= map.len() || threads < 2 {
         return Err(NotSplit::Unsplittable);
     }
+    // The batches' buffers go back to the decoders once they are in the cube.
+    let pool = ingest::BufferPool::new();
     std::thread::scope(|scope| {
         // Segment k goes to worker k % threads; each segment has its own channel back, read
         // in file order. At most `threads + 1` segments are out at a time.
         let mut workers: Vec<Sender<(Segment, Sender<TextMessage>)>> = Vec::new();
         for _ in 0..threads {
             let (tx, rx) = channel::<(Segment, Sender<TextMessage>)>();
-            let header = header;
+            let (header, pool) = (header, &pool);
             scope.spawn(move || {
                 for (segment, out) in rx {
-                    decode_segment(name, map, header, &segment, format, out);
+                    decode_segment(name, map, header, &segment, format, pool, out);
                 }
             });
             workers.push(tx);
@@ -349,6 +353,7 @@ pub fn load(
                             return Err(NotSplit::Failed);
                         }
                         builder.push_batch(&batch).map_err(|_| NotSplit::Failed)?;
+                        pool.recycle(batch);
                     }
                     TextMessage::Progress(bytes) => {
                         bytes_done += bytes;

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use crate::cube::{ColumnMap, Cube, CubeBuilder, CubeError};
 
 pub use self::parquet::ParquetSource;
+pub use self::fast::BufferPool;
 pub use self::text::{BatchSink, TextDecoder, TextSource};
 
 /// Size of the chunks CSV and JSON are read in.

@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
-use super::fast::{FastText, Fed, Layout};
+use super::fast::{BufferPool, FastText, Fed, Layout};
 use super::{Format, IngestError, Poll, TEXT_CHUNK_BYTES};
 use crate::cube::{ColumnMap, CubeBuilder};
 
@@ -84,6 +84,8 @@ pub struct TextDecoder {
     /// CSV: data records read by the fast decoder before the general one took over, plus the
     /// header (added to the general decoder's line numbers in messages); 0 otherwise.
     line_offset: u64,
+    /// Where the fast decoder's column buffers come from (see [`TextDecoder::with_buffer_pool`]).
+    pool: BufferPool,
 }
 
 /// The CSV/JSON half of an [`Ingest`](super::Ingest).
@@ -100,6 +102,8 @@ struct CubeSink<'a> {
     file: &'a str,
     builder: &'a mut CubeBuilder,
     columns: &'a mut Option<ColumnMap>,
+    /// The decoder's pool, which gets the batches' buffers back.
+    pool: BufferPool,
 }
 
 impl BatchSink for CubeSink<'_> {
@@ -108,7 +112,9 @@ impl BatchSink for CubeSink<'_> {
         Ok(())
     }
     fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
-        Ok(self.builder.push_batch(&batch)?)
+        self.builder.push_batch(&batch)?;
+        self.pool.recycle(batch);
+        Ok(())
     }
 }
 
@@ -396,6 +402,7 @@ impl TextSource {
             file: &file,
             builder,
             columns: &mut self.columns,
+            pool: self.decoder.pool.clone(),
         };
         self.decoder.finish(&mut sink)?;
         self.finished = true;
@@ -413,6 +420,7 @@ impl TextSource {
             file: &file,
             builder,
             columns: &mut self.columns,
+            pool: self.decoder.pool.clone(),
         };
         for chunk in data {
             self.decoder.push(&chunk, &mut sink)?;
@@ -437,7 +445,15 @@ impl TextDecoder {
             null_words: false,
             fast_path: true,
             line_offset: 0,
+            pool: BufferPool::new(),
         }
+    }
+
+    /// Take the fast decoder's column buffers from `pool` (shared with other decoders),
+    /// where whoever uses the batches hands them back ([`BufferPool::recycle`]).
+    pub fn with_buffer_pool(mut self, pool: BufferPool) -> TextDecoder {
+        self.pool = pool;
+        self
     }
 
     /// Whether to use the fast decoder for the usual layouts (default `true`); `false` reads
@@ -650,7 +666,7 @@ impl TextDecoder {
                 };
                 sink.begin(&schema)?;
                 self.schema = Some(schema.clone());
-                match FastText::new(&self.file, Layout::Json, &schema, BATCH_ROWS).filter(|_| self.fast_path) {
+                match FastText::new(&self.file, Layout::Json, &schema, BATCH_ROWS, &self.pool).filter(|_| self.fast_path) {
                     Some(f) => Decoder::Fast(Box::new(f)),
                     None => self.general(true)?,
                 }
@@ -663,7 +679,7 @@ impl TextDecoder {
                 self.delimiter = delim;
                 self.null_words = null_words;
                 let fast = (!null_words && self.fast_path)
-                    .then(|| FastText::new(&self.file, Layout::Csv(delim), &schema, BATCH_ROWS))
+                    .then(|| FastText::new(&self.file, Layout::Csv(delim), &schema, BATCH_ROWS, &self.pool))
                     .flatten();
                 match fast {
                     Some(f) => Decoder::Fast(Box::new(f)),
