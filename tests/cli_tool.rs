@@ -279,6 +279,25 @@ fn inspect_reports_problems() {
     let problems = r["problems"].to_string();
     assert!(problems.contains("not a square number"), "{problems}");
     assert!(problems.contains("repeat"), "{problems}");
+
+    // Converting the same file says which rows are not in the output, and why: on stderr,
+    // naming the file, and in the --json table.
+    let out = dir.join("p.parquet");
+    let o = run_ok(&["convert", s(&path), "-o", s(&out), "--json"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let name = path.display().to_string();
+    assert!(
+        stderr.contains(&format!("warning: {name}: 1 rows repeat a (step, prompt, variant, layer, position) already seen; the later value is kept")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("warning: {name}: 1 rows have no value in any metric (null or NaN) and are not written")),
+        "{stderr}"
+    );
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // 6 rows: one repeats (1,1), one holds NaN; 4 are written.
+    assert_eq!(t[0]["rows"], 4);
+    assert_eq!(t[0]["warnings"].as_array().map(Vec::len), Some(2), "{t}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

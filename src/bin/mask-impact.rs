@@ -301,6 +301,8 @@ struct SizeRow {
     decode_threads: usize,
     /// Time of the whole conversion (reading, choosing the layout, writing).
     seconds: f64,
+    /// Rows of the inputs that are not in the output, and why (also printed to stderr).
+    warnings: Vec<String>,
 }
 
 fn human_bytes(n: u64) -> String {
@@ -460,10 +462,21 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
         } else {
             (None, None)
         };
+        let mut warnings = loaded.rows_not_kept();
+        let not_written = loaded.distinct_rows().saturating_sub(written.rows);
+        if not_written > 0 {
+            warnings.push(format!(
+                "{not_written} rows have no value in any metric (null or NaN) and are not written"
+            ));
+        }
+        let input_names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        for w in &warnings {
+            eprintln!("warning: {}: {w}", input_names.join(" + "));
+        }
         let input_bytes: u64 = loaded.input_bytes.iter().sum();
         let output_bytes = size_on_disk(&output);
         table.push(SizeRow {
-            inputs: inputs.iter().map(|p| p.display().to_string()).collect(),
+            inputs: input_names,
             input_bytes,
             output: output.display().to_string(),
             output_bytes,
@@ -477,6 +490,7 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
             read_seconds,
             decode_threads: loaded.decode_threads,
             seconds: started.elapsed().as_secs_f64(),
+            warnings,
         });
     }
     if args.json {

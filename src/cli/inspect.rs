@@ -224,7 +224,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
         }
     }
     // Each row that was kept fills one distinct cell.
-    let distinct_rows = cube.rows_read.saturating_sub(loaded.rows_skipped + loaded.duplicates);
+    let distinct_rows = loaded.distinct_rows();
     let missing_cells = grid_cells - with_data;
     let metrics: Vec<MetricSummary> = cube
         .metrics
@@ -274,15 +274,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
             by_step.join(", ")
         ));
     }
-    if loaded.duplicates > 0 {
-        problems.push(format!(
-            "{} rows repeat a (step, prompt, variant, layer, position) already seen; the later value is kept",
-            loaded.duplicates
-        ));
-    }
-    if loaded.rows_skipped > 0 {
-        problems.push(format!("{} rows have no layer or no token position and were skipped", loaded.rows_skipped));
-    }
+    problems.extend(loaded.rows_not_kept());
     for m in &metrics {
         if m.null_or_nan_rows > 0 {
             problems.push(format!("{}: {} rows hold null or NaN", m.name, m.null_or_nan_rows));
@@ -328,7 +320,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
             .filter(|(_, &c)| c > 0)
             .map(|(s, &c)| (cube.steps[s], c))
             .collect(),
-        duplicates: loaded.duplicates,
+        duplicates: cube.duplicates,
         rows_skipped: loaded.rows_skipped,
         problems,
     }

@@ -76,8 +76,6 @@ pub struct Loaded {
     pub formats: Vec<Format>,
     /// Size of each input in bytes.
     pub input_bytes: Vec<u64>,
-    /// Rows that repeated a cell already seen (the later one is kept).
-    pub duplicates: u64,
     /// Rows skipped because their layer or position was null.
     pub rows_skipped: u64,
     /// Most threads that decoded one input (several for a large CSV/JSON file, see
@@ -86,6 +84,32 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// What became of rows that did not each fill a cell of their own: repeated cells (the
+    /// later value kept) and rows without a layer or position (skipped); one sentence each.
+    pub fn rows_not_kept(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        if self.cube.duplicates > 0 {
+            said.push(format!(
+                "{} rows repeat a (step, prompt, variant, layer, position) already seen; the later value is kept",
+                self.cube.duplicates
+            ));
+        }
+        if self.rows_skipped > 0 {
+            said.push(format!(
+                "{} rows have no layer or no token position and were skipped",
+                self.rows_skipped
+            ));
+        }
+        said
+    }
+
+    /// Rows that each filled a cell of their own (the rows read, less repeats and skipped).
+    pub fn distinct_rows(&self) -> u64 {
+        self.cube
+            .rows_read
+            .saturating_sub(self.rows_skipped + self.cube.duplicates)
+    }
+
     /// Whether any input has a column of this role.
     fn any(&self, f: impl Fn(&ColumnMap) -> bool) -> bool {
         self.columns.iter().any(f)
@@ -156,7 +180,6 @@ pub fn load(
         }
         builder = ingest.into_builder();
     }
-    let duplicates = builder.duplicates();
     let rows_skipped = builder.rows_skipped();
     let cube = builder.finish().map_err(IngestError::from)?;
     Ok(Loaded {
@@ -164,7 +187,6 @@ pub fn load(
         columns,
         formats,
         input_bytes,
-        duplicates,
         rows_skipped,
         decode_threads,
     })

@@ -971,6 +971,7 @@ impl CubeBuilder {
         Ok(Cube {
             sources: self.sources.clone(),
             rows_read: self.rows_read,
+            duplicates: self.duplicates,
             steps,
             layers,
             variants,

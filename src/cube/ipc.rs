@@ -23,6 +23,8 @@ const MAGIC: &[u8; 8] = b"MICUBE1\0";
 struct Header {
     sources: Vec<String>,
     rows_read: u64,
+    #[serde(default)]
+    duplicates: u64,
     steps: Vec<i64>,
     layers: Vec<i64>,
     variants: Vec<String>,
@@ -63,6 +65,7 @@ pub(super) fn write(cube: &Cube, values_apart: bool) -> Result<Vec<u8>, CubeErro
     let header = Header {
         sources: cube.sources.clone(),
         rows_read: cube.rows_read,
+        duplicates: cube.duplicates,
         steps: cube.steps.clone(),
         layers: cube.layers.clone(),
         variants: cube.variants.clone(),
@@ -193,6 +196,7 @@ pub(super) fn read(bytes: &[u8], values: Option<Vec<Vec<f32>>>) -> Result<Cube, 
     Ok(Cube {
         sources: header.sources,
         rows_read: header.rows_read,
+        duplicates: header.duplicates,
         steps: header.steps,
         layers: header.layers,
         variants: header.variants,
@@ -208,12 +212,13 @@ mod tests {
 
     #[test]
     fn round_trip() {
+        // The last row repeats the cell of the third.
         let batch = record_batch!(
-            ("prompt_name", Utf8, ["a", "b", "b"]),
-            ("layer", Int64, [0, 0, 1]),
-            ("token_position", Int64, [1, 0, 2]),
-            ("token_masked", Utf8, ["x", "<|image_pad|>", "y"]),
-            ("l2_distance", Float32, [Some(1.0), None, Some(3.0)])
+            ("prompt_name", Utf8, ["a", "b", "b", "b"]),
+            ("layer", Int64, [0, 0, 1, 1]),
+            ("token_position", Int64, [1, 0, 2, 2]),
+            ("token_masked", Utf8, ["x", "<|image_pad|>", "y", "y"]),
+            ("l2_distance", Float32, [Some(1.0), None, Some(7.0), Some(3.0)])
         )
         .unwrap();
         let mut b = CubeBuilder::new();
@@ -228,12 +233,15 @@ mod tests {
         assert_eq!(back.prompts[0].token(1), Some("x"));
         assert_eq!(back.value(0, back.cell(1, 0, 0, 1), 2), Some(3.0));
         assert_eq!(back.value(0, back.cell(1, 0, 0, 0), 0), None);
+        assert_eq!((cube.rows_read, cube.duplicates), (4, 1));
+        assert_eq!((back.rows_read, back.duplicates), (4, 1));
         assert!(super::super::Cube::from_ipc_bytes(b"garbage").is_err());
 
         // The same with the values apart (the worker → page hand-over).
         let (bytes, values) = cube.to_transfer().unwrap();
         let values: Vec<Vec<f32>> = values.iter().map(|v| v.to_vec()).collect();
         let back = super::super::Cube::from_transfer(&bytes, values).unwrap();
+        assert_eq!(back.duplicates, 1);
         assert_eq!(back.prompts[1].token(0), Some("<|image_pad|>"));
         assert_eq!(back.value(0, back.cell(1, 0, 0, 1), 2), Some(3.0));
         assert_eq!(back.value(0, back.cell(1, 0, 0, 0), 0), None);

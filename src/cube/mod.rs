@@ -157,6 +157,9 @@ pub struct Cube {
     pub sources: Vec<String>,
     /// Number of data rows read.
     pub rows_read: u64,
+    /// Rows that repeated a (step, prompt, variant, layer, position) cell already seen: the
+    /// later value is kept.
+    pub duplicates: u64,
     /// Generation steps, ascending.
     pub steps: Vec<i64>,
     /// Layers, ascending.

@@ -1264,6 +1264,12 @@ impl App {
         if c.prompts.len() > 1 {
             facts.insert(2, ("Prompts", c.prompts.len().to_string()));
         }
+        if c.duplicates > 0 {
+            // Rows for a cell already seen: the figures show the later value.
+            let at = facts.iter().position(|(k, _)| *k == "Rows").map_or(0, |i| i + 1);
+            let text = format!("{} (the later value is kept)", thousands(c.duplicates));
+            facts.insert(at, ("Repeated rows", text));
+        }
         for (k, v) in facts {
             let dt = el(doc, "dt", "", k);
             let dd = el(doc, "dd", "", &v);
