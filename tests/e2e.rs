@@ -157,6 +157,26 @@ async fn file_page_opens_a_csv(b: &Browser, env: &Env, name: &str) -> Result<()>
     check_small_cell(b, 0, 2, 3, "Full").await
 }
 
+// A row that repeats a cell already read: the view shows the later value, and the dataset
+// panel counts the repeated row.
+e2e!(repeated_rows_show_the_later_value_and_are_counted, |b, env| {
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    // (step 0, layer 2, position 3, Full) again, l2 9.5 instead of 0.23.
+    let csv = format!("{}0,2,\",\",3,Full,9.5,0.095\n", small_csv("dup"));
+    let path = write_data(env, "repeated.csv", csv.as_bytes())?;
+    upload_ready(b, &path).await?;
+    let (_, _, probe) = probe_cell(b, 2, 3, "Full").await?;
+    ensure!(num(&probe, "value").is_some_and(|v| close(v, 9.5)), "the later value is shown: {probe}");
+    check_small_cell(b, 0, 2, 2, "Full").await?;
+    let facts = b
+        .js("return document.querySelector('section.info dl.facts').textContent", vec![])
+        .await?;
+    let facts = facts.as_str().unwrap_or_default();
+    ensure!(facts.contains("Repeated rows1 (the later value is kept)"), "dataset panel: {facts}");
+    Ok(())
+});
+
 e2e!(file_repository_index_demo_is_ready, |b, env| {
     open_ready(b, &format!("{}?demo", env.file_index)).await?;
     check_state_keys(b).await?;
