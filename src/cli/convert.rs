@@ -1,7 +1,7 @@
 //! Writing a [`Cube`] as Parquet tuned for this data (and as CSV).
 //!
-//! The rows are produced from the dense cube in bounded batches, step by step, skipping cells
-//! that have no value in any metric. Metrics are rounded to a number of decimals and stored as
+//! The rows are the cells of the dense cube with a value in some metric, step by step, in a
+//! row order. Metrics are rounded to a number of decimals and stored as
 //! `float32`; text columns are dictionary-encoded; `generation_step`, `layer` and
 //! `token_position` use the narrowest signed integer type that holds their values; pages are
 //! zstd-compressed; row groups hold whole generation steps, in step order, with statistics
@@ -10,10 +10,11 @@
 //! The layout is measured, not assumed ([`choose_layout`]): on the real file a row group per
 //! step in layer → variant → position order is smallest; on noisy synthetic data, whose
 //! rounded values repeat across steps, steps sharing a row group (and so the metric
-//! dictionaries) make the file about 25% smaller. The columns of a row group are encoded in
-//! parallel, one thread per column: the dictionary columns (text, steps, layers, metrics) by
+//! dictionaries) make the file about 25% smaller. The columns of a row group are taken from
+//! the cube and encoded in parallel, one thread per column, each walking the rows itself (no
+//! rows are built for them to share): the dictionary columns (text, steps, layers, metrics) by
 //! [`dictionary::encode_chunk`] from the cube's keys, positions and plain metrics by arrow-rs's
-//! column writer.
+//! column writer. The CSV output takes the same rows as record batches.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -118,7 +119,8 @@ pub struct ConvertOptions {
     /// Row groups; `None`: the smaller of per step and shared on a sample.
     pub row_groups: Option<RowGroups>,
     pub float_encoding: FloatEncoding,
-    /// Rows per record batch handed to the writer.
+    /// Rows per batch: the CSV output's record batches, and the metric values a column thread
+    /// rounds and adds to its dictionary at a time.
     pub batch_rows: usize,
     /// Write only every `layer_stride`-th layer (1: all). [`choose_layout`]'s trials encode a
     /// sample of the layers: the sizes they compare scale alike, at a fraction of the cost.
@@ -404,48 +406,105 @@ impl Plan {
         options: &ConvertOptions,
         mut sink: impl FnMut(Rows) -> Result<(), CliError>,
     ) -> Result<u64, CliError> {
+        let cells = self.step_cells(cube, step, options);
         let new_rows = || Rows::new(step, cube.metrics.len(), options.batch_rows);
         let mut rows = new_rows();
-        let mut total = 0u64;
         let stride = options.layer_stride.max(1);
         let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
-        let mut cells = vec![0.0; cube.metrics.len()];
-        for p in 0..cube.prompts.len() {
-            let n = cube.prompts[p].n_positions();
-            // Each metric's row of positions per (variant, layer index), looked up once.
-            let metric_rows: Vec<Vec<&[f32]>> = (0..cube.metrics.len())
-                .map(|m| {
-                    (0..nv * nl)
-                        .map(|vl| cube.row(m, cube.cell(p, step, vl / nl, vl % nl * stride)))
-                        .collect()
-                })
-                .collect();
-            // Every cell with a value in some metric, in the row order.
-            for_each_cell!(options.order.unwrap_or_default(), [nv, nl, n], |v, l, pos| {
-                for (cell, rows) in cells.iter_mut().zip(&metric_rows) {
-                    let row = rows[v * nl + l];
-                    // Position-major orders take each value from another row: the hardware
-                    // sees no stream to prefetch.
-                    if let Some(ahead) = row.get(pos + PREFETCH_POSITIONS) {
-                        dictionary::prefetch(ahead);
-                    }
-                    *cell = row[pos];
-                }
-                if cells.iter().all(|c| c.is_nan()) {
-                    continue;
-                }
-                rows.push(p, l * stride, pos, v, &cells);
-                if rows.len() >= options.batch_rows {
-                    total += rows.len() as u64;
-                    sink(std::mem::replace(&mut rows, new_rows()))?;
-                }
-            });
-        }
+        // Per prompt, each metric's row of positions per (variant, layer index).
+        let metric_rows: Vec<Vec<Vec<&[f32]>>> = (0..cube.prompts.len())
+            .map(|p| {
+                (0..cube.metrics.len())
+                    .map(|m| {
+                        (0..nv * nl)
+                            .map(|vl| cube.row(m, cube.cell(p, step, vl / nl, vl % nl * stride)))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut values = vec![0.0; cube.metrics.len()];
+        let mut result = Ok(());
+        self.walk(cube, &cells, options, |p, v, l, pos| {
+            if result.is_err() {
+                return;
+            }
+            for (value, rows) in values.iter_mut().zip(&metric_rows[p]) {
+                *value = rows[v * nl + l][pos];
+            }
+            rows.push(p, l * stride, pos, v, &values);
+            if rows.len() >= options.batch_rows {
+                result = sink(std::mem::replace(&mut rows, new_rows()));
+            }
+        });
+        result?;
         if rows.len() > 0 {
-            total += rows.len() as u64;
             sink(rows)?;
         }
-        Ok(total)
+        Ok(cells.rows)
+    }
+
+    /// The rows of the step with index `step` (into `cube.steps`): the cells of the layers
+    /// taken (`options.layer_stride`) with a value in some metric.
+    fn step_cells(&self, cube: &Cube, step: usize, options: &ConvertOptions) -> StepCells {
+        let stride = options.layer_stride.max(1);
+        let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
+        let cells: usize = cube.prompts.iter().map(|p| nv * nl * p.n_positions()).sum();
+        if cube.metrics.is_empty() {
+            return StepCells { step, rows: 0, present: Some(vec![false; cells]) };
+        }
+        let mut present: Option<Vec<bool>> = None;
+        let (mut rows, mut at) = (0u64, 0usize);
+        for p in 0..cube.prompts.len() {
+            let n = cube.prompts[p].n_positions();
+            for vl in 0..nv * nl {
+                let row = |m| cube.row(m, cube.cell(p, step, vl / nl, vl % nl * stride));
+                // Where the first metric has every value, every cell is a row (the usual case:
+                // one pass over one metric); else each cell is looked at in every metric.
+                if present.is_none() && !row(0).iter().any(|v| v.is_nan()) {
+                    rows += n as u64;
+                } else {
+                    let mask = present.get_or_insert_with(|| vec![true; cells]);
+                    let metric_rows: Vec<&[f32]> = (0..cube.metrics.len()).map(row).collect();
+                    for (pos, is_row) in mask[at..at + n].iter_mut().enumerate() {
+                        *is_row = metric_rows.iter().any(|r| !r[pos].is_nan());
+                        rows += u64::from(*is_row);
+                    }
+                }
+                at += n;
+            }
+        }
+        StepCells { step, rows, present }
+    }
+
+    /// Calls `f(prompt, variant, layer taken, position)` for each row of `cells`, in the row
+    /// order (`options.order`).
+    #[inline(always)]
+    fn walk(
+        &self,
+        cube: &Cube,
+        cells: &StepCells,
+        options: &ConvertOptions,
+        mut f: impl FnMut(usize, usize, usize, usize),
+    ) {
+        let stride = options.layer_stride.max(1);
+        let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
+        let order = options.order.unwrap_or_default();
+        let mut base = 0;
+        for p in 0..cube.prompts.len() {
+            let n = cube.prompts[p].n_positions();
+            match &cells.present {
+                None => for_each_cell!(order, [nv, nl, n], |v, l, pos| {
+                    f(p, v, l, pos);
+                }),
+                Some(mask) => for_each_cell!(order, [nv, nl, n], |v, l, pos| {
+                    if mask[base + (v * nl + l) * n + pos] {
+                        f(p, v, l, pos);
+                    }
+                }),
+            }
+            base += nv * nl * n;
+        }
     }
 
     /// Turn rows into a record batch (metrics rounded with `round`).
@@ -544,8 +603,8 @@ impl Rounder {
     }
 }
 
-/// A batch of rows of one step, taken from the cube in the row order: indexes into the
-/// cube's axes, and the metric values (not rounded yet).
+/// A batch of rows of one step, taken from the cube in the row order (for the CSV output):
+/// indexes into the cube's axes, and the metric values (not rounded yet).
 struct Rows {
     /// Index of the step in `cube.steps`.
     step: usize,
@@ -789,9 +848,8 @@ pub fn choose_layout(
 /// row groups cut at step boundaries as `options.row_groups` says (`None`: one per step).
 /// `progress` gets the rows written so far.
 ///
-/// This thread takes the rows from the cube in batches; each column of a row group is
-/// encoded by a thread of its own (the arrow-rs pattern of `ArrowColumnWriter`), which keeps
-/// what it needs of each batch and encodes when the row group closes.
+/// Each column of a row group is taken from the cube and encoded by a thread of its own
+/// ([`encode_group`]); the row groups are written in step order.
 pub fn write_parquet<W: Write + Send>(
     cube: &Cube,
     plan: &Plan,
@@ -820,89 +878,117 @@ pub fn write_parquet<W: Write + Send>(
         Some(RowGroups::WholeSteps { max_rows }) => max_rows as u64,
         Some(RowGroups::PerStep) | None => 0,
     };
-    type Chunk = parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>;
-    std::thread::scope(|scope| -> Result<(), CliError> {
-        // Per column of the open row group: the channel to its encoding thread, and the thread.
-        type Worker<'s> = (
-            std::sync::mpsc::SyncSender<Arc<Rows>>,
-            std::thread::ScopedJoinHandle<'s, Chunk>,
-        );
-        let mut group: Vec<Worker<'_>> = Vec::new();
-        // Rows in the row group being written.
-        let mut in_group = 0u64;
-        let close_group = |group: &mut Vec<Worker<'_>>,
-                           file_writer: &mut parquet::file::writer::SerializedFileWriter<W>|
-         -> Result<(), CliError> {
-            // Every encoder sees the end of its batches at once, then encodes.
-            let handles: Vec<_> = group.drain(..).map(|(_, handle)| handle).collect();
-            let mut chunks = Vec::with_capacity(handles.len());
-            for handle in handles {
-                let chunk = handle
-                    .join()
-                    .map_err(|_| CliError::Usage("internal: a column encoder panicked".into()))?
-                    .map_err(werr)?;
-                chunks.push(chunk);
-            }
-            let mut rg = file_writer.next_row_group().map_err(werr)?;
-            for (bytes, close) in chunks {
-                rg.append_column(&bytes, close).map_err(werr)?;
-            }
-            rg.close().map_err(werr)?;
-            Ok(())
-        };
-        for &s in steps {
-            let rows = plan.step_rows(cube, s, options, |rows| {
-                if group.is_empty() {
-                    for (&kind, descr) in plan.columns.iter().zip(&descriptors) {
-                        let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Rows>>(2);
-                        let (descr, props) = (descr.clone(), props.clone());
-                        let handle = scope.spawn(move || {
-                            let column = ColumnJob {
-                                kind,
-                                descr,
-                                props,
-                                level,
-                                cube,
-                                plan,
-                                options,
-                            };
-                            column.encode(rx)
-                        });
-                        group.push((tx, handle));
-                    }
-                }
-                let n = rows.len() as u64;
-                let rows = Arc::new(rows);
-                for (tx, _) in &group {
-                    if tx.send(rows.clone()).is_err() {
-                        // The encoder stopped on an error: closing the group reports it.
-                        return Ok(());
-                    }
-                }
-                written.rows += n;
-                progress(written.rows);
-                Ok(())
-            })?;
-            in_group += rows;
-            // Close the group when the next step (assumed the size of this one) would not fit.
-            if in_group > 0 && in_group + rows > max_rows {
-                close_group(&mut group, &mut file_writer)?;
-                written.row_groups += 1;
-                in_group = 0;
-            }
+    // The steps of the row group being cut, with their rows.
+    let mut group: Vec<StepCells> = Vec::new();
+    let mut in_group = 0u64;
+    let mut write_group = |group: &mut Vec<StepCells>| -> Result<(), CliError> {
+        let chunks = encode_group(cube, plan, options, &props, level, &descriptors, group, |rows| {
+            written.rows += rows;
+            progress(written.rows);
+        })?;
+        let mut rg = file_writer.next_row_group().map_err(werr)?;
+        for chunk in chunks {
+            let (bytes, close) = chunk.map_err(werr)?;
+            rg.append_column(&bytes, close).map_err(werr)?;
         }
-        if in_group > 0 {
-            close_group(&mut group, &mut file_writer)?;
-            written.row_groups += 1;
-        }
+        rg.close().map_err(werr)?;
+        written.row_groups += 1;
+        group.clear();
         Ok(())
-    })?;
+    };
+    for &s in steps {
+        let cells = plan.step_cells(cube, s, options);
+        let rows = cells.rows;
+        group.push(cells);
+        in_group += rows;
+        // Close the group when the next step (assumed the size of this one) would not fit.
+        if in_group > 0 && in_group + rows > max_rows {
+            write_group(&mut group)?;
+            in_group = 0;
+        }
+    }
+    if in_group > 0 {
+        write_group(&mut group)?;
+    }
     let mut inner = file_writer.into_inner().map_err(werr)?;
     inner.flush().map_err(|e| CliError::Io {
         path: path_for_errors.to_string(),
         message: e.to_string(),
     })?;
     Ok(written)
+}
+
+/// The rows of one step: the cells with a value in some metric, found once for all the
+/// column threads ([`Plan::step_cells`]).
+struct StepCells {
+    /// Index of the step in `cube.steps`.
+    step: usize,
+    rows: u64,
+    /// Per cell in the cube's order (per prompt, per variant and layer taken, per position):
+    /// whether it is a row. `None`: every cell is.
+    present: Option<Vec<bool>>,
+}
+
+/// Encode the columns of one row group (the rows of `group`'s steps), each on a thread of its
+/// own that takes its values from the cube. `progress` gets the rows of each step once the
+/// first column has taken them. Returns the column chunks in column order.
+#[allow(clippy::too_many_arguments)]
+fn encode_group(
+    cube: &Cube,
+    plan: &Plan,
+    options: &ConvertOptions,
+    props: &WriterPropertiesPtr,
+    level: ZstdLevel,
+    descriptors: &[ColumnDescPtr],
+    group: &[StepCells],
+    mut progress: impl FnMut(u64),
+) -> Result<Vec<parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>>, CliError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let mut tx = Some(tx);
+        let handles: Vec<_> = plan
+            .columns
+            .iter()
+            .zip(descriptors)
+            .map(|(&kind, descr)| {
+                let column = ColumnJob {
+                    kind,
+                    descr: descr.clone(),
+                    props: props.clone(),
+                    level,
+                    cube,
+                    plan,
+                    options,
+                };
+                let tx = tx.take();
+                scope.spawn(move || column.encode(group, tx))
+            })
+            .collect();
+        drop(tx);
+        // Until the first column has taken all its rows (its sender is then dropped).
+        for rows in rx {
+            progress(rows);
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| CliError::Usage("internal: a column encoder panicked".into()))
+            })
+            .collect()
+    })
+}
+
+/// Pushes onto a [`KeyVec`] the key `$key` of each row `$walk` visits (a walk of
+/// [`Plan::walk`] without its closure), one loop per key width.
+macro_rules! fill_keys {
+    ($keys:expr, $plan:ident.walk($($arg:expr),*), |$p:ident, $v:ident, $l:ident, $pos:ident| $key:block) => {
+        match &mut $keys {
+            KeyVec::U8(k) => $plan.walk($($arg),*, |$p, $v, $l, $pos| k.push(u8::of($key))),
+            KeyVec::U16(k) => $plan.walk($($arg),*, |$p, $v, $l, $pos| k.push(u16::of($key))),
+            KeyVec::U32(k) => $plan.walk($($arg),*, |$p, $v, $l, $pos| k.push(u32::of($key))),
+        }
+    };
 }
 
 /// A dictionary column's keys for a row group, in the narrowest type that holds its
@@ -925,12 +1011,21 @@ impl KeyVec {
         }
     }
 
-    /// Add the next rows' keys (`None`: no value).
-    fn extend(&mut self, keys: impl Iterator<Item = Option<u32>>) {
+    /// Room for `rows` more keys.
+    fn reserve(&mut self, rows: usize) {
         match self {
-            KeyVec::U8(v) => v.extend(keys.map(u8::of)),
-            KeyVec::U16(v) => v.extend(keys.map(u16::of)),
-            KeyVec::U32(v) => v.extend(keys.map(u32::of)),
+            KeyVec::U8(v) => v.reserve(rows),
+            KeyVec::U16(v) => v.reserve(rows),
+            KeyVec::U32(v) => v.reserve(rows),
+        }
+    }
+
+    /// Add `rows` rows of the same key (`None`: no value).
+    fn extend_rows(&mut self, rows: usize, key: Option<u32>) {
+        match self {
+            KeyVec::U8(v) => v.extend(std::iter::repeat_n(u8::of(key), rows)),
+            KeyVec::U16(v) => v.extend(std::iter::repeat_n(u16::of(key), rows)),
+            KeyVec::U32(v) => v.extend(std::iter::repeat_n(u32::of(key), rows)),
         }
     }
 
@@ -960,10 +1055,12 @@ struct ColumnJob<'a> {
 }
 
 impl ColumnJob<'_> {
-    /// Take this column's values from every batch `rx` sends, then encode the chunk.
+    /// Take this column's values of the rows of `group` from the cube, then encode the chunk.
+    /// `progress`, when given, gets the rows of each step once taken.
     fn encode(
         &self,
-        rx: std::sync::mpsc::Receiver<Arc<Rows>>,
+        group: &[StepCells],
+        progress: Option<std::sync::mpsc::Sender<u64>>,
     ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
         let plan = self.plan;
         let cube = self.cube;
@@ -989,57 +1086,108 @@ impl ColumnJob<'_> {
             ColumnKind::Position | ColumnKind::Metric(_) => None,
         };
         let mut keys = KeyVec::for_entries(entries.as_ref().map_or(0, Entries::len));
+        let rows: u64 = group.iter().map(|c| c.rows).sum();
+        keys.reserve(if entries.is_some() { rows as usize } else { 0 });
         // A metric's values when they are written plain, and one batch's rounded values.
         let (mut values, mut scratch): (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
         let round = Rounder::new(self.options.decimals);
-        // Metric values get their dictionary as they arrive (while this row group's rows are
-        // still being produced); when there are too many distinct ones, they are kept plain.
+        // Metric values get their dictionary batch by batch; when there are too many distinct
+        // ones, they are kept plain.
         let mut float_dictionary = (self.options.float_encoding == FloatEncoding::Dictionary)
             .then(|| FloatDictionary::new(self.options.float_dictionary_entries));
         // Positions: kept, then written by arrow-rs's column writer (delta encoding).
-        let mut positions = Vec::new();
-        for rows in rx {
+        let mut positions: Vec<u32> = Vec::new();
+        let stride = self.options.layer_stride.max(1);
+        let nl = cube.layers.len().div_ceil(stride);
+        for cells in group {
             match self.kind {
-                ColumnKind::Step => {
-                    keys.extend(std::iter::repeat_n(Some(rows.step as u32), rows.len()))
+                ColumnKind::Step => keys.extend_rows(cells.rows as usize, Some(cells.step as u32)),
+                ColumnKind::Layer => {
+                    fill_keys!(keys, plan.walk(cube, cells, self.options), |_p, _v, l, _pos| {
+                        Some((l * stride) as u32)
+                    })
                 }
-                ColumnKind::Layer => keys.extend(rows.layer.iter().map(|&l| Some(l))),
                 ColumnKind::Token => {
-                    keys.extend(rows.prompt.iter().zip(&rows.position).map(|(&p, &pos)| {
-                        plan.token_keys[p as usize][pos as usize].map(|k| k as u32)
-                    }))
+                    fill_keys!(keys, plan.walk(cube, cells, self.options), |p, _v, _l, pos| {
+                        plan.token_keys[p][pos].map(|k| k as u32)
+                    })
                 }
-                ColumnKind::Position => positions.extend_from_slice(&rows.position),
-                ColumnKind::Variant => keys.extend(rows.variant.iter().map(|&v| Some(v))),
+                ColumnKind::Position => {
+                    positions.reserve(cells.rows as usize);
+                    plan.walk(cube, cells, self.options, |_p, _v, _l, pos| {
+                        positions.push(pos as u32)
+                    });
+                }
+                ColumnKind::Variant => {
+                    fill_keys!(keys, plan.walk(cube, cells, self.options), |_p, v, _l, _pos| {
+                        Some(v as u32)
+                    })
+                }
+                ColumnKind::Prompt => {
+                    fill_keys!(keys, plan.walk(cube, cells, self.options), |p, _v, _l, _pos| {
+                        Some(p as u32)
+                    })
+                }
+                ColumnKind::ConfigPrompt => {
+                    fill_keys!(keys, plan.walk(cube, cells, self.options), |p, _v, _l, _pos| {
+                        plan.config_keys[p].map(|k| k as u32)
+                    })
+                }
                 ColumnKind::Metric(m) => {
-                    let batch = rows.metrics[m].iter().map(|&v| round.apply(v));
-                    let Some(d) = float_dictionary.as_mut() else {
-                        values.extend(batch);
-                        continue;
+                    // Each prompt's rows of positions per (variant, layer index).
+                    let metric_rows: Vec<Vec<&[f32]>> = (0..cube.prompts.len())
+                        .map(|p| {
+                            (0..cube.variants.len() * nl)
+                                .map(|vl| {
+                                    cube.row(m, cube.cell(p, cells.step, vl / nl, vl % nl * stride))
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    let batch_rows = self.options.batch_rows.max(1);
+                    let mut batch: Vec<f32> = Vec::with_capacity(batch_rows);
+                    let mut take = |batch: &mut Vec<f32>| {
+                        scratch.clear();
+                        scratch.extend(batch.drain(..).map(|v| round.apply(v)));
+                        let Some(d) = float_dictionary.as_mut() else {
+                            values.extend_from_slice(&scratch);
+                            return;
+                        };
+                        let before = d.keys.len();
+                        if !d.push(&scratch) {
+                            // Too many distinct values: plain values from here on, the rows so
+                            // far taken back out of the dictionary.
+                            values.extend(
+                                d.keys[..before]
+                                    .iter()
+                                    .map(|&k| d.values.get(k as usize).copied().unwrap_or(f32::NAN)),
+                            );
+                            values.extend_from_slice(&scratch);
+                            float_dictionary = None;
+                        }
                     };
-                    let before = d.keys.len();
-                    scratch.clear();
-                    scratch.extend(batch);
-                    if !d.push(&scratch) {
-                        // Too many distinct values: plain values from here on, the rows so
-                        // far taken back out of the dictionary.
-                        values.extend(
-                            d.keys[..before]
-                                .iter()
-                                .map(|&k| d.values.get(k as usize).copied().unwrap_or(f32::NAN)),
-                        );
-                        values.extend_from_slice(&scratch);
-                        float_dictionary = None;
+                    plan.walk(cube, cells, self.options, |p, v, l, pos| {
+                        let row = metric_rows[p][v * nl + l];
+                        // Position-major orders take each value from another row: the
+                        // hardware sees no stream to prefetch.
+                        if let Some(ahead) = row.get(pos + PREFETCH_POSITIONS) {
+                            dictionary::prefetch(ahead);
+                        }
+                        batch.push(row[pos]);
+                        if batch.len() >= batch_rows {
+                            take(&mut batch);
+                        }
+                    });
+                    if !batch.is_empty() {
+                        take(&mut batch);
                     }
                 }
-                ColumnKind::Prompt => keys.extend(rows.prompt.iter().map(|&p| Some(p))),
-                ColumnKind::ConfigPrompt => keys.extend(
-                    rows.prompt
-                        .iter()
-                        .map(|&p| plan.config_keys[p as usize].map(|k| k as u32)),
-                ),
+            }
+            if let Some(tx) = &progress {
+                let _ = tx.send(cells.rows);
             }
         }
+        drop(progress);
         if let Some(entries) = &entries {
             return keys.encode(&self.descr, entries, self.level);
         }
