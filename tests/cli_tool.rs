@@ -472,6 +472,15 @@ fn bad_input_is_reported_and_leaves_no_partial_output() {
     assert!(err.contains("line 52"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
     assert_eq!(listing(&dir), ["bad.csv", "bad.parquet"]);
+    // A good conversion replaces it, and leaves nothing else behind.
+    let good = dir.join("good.csv");
+    std::fs::write(&good, csv.lines().take(51).collect::<Vec<_>>().join("\n")).unwrap();
+    run_ok(&["convert", s(&good), "-o", s(&out)]);
+    let written = std::fs::read(&out).unwrap();
+    assert!(written.starts_with(b"PAR1") && written.ends_with(b"PAR1"));
+    std::fs::write(&out, b"previous").unwrap();
+    std::fs::remove_file(&good).unwrap();
+    assert_eq!(listing(&dir), ["bad.csv", "bad.parquet"]);
 
     // A bad value far into a file (past the first 8 MB chunk and the first batches, decoded
     // on the reading thread) is reported with its line, counted from the file's start.

@@ -458,6 +458,15 @@ impl AtomicOutput {
             };
             removed.map_err(|e| CliError::io(&old, e))?;
         } else {
+            // A file that is there is removed first: renamed over, ext4 writes the new file
+            // out to disk at once (its `auto_da_alloc` guard for programs that replace files
+            // without fsync), 10 ms for the seed-scale output, where the kernel would
+            // otherwise write it back in its own time. The final name never holds a partial
+            // file either way.
+            if self.final_path.is_file() {
+                std::fs::remove_file(&self.final_path)
+                    .map_err(|e| CliError::io(&self.final_path, e))?;
+            }
             std::fs::rename(&self.temp_path, &self.final_path)
                 .map_err(|e| CliError::io(&self.final_path, e))?;
         }
