@@ -1088,8 +1088,8 @@ impl ColumnJob<'_> {
         let mut keys = KeyVec::for_entries(entries.as_ref().map_or(0, Entries::len));
         let rows: u64 = group.iter().map(|c| c.rows).sum();
         keys.reserve(if entries.is_some() { rows as usize } else { 0 });
-        // A metric's values when they are written plain, and one batch's rounded values.
-        let (mut values, mut scratch): (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
+        // A metric's values when they are written plain.
+        let mut values: Vec<f32> = Vec::new();
         let round = Rounder::new(self.options.decimals);
         // Metric values get their dictionary batch by batch; when there are too many distinct
         // ones, they are kept plain.
@@ -1146,15 +1146,14 @@ impl ColumnJob<'_> {
                         .collect();
                     let batch_rows = self.options.batch_rows.max(1);
                     let mut batch: Vec<f32> = Vec::with_capacity(batch_rows);
+                    // The dictionary rounds each distinct value once.
                     let mut take = |batch: &mut Vec<f32>| {
-                        scratch.clear();
-                        scratch.extend(batch.drain(..).map(|v| round.apply(v)));
                         let Some(d) = float_dictionary.as_mut() else {
-                            values.extend_from_slice(&scratch);
+                            values.extend(batch.drain(..).map(|v| round.apply(v)));
                             return;
                         };
                         let before = d.keys.len();
-                        if !d.push(&scratch) {
+                        if !d.push(batch, |v| round.apply(v)) {
                             // Too many distinct values: plain values from here on, the rows so
                             // far taken back out of the dictionary.
                             values.extend(
@@ -1162,9 +1161,10 @@ impl ColumnJob<'_> {
                                     .iter()
                                     .map(|&k| d.values.get(k as usize).copied().unwrap_or(f32::NAN)),
                             );
-                            values.extend_from_slice(&scratch);
+                            values.extend(batch.iter().map(|&v| round.apply(v)));
                             float_dictionary = None;
                         }
+                        batch.clear();
                     };
                     plan.walk(cube, cells, self.options, |p, v, l, pos| {
                         let row = metric_rows[p][v * nl + l];

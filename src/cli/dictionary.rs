@@ -434,14 +434,19 @@ fn text_bound(text: &str, upper: bool) -> (Vec<u8>, bool) {
 
 /// The distinct values of a metric column and each row's key into them, built with an
 /// open-addressing hash table on the `f32` bits (NaN: no value, [`NULL_KEY`]). Values are
-/// added batch by batch as they arrive ([`push`](Self::push)).
+/// added batch by batch as they arrive ([`push`](Self::push)), each rounded on the way in;
+/// the table is keyed by the values as they come, so a value seen before is not rounded again
+/// (rounding, through `f64` with a division, cost more than the lookup).
 pub struct FloatDictionary {
-    /// Distinct values, in order of first appearance.
+    /// Distinct values (rounded), in order of first appearance.
     pub values: Vec<f32>,
     /// Per row: index into `values`, or [`NULL_KEY`].
     pub keys: Vec<u32>,
-    /// Slots of the table: `bits << 32 | index`, or [`EMPTY_SLOT`].
+    /// Slots of the table: `bits << 32 | index`, or [`EMPTY_SLOT`]: the value of those bits
+    /// rounds to `values[index]`. Every entry of `values` is in it under its own bits.
     slots: Vec<u64>,
+    /// Slots in use.
+    used: usize,
     /// The slot of bits `b` starts the search at `(b * K) >> shift`.
     shift: u32,
     max_entries: usize,
@@ -477,24 +482,58 @@ impl FloatDictionary {
             values: Vec::new(),
             keys: Vec::new(),
             slots: vec![EMPTY_SLOT; 1 << 12],
+            used: 0,
             shift: 32 - 12,
             max_entries,
         }
     }
 
-    /// The dictionary of `values`; `None` when it would hold more than `max_entries`.
+    /// The dictionary of `values` (not rounded); `None` when it would hold more than
+    /// `max_entries`.
     pub fn build(values: &[f32], max_entries: usize) -> Option<FloatDictionary> {
         let mut d = FloatDictionary::new(max_entries);
-        d.push(values).then_some(d)
+        d.push(values, |v| v).then_some(d)
     }
 
     fn slot_of(bits: u32, shift: u32) -> usize {
         (bits.wrapping_mul(0x9E37_79B1) >> shift) as usize
     }
 
-    /// Add the next rows. Returns false when the dictionary would exceed its size (it is
-    /// then left incomplete: use plain values).
-    pub fn push(&mut self, values: &[f32]) -> bool {
+    /// The key the value of `bits` has, if it was seen.
+    #[inline(always)]
+    fn find(&self, bits: u32) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut i = Self::slot_of(bits, self.shift);
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY_SLOT {
+                return None;
+            }
+            if (s >> 32) as u32 == bits {
+                return Some(s as u32);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Enter the value of `bits` (not in the table) with `key`.
+    fn insert(&mut self, bits: u32, key: u32) {
+        let mask = self.slots.len() - 1;
+        let mut i = Self::slot_of(bits, self.shift);
+        while self.slots[i] != EMPTY_SLOT {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (u64::from(bits) << 32) | u64::from(key);
+        self.used += 1;
+        if self.used * 2 > self.slots.len() {
+            self.grow();
+        }
+    }
+
+    /// Add the next rows, each value rounded by `round` (which must give a rounded value back
+    /// unchanged). Returns false when the dictionary would exceed its size (it is then left
+    /// incomplete: use plain values).
+    pub fn push(&mut self, values: &[f32], round: impl Fn(f32) -> f32) -> bool {
         self.keys.reserve(values.len());
         for (n, &v) in values.iter().enumerate() {
             // A large table (a noisy metric's: millions of slots) misses the caches on most
@@ -507,26 +546,30 @@ impl FloatDictionary {
                 continue;
             }
             let bits = v.to_bits();
-            let mask = self.slots.len() - 1;
-            let mut i = Self::slot_of(bits, self.shift);
-            let key = loop {
-                let s = self.slots[i];
-                if s == EMPTY_SLOT {
-                    if self.values.len() >= self.max_entries {
-                        return false;
+            let key = match self.find(bits) {
+                Some(key) => key,
+                None => {
+                    // A new value: its rounded value may be known (under its own bits).
+                    let r = round(v);
+                    let rounded = r.to_bits();
+                    let known = if rounded == bits { None } else { self.find(rounded) };
+                    let key = match known {
+                        Some(key) => key,
+                        None => {
+                            if self.values.len() >= self.max_entries {
+                                return false;
+                            }
+                            let key = self.values.len() as u32;
+                            self.values.push(r);
+                            self.insert(rounded, key);
+                            key
+                        }
+                    };
+                    if rounded != bits {
+                        self.insert(bits, key);
                     }
-                    let key = self.values.len() as u32;
-                    self.values.push(v);
-                    self.slots[i] = (u64::from(bits) << 32) | u64::from(key);
-                    if self.values.len() * 2 > self.slots.len() {
-                        self.grow();
-                    }
-                    break key;
+                    key
                 }
-                if (s >> 32) as u32 == bits {
-                    break s as u32;
-                }
-                i = (i + 1) & mask;
             };
             self.keys.push(key);
         }
@@ -536,15 +579,15 @@ impl FloatDictionary {
     /// Double the table.
     fn grow(&mut self) {
         self.shift -= 1;
-        self.slots = vec![EMPTY_SLOT; self.slots.len() * 2];
+        let bigger = vec![EMPTY_SLOT; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, bigger);
         let mask = self.slots.len() - 1;
-        for (k, d) in self.values.iter().enumerate() {
-            let b = d.to_bits();
-            let mut j = Self::slot_of(b, self.shift);
+        for s in old.into_iter().filter(|&s| s != EMPTY_SLOT) {
+            let mut j = Self::slot_of((s >> 32) as u32, self.shift);
             while self.slots[j] != EMPTY_SLOT {
                 j = (j + 1) & mask;
             }
-            self.slots[j] = (u64::from(b) << 32) | k as u64;
+            self.slots[j] = s;
         }
     }
 }
@@ -1194,6 +1237,33 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Values are rounded on the way in, each distinct one once: values that round alike
+    /// share an entry, whichever comes first (the rounded one itself, or one that rounds
+    /// to it), and the entries are the rounded values.
+    #[test]
+    fn float_dictionary_rounds_each_new_value_once() {
+        let calls = std::cell::Cell::new(0);
+        // To one decimal, half away from zero (as the converter's rounding).
+        let round = |v: f32| {
+            calls.set(calls.get() + 1);
+            ((v as f64 * 10.0).round() / 10.0) as f32
+        };
+        let mut d = FloatDictionary::new(100);
+        // 0.12 and 0.1 share an entry (0.1 first seen through 0.12); 0.26, 0.3 and 0.31
+        // share 0.3; NaN has no key.
+        assert!(d.push(&[0.12, 0.1, 0.26, f32::NAN, 0.12, 0.3], round));
+        assert!(d.push(&[0.31, 0.1, 0.26, 0.7], round));
+        assert_eq!(d.values, [0.1, 0.3, 0.7]);
+        assert_eq!(d.keys, [0, 0, 1, NULL_KEY, 0, 1, 1, 0, 1, 2]);
+        // Rounded: 0.12, 0.26, 0.31 and 0.7, once each. 0.1 and 0.3 were entered as the
+        // rounded values of 0.12 and 0.26, and nothing is rounded again when seen again.
+        assert_eq!(calls.get(), 4);
+        // Past the limit: a new rounded value is refused, a known one is not.
+        let mut d = FloatDictionary::new(2);
+        assert!(d.push(&[0.12, 0.26, 0.14], round));
+        assert!(!d.push(&[0.5], round));
     }
 
     #[test]
