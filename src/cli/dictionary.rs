@@ -592,6 +592,11 @@ impl FloatDictionary {
     }
 }
 
+/// Pages of fewer bytes than this (all of a chunk's together) are compressed on the calling
+/// thread: threads of their own cost more than they save (the small columns' pages, and the
+/// layout trials' samples, whose threads went mostly to starting and stopping them).
+const PARALLEL_COMPRESS_BYTES: usize = 256 << 10;
+
 /// What a slower zstd level must save over level 1, on a chunk's first data page, to be used
 /// for the chunk: keys that look random (a noisy metric's) gain well under this from the
 /// slower search and cost several times the time; smooth ones (a cosine column's) gain 5-8%.
@@ -634,7 +639,8 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(todo.len());
-    if threads <= 1 {
+    let bytes: usize = todo.iter().map(|&i| pages[i].len()).sum();
+    if threads <= 1 || bytes < PARALLEL_COMPRESS_BYTES {
         for &i in &todo {
             out[i] = Some(compress(&pages[i], level_of(i))?);
         }
