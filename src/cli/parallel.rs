@@ -216,6 +216,7 @@ fn decode_segment(
     tx: Sender<TextMessage>,
 ) {
     let bytes = &map[segment.range.clone()];
+    super::map_pages(map, segment.range.clone());
     let len = header.len() + segment.prefix.len() + bytes.len() + segment.suffix.len();
     let mut decoder =
         ingest::TextDecoder::new(name, len as u64, format).with_buffer_pool(pool.clone());
