@@ -128,6 +128,9 @@ pub struct ConvertOptions {
     /// Most distinct values of a metric's dictionary in a row group before the column falls
     /// back to plain ([`FLOAT_DICTIONARY_BYTES`] of values).
     pub float_dictionary_entries: usize,
+    /// Encode the columns of a row group on a thread each (else one after the other, on the
+    /// writing thread: [`choose_layout`]'s trials, small and side by side already).
+    pub column_threads: bool,
 }
 
 impl Default for ConvertOptions {
@@ -141,6 +144,7 @@ impl Default for ConvertOptions {
             batch_rows: 64 * 1024,
             layer_stride: 1,
             float_dictionary_entries: FLOAT_DICTIONARY_BYTES / 4,
+            column_threads: true,
         }
     }
 }
@@ -726,6 +730,7 @@ fn trial_bytes(
     let mut count = ByteCount::default();
     let sample = ConvertOptions {
         layer_stride: TRIAL_LAYER_STRIDE,
+        column_threads: false,
         ..options.clone()
     };
     write_parquet(
@@ -929,9 +934,10 @@ struct StepCells {
     present: Option<Vec<bool>>,
 }
 
-/// Encode the columns of one row group (the rows of `group`'s steps), each on a thread of its
-/// own that takes its values from the cube. `progress` gets the rows of each step once the
-/// first column has taken them. Returns the column chunks in column order.
+/// Encode the columns of one row group (the rows of `group`'s steps), each taking its values
+/// from the cube, on a thread of its own (with `options.column_threads`). `progress` gets the
+/// rows of each step once the first column has taken them. Returns the column chunks in
+/// column order.
 #[allow(clippy::too_many_arguments)]
 fn encode_group(
     cube: &Cube,
@@ -943,28 +949,32 @@ fn encode_group(
     group: &[StepCells],
     mut progress: impl FnMut(u64),
 ) -> Result<Vec<parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>>, CliError> {
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    // The first column reports progress; the sender goes when the jobs do.
+    let mut tx = Some(tx);
+    let mut jobs = plan.columns.iter().zip(descriptors).map(move |(&kind, descr)| {
+        let column = ColumnJob {
+            kind,
+            descr: descr.clone(),
+            props: props.clone(),
+            level,
+            cube,
+            plan,
+            options,
+        };
+        (column, tx.take())
+    });
+    if !options.column_threads {
+        let chunks = jobs.map(|(column, tx)| column.encode(group, tx)).collect();
+        rx.try_iter().for_each(&mut progress);
+        return Ok(chunks);
+    }
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel::<u64>();
-        let mut tx = Some(tx);
-        let handles: Vec<_> = plan
-            .columns
-            .iter()
-            .zip(descriptors)
-            .map(|(&kind, descr)| {
-                let column = ColumnJob {
-                    kind,
-                    descr: descr.clone(),
-                    props: props.clone(),
-                    level,
-                    cube,
-                    plan,
-                    options,
-                };
-                let tx = tx.take();
-                scope.spawn(move || column.encode(group, tx))
-            })
+        let handles: Vec<_> = jobs
+            .by_ref()
+            .map(|(column, tx)| scope.spawn(move || column.encode(group, tx)))
             .collect();
-        drop(tx);
+        drop(jobs);
         // Until the first column has taken all its rows (its sender is then dropped).
         for rows in rx {
             progress(rows);
