@@ -936,8 +936,8 @@ struct StepCells {
 
 /// Encode the columns of one row group (the rows of `group`'s steps), each taking its values
 /// from the cube, on a thread of its own (with `options.column_threads`). `progress` gets the
-/// rows of each step once the first column has taken them. Returns the column chunks in
-/// column order.
+/// rows of each step once the first metric column has taken them. Returns the column chunks
+/// in column order.
 #[allow(clippy::too_many_arguments)]
 fn encode_group(
     cube: &Cube,
@@ -950,9 +950,16 @@ fn encode_group(
     mut progress: impl FnMut(u64),
 ) -> Result<Vec<parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>>, CliError> {
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    // The first column reports progress; the sender goes when the jobs do.
+    // The first metric column (the slowest to take its rows) reports progress; the sender
+    // goes when the jobs do.
+    let reporter = plan
+        .columns
+        .iter()
+        .position(|k| matches!(k, ColumnKind::Metric(_)))
+        .unwrap_or(0);
     let mut tx = Some(tx);
-    let mut jobs = plan.columns.iter().zip(descriptors).map(move |(&kind, descr)| {
+    let columns = plan.columns.iter().zip(descriptors).enumerate();
+    let mut jobs = columns.map(move |(i, (&kind, descr))| {
         let column = ColumnJob {
             kind,
             descr: descr.clone(),
@@ -962,7 +969,7 @@ fn encode_group(
             plan,
             options,
         };
-        (column, tx.take())
+        (column, if i == reporter { tx.take() } else { None })
     });
     if !options.column_threads {
         let chunks = jobs.map(|(column, tx)| column.encode(group, tx)).collect();
@@ -975,7 +982,7 @@ fn encode_group(
             .map(|(column, tx)| scope.spawn(move || column.encode(group, tx)))
             .collect();
         drop(jobs);
-        // Until the first column has taken all its rows (its sender is then dropped).
+        // Until the reporting column has taken all its rows (its sender is then dropped).
         for rows in rx {
             progress(rows);
         }
