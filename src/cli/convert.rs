@@ -257,6 +257,31 @@ macro_rules! for_each_cell {
     }};
 }
 
+/// The layers taken from the cube (every `options.layer_stride`-th): the stride, and how
+/// many are taken.
+fn layers_taken(cube: &Cube, options: &ConvertOptions) -> (usize, usize) {
+    let stride = options.layer_stride.max(1);
+    (stride, cube.layers.len().div_ceil(stride))
+}
+
+/// Per prompt, metric `m`'s row of positions at step `step` for each variant `v` and layer
+/// taken `l`, at `v * nl + l` ([`layers_taken`]).
+fn metric_rows<'c>(
+    cube: &'c Cube,
+    m: usize,
+    step: usize,
+    options: &ConvertOptions,
+) -> Vec<Vec<&'c [f32]>> {
+    let (stride, nl) = layers_taken(cube, options);
+    (0..cube.prompts.len())
+        .map(|p| {
+            (0..cube.variants.len() * nl)
+                .map(|vl| cube.row(m, cube.cell(p, step, vl / nl, vl % nl * stride)))
+                .collect()
+        })
+        .collect()
+}
+
 impl Plan {
     /// Plan the output of `loaded`: columns the inputs had (plus `prompt_name` when several
     /// prompts were merged). With `partitioned`, the step column is left to the folder names.
@@ -413,19 +438,9 @@ impl Plan {
         let cells = self.step_cells(cube, step, options);
         let new_rows = || Rows::new(step, cube.metrics.len(), options.batch_rows);
         let mut rows = new_rows();
-        let stride = options.layer_stride.max(1);
-        let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
-        // Per prompt, each metric's row of positions per (variant, layer index).
-        let metric_rows: Vec<Vec<Vec<&[f32]>>> = (0..cube.prompts.len())
-            .map(|p| {
-                (0..cube.metrics.len())
-                    .map(|m| {
-                        (0..nv * nl)
-                            .map(|vl| cube.row(m, cube.cell(p, step, vl / nl, vl % nl * stride)))
-                            .collect()
-                    })
-                    .collect()
-            })
+        let (stride, nl) = layers_taken(cube, options);
+        let rows_by_metric: Vec<_> = (0..cube.metrics.len())
+            .map(|m| metric_rows(cube, m, step, options))
             .collect();
         let mut values = vec![0.0; cube.metrics.len()];
         let mut result = Ok(());
@@ -433,8 +448,8 @@ impl Plan {
             if result.is_err() {
                 return;
             }
-            for (value, rows) in values.iter_mut().zip(&metric_rows[p]) {
-                *value = rows[v * nl + l][pos];
+            for (value, rows) in values.iter_mut().zip(&rows_by_metric) {
+                *value = rows[p][v * nl + l][pos];
             }
             rows.push(p, l * stride, pos, v, &values);
             if rows.len() >= options.batch_rows {
@@ -451,27 +466,27 @@ impl Plan {
     /// The rows of the step with index `step` (into `cube.steps`): the cells of the layers
     /// taken (`options.layer_stride`) with a value in some metric.
     fn step_cells(&self, cube: &Cube, step: usize, options: &ConvertOptions) -> StepCells {
-        let stride = options.layer_stride.max(1);
-        let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
+        let (nv, nl) = (cube.variants.len(), layers_taken(cube, options).1);
         let cells: usize = cube.prompts.iter().map(|p| nv * nl * p.n_positions()).sum();
         if cube.metrics.is_empty() {
             return StepCells { step, rows: 0, present: Some(vec![false; cells]) };
         }
+        let rows_by_metric: Vec<_> = (0..cube.metrics.len())
+            .map(|m| metric_rows(cube, m, step, options))
+            .collect();
         let mut present: Option<Vec<bool>> = None;
         let (mut rows, mut at) = (0u64, 0usize);
         for p in 0..cube.prompts.len() {
             let n = cube.prompts[p].n_positions();
             for vl in 0..nv * nl {
-                let row = |m| cube.row(m, cube.cell(p, step, vl / nl, vl % nl * stride));
                 // Where the first metric has every value, every cell is a row (the usual case:
                 // one pass over one metric); else each cell is looked at in every metric.
-                if present.is_none() && !row(0).iter().any(|v| v.is_nan()) {
+                if present.is_none() && !rows_by_metric[0][p][vl].iter().any(|v| v.is_nan()) {
                     rows += n as u64;
                 } else {
                     let mask = present.get_or_insert_with(|| vec![true; cells]);
-                    let metric_rows: Vec<&[f32]> = (0..cube.metrics.len()).map(row).collect();
                     for (pos, is_row) in mask[at..at + n].iter_mut().enumerate() {
-                        *is_row = metric_rows.iter().any(|r| !r[pos].is_nan());
+                        *is_row = rows_by_metric.iter().any(|r| !r[p][vl][pos].is_nan());
                         rows += u64::from(*is_row);
                     }
                 }
@@ -491,8 +506,7 @@ impl Plan {
         options: &ConvertOptions,
         mut f: impl FnMut(usize, usize, usize, usize),
     ) {
-        let stride = options.layer_stride.max(1);
-        let (nv, nl) = (cube.variants.len(), cube.layers.len().div_ceil(stride));
+        let (nv, nl) = (cube.variants.len(), layers_taken(cube, options).1);
         let order = options.order.unwrap_or_default();
         let mut base = 0;
         for p in 0..cube.prompts.len() {
@@ -1114,8 +1128,7 @@ impl ColumnJob<'_> {
             .then(|| FloatDictionary::new(self.options.float_dictionary_entries));
         // Positions: kept, then written by arrow-rs's column writer (delta encoding).
         let mut positions: Vec<u32> = Vec::new();
-        let stride = self.options.layer_stride.max(1);
-        let nl = cube.layers.len().div_ceil(stride);
+        let (stride, nl) = layers_taken(cube, self.options);
         for cells in group {
             match self.kind {
                 ColumnKind::Step => keys.extend_rows(cells.rows as usize, Some(cells.step as u32)),
@@ -1151,16 +1164,7 @@ impl ColumnJob<'_> {
                     })
                 }
                 ColumnKind::Metric(m) => {
-                    // Each prompt's rows of positions per (variant, layer index).
-                    let metric_rows: Vec<Vec<&[f32]>> = (0..cube.prompts.len())
-                        .map(|p| {
-                            (0..cube.variants.len() * nl)
-                                .map(|vl| {
-                                    cube.row(m, cube.cell(p, cells.step, vl / nl, vl % nl * stride))
-                                })
-                                .collect()
-                        })
-                        .collect();
+                    let metric_rows = metric_rows(cube, m, cells.step, self.options);
                     let batch_rows = self.options.batch_rows.max(1);
                     let mut batch: Vec<f32> = Vec::with_capacity(batch_rows);
                     // The dictionary rounds each distinct value once.

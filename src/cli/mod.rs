@@ -343,10 +343,11 @@ fn load_text(
                     let _ = map.advise(memmap2::Advice::Sequential);
                     let chunk_bytes = ingest::TEXT_CHUNK_BYTES as usize;
                     for (i, chunk) in map.chunks(chunk_bytes).enumerate() {
-                        map_pages(&map, i * chunk_bytes..i * chunk_bytes + chunk.len());
+                        let range = i * chunk_bytes..i * chunk_bytes + chunk.len();
+                        map_pages(&map, range.clone());
                         decoder.push(chunk, &mut sink)?;
                         sink.send(TextMessage::Progress(decoder.bytes_read()))?;
-                        forget_pages(&map, i * chunk_bytes..i * chunk_bytes + chunk.len());
+                        forget_pages(&map, range);
                     }
                     return decoder.finish(&mut sink);
                 }

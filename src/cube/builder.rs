@@ -484,11 +484,6 @@ impl CubeBuilder {
         self.rows_skipped
     }
 
-    /// Rows that repeated a cell already seen (the later value is kept).
-    pub fn duplicates(&self) -> u64 {
-        self.duplicates
-    }
-
     /// Expect about `rows` more rows (the Parquet footer tells): memory is reserved once
     /// instead of grown step by step.
     pub fn expect_rows(&mut self, rows: u64) {
