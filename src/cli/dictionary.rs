@@ -609,18 +609,22 @@ const LEVEL_GAIN: f64 = 0.01;
 /// noisy metric's sorted values, whose keys gain nothing) is 5% smaller than at level 1, for
 /// the time of one page.
 fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
-    let compress = |data: &[u8], level: i32| -> Result<Bytes> {
-        zstd::bulk::compress(data, level)
-            .map(Bytes::from)
-            .map_err(|e| ParquetError::External(Box::new(e)))
+    // One zstd context per thread, for all its pages: a new one per page (`zstd::bulk::compress`)
+    // allocated and cleared its tables every time (5% of the convert's page faults).
+    let zstd_err = |e: std::io::Error| ParquetError::External(Box::new(e));
+    let compressor = || zstd::bulk::Compressor::new(1).map_err(zstd_err);
+    let compress = |z: &mut zstd::bulk::Compressor<'static>, data: &[u8], level: i32| -> Result<Bytes> {
+        z.set_compression_level(level).map_err(zstd_err)?;
+        z.compress(data).map(Bytes::from).map_err(zstd_err)
     };
+    let mut z = compressor()?;
     let asked = level.compression_level();
     let mut level = asked;
     // Page 1 (the first data page), done before the others when it decides the level.
     let mut first_data = None;
     if level > 1 && pages.len() > 2 {
-        let slow = compress(&pages[1], level)?;
-        let fast = compress(&pages[1], 1)?;
+        let slow = compress(&mut z, &pages[1], level)?;
+        let fast = compress(&mut z, &pages[1], 1)?;
         first_data = Some(if (slow.len() as f64) < (1.0 - LEVEL_GAIN) * fast.len() as f64 {
             slow
         } else {
@@ -642,20 +646,27 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
     let bytes: usize = todo.iter().map(|&i| pages[i].len()).sum();
     if threads <= 1 || bytes < PARALLEL_COMPRESS_BYTES {
         for &i in &todo {
-            out[i] = Some(compress(&pages[i], level_of(i))?);
+            out[i] = Some(compress(&mut z, &pages[i], level_of(i))?);
         }
         return Ok(out.into_iter().flatten().collect());
     }
-    // The pages to do are dealt to the threads in turn.
+    // The pages to do are dealt to the threads in turn; this thread's context goes to the
+    // first.
+    let mut first = Some(z);
     std::thread::scope(|scope| -> Result<()> {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let todo = &todo;
+                let z = first.take();
                 scope.spawn(move || -> Result<Vec<(usize, Bytes)>> {
+                    let mut z = match z {
+                        Some(z) => z,
+                        None => compressor()?,
+                    };
                     todo.iter()
                         .skip(t)
                         .step_by(threads)
-                        .map(|&i| Ok((i, compress(&pages[i], level_of(i))?)))
+                        .map(|&i| Ok((i, compress(&mut z, &pages[i], level_of(i))?)))
                         .collect()
                 })
             })
