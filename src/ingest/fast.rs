@@ -428,7 +428,11 @@ impl Column {
                 d.prev_key = -1;
                 d.prev_raw.clear();
                 let values = StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), data.into(), None)?;
-                Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))?))
+                debug_assert!(keys.iter().flatten().all(|k| (0..arrow_array::Array::len(&values) as i32).contains(&k)));
+                // SAFETY: every valid key was given by `key_of`, an index into these values
+                // (a null row's key is 0, and not read). `try_new` checked every key again:
+                // 1.4% of the CPU time of a CSV convert.
+                Ok(Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, Arc::new(values)) }))
             }
         }
     }
