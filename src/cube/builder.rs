@@ -1093,6 +1093,38 @@ mod tests {
         assert!(f[1].is_some_and(f32::is_nan));
     }
 
+    /// Float64 keys and metrics (what the CSV and JSON decoders give) are read in place, with
+    /// the values `to_i64` and `to_f32` give (checked above): truncated, and a NaN, null,
+    /// infinite or too large layer or position skips its row; a step without a value is 0.
+    #[test]
+    fn float64_keys_and_metrics_read_in_place() {
+        let nan = f64::NAN;
+        let batch = record_batch!(
+            ("generation_step", Float64, [Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(nan), None]),
+            ("layer", Float64, [Some(0.0), Some(1.7), Some(nan), None, Some(1e30), Some(2.0), Some(f64::INFINITY)]),
+            ("token_position", Float64, [Some(0.0), Some(0.0), Some(1.0), Some(1.0), Some(1.0), Some(2.9), Some(0.0)]),
+            ("l2_distance", Float64, [Some(1.5), Some(2.5), Some(3.0), Some(3.0), Some(3.0), Some(0.1), Some(9.0)]),
+            ("kl", Float64, [Some(1e40), None, Some(3.0), Some(3.0), Some(3.0), Some(4.0), Some(9.0)])
+        )
+        .unwrap();
+        let mut b = CubeBuilder::new();
+        b.begin_source("t.csv", &batch.schema()).unwrap();
+        b.push_batch(&batch).unwrap();
+        assert_eq!(b.rows_skipped(), 4, "NaN, null, 1e30 and infinite layers");
+        let cube = b.finish().unwrap();
+        assert_eq!(cube.steps, [0, 1]);
+        assert_eq!(cube.layers, [0, 1, 2]);
+        let (l2, kl) = (0, 1);
+        // Step 1 (index 1), layer 0 and layer 1 (1.7), position 0.
+        assert_eq!(cube.value(l2, cube.cell(0, 1, 0, 0), 0), Some(1.5));
+        assert_eq!(cube.value(kl, cube.cell(0, 1, 0, 0), 0), Some(f32::INFINITY));
+        assert_eq!(cube.value(l2, cube.cell(0, 1, 0, 1), 0), Some(2.5));
+        assert_eq!(cube.value(kl, cube.cell(0, 1, 0, 1), 0), None);
+        // The NaN step is step 0; position 2.9 is 2; 0.1 as f32.
+        assert_eq!(cube.value(l2, cube.cell(0, 0, 0, 2), 2), Some(0.1f32));
+        assert_eq!(cube.value(kl, cube.cell(0, 0, 0, 2), 2), Some(4.0));
+    }
+
     #[test]
     fn missing_columns_are_listed() {
         let batch = record_batch!(("layer", Int64, [1]), ("variant", Utf8, ["Full"])).unwrap();
