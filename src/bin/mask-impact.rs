@@ -249,7 +249,7 @@ fn progress_bar(total: u64, quiet: bool, bytes: bool) -> ProgressBar {
     let template = if bytes {
         "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
     } else {
-        "{spinner} {prefix} [{bar:30}] {human_pos}/{human_len} rows {per_sec} ETA {eta} {msg}"
+        "{spinner} {prefix} [{bar:30}] {human_pos}/{human_len} rows {per_sec:0} ETA {eta} {msg}"
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
@@ -272,7 +272,7 @@ fn load_with_progress(inputs: &[PathBuf], quiet: bool) -> Result<Loaded> {
         bar.set_position(p.bytes_read);
         if p.rows != last_rows {
             last_rows = p.rows;
-            bar.set_message(format!("{} rows", p.rows));
+            bar.set_message(format!("{} rows", indicatif::HumanCount(p.rows)));
         }
     });
     bar.finish_and_clear();
