@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{
-    Array, ArrayRef, DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, DictionaryArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray,
 };
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Schema};
@@ -382,36 +382,6 @@ fn to_f32(col: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
     )
 }
 
-/// An integer key column (layer, position, step) read in place, row by row, as [`to_i64`]
-/// would give it: Int64 and Float64 columns (what Parquet writers and the text decoders give)
-/// without a converted copy of the batch (5% of the CPU time of reading a CSV file), any other
-/// number type converted once.
-enum IntKeys {
-    Int(Int64Array),
-    Float(Float64Array),
-}
-
-impl IntKeys {
-    fn new(col: &ArrayRef) -> Result<IntKeys, arrow_schema::ArrowError> {
-        Ok(match col.data_type() {
-            DataType::Float64 => IntKeys::Float(col.as_primitive::<Float64Type>().clone()),
-            _ => IntKeys::Int(to_i64(col)?.as_primitive::<Int64Type>().clone()),
-        })
-    }
-
-    /// The row's value; `None` for a null, or a float that is not a number or out of range.
-    #[inline(always)]
-    fn get(&self, row: usize) -> Option<i64> {
-        match self {
-            IntKeys::Int(a) => a.is_valid(row).then(|| a.values()[row]),
-            IntKeys::Float(a) => {
-                let f = a.values()[row];
-                (a.is_valid(row) && fits_i64(f)).then_some(f as i64)
-            }
-        }
-    }
-}
-
 /// A metric column read in place as [`to_f32`] would give it: Float32 and Float64 columns
 /// without a converted copy of the batch, any other number type converted once.
 enum MetricValues {
@@ -663,16 +633,19 @@ impl CubeBuilder {
                 .unwrap_or_default(),
             expected: format!("its values could not be converted: {e}"),
         };
-        let ints = |name: &str| -> Result<IntKeys, CubeError> {
-            IntKeys::new(column(name)?).map_err(|e| cast_err(name, e))
+        let ints = |name: &str| -> Result<ArrayRef, CubeError> {
+            to_i64(column(name)?).map_err(|e| cast_err(name, e))
         };
         let dict = |name: &str| -> Result<DictionaryArray<Int32Type>, CubeError> {
             to_dict(column(name)?).map_err(|e| cast_err(name, e))
         };
 
         let layer = ints(&cols.layer)?;
+        let layer = layer.as_primitive::<Int64Type>();
         let position = ints(&cols.position)?;
+        let position = position.as_primitive::<Int64Type>();
         let step = cols.step.as_deref().map(ints).transpose()?;
+        let step = step.as_ref().map(|s| s.as_primitive::<Int64Type>());
 
         let variant = cols.variant.as_deref().map(dict).transpose()?;
         let variant_codes = variant.as_ref().map(|d| dict_codes(d, &mut self.variants));
@@ -703,9 +676,11 @@ impl CubeBuilder {
             .collect::<Result<_, CubeError>>()?;
 
         // Positions are checked up front, and the arena widened once for the whole batch.
+        let pos_v = position.values();
         let mut batch_positions = 0usize;
         for row in 0..n {
-            if let (Some(pos), Some(_)) = (position.get(row), layer.get(row)) {
+            if position.is_valid(row) && layer.is_valid(row) {
+                let pos = pos_v[row];
                 if !(0..=MAX_POSITION).contains(&pos) {
                     return Err(CubeError::OutOfRange {
                         file: file.clone(),
@@ -727,6 +702,9 @@ impl CubeBuilder {
         }
         let stride = self.stride;
 
+        let layer_v = layer.values();
+        let key_nulls = layer.null_count() > 0 || position.null_count() > 0;
+        let step_v = step.map(|s| (s.values(), s.nulls()));
         let variant_v = variant.as_ref().map(|d| (d.keys().values(), d.keys().nulls()));
         let prompt_v = prompt.as_ref().map(|d| (d.keys().values(), d.keys().nulls()));
         let valid = |nulls: Option<&NullBuffer>, row: usize| nulls.is_none_or(|b| b.is_valid(row));
@@ -737,13 +715,17 @@ impl CubeBuilder {
         let mut last_block: Option<((u32, i64, u32, i64), usize)> = None;
         let mut prev_block = last_block;
         for row in 0..n {
-            let (Some(l), Some(pos)) = (layer.get(row), position.get(row)) else {
+            if key_nulls && (layer.is_null(row) || position.is_null(row)) {
                 self.rows_skipped += 1;
                 cell.push(usize::MAX);
                 continue;
+            }
+            let l = layer_v[row];
+            let pos = pos_v[row] as usize;
+            let s = match step_v {
+                Some((v, nulls)) if valid(nulls, row) => v[row],
+                _ => 0,
             };
-            let pos = pos as usize;
-            let s = step.as_ref().and_then(|s| s.get(row)).unwrap_or(0);
             if self.last_step != Some(s) {
                 if let Some(prev) = self.last_step {
                     self.ended_steps.insert(prev);
@@ -1093,11 +1075,12 @@ mod tests {
         assert!(f[1].is_some_and(f32::is_nan));
     }
 
-    /// Float64 keys and metrics (what the CSV and JSON decoders give) are read in place, with
-    /// the values `to_i64` and `to_f32` give (checked above): truncated, and a NaN, null,
-    /// infinite or too large layer or position skips its row; a step without a value is 0.
+    /// Float64 keys and metrics (what the CSV and JSON decoders give) reach the cube with the
+    /// values `to_i64` and `to_f32` give (checked above; the metrics are read in place):
+    /// truncated, and a NaN, null, infinite or too large layer or position skips its row; a
+    /// step without a value is 0.
     #[test]
-    fn float64_keys_and_metrics_read_in_place() {
+    fn float64_keys_and_metrics_reach_the_cube_as_converted() {
         let nan = f64::NAN;
         let batch = record_batch!(
             ("generation_step", Float64, [Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(nan), None]),
