@@ -186,15 +186,44 @@ pub fn decode_hybrid(data: &[u8], width: u8, count: usize) -> Result<Vec<u32>> {
 /// parquet-mr writes them).
 const MAX_GROUPS: usize = 63;
 
+/// A value of the RLE / bit-packed hybrid encoding as held before encoding: `u8` for 8-bit
+/// indices and levels, `u16` for 16-bit indices, `u32` for any width. A page's indices held
+/// at their stored width are a quarter or half the memory, and bit-pack as a copy of their
+/// bytes.
+pub trait HybridValue: Copy + PartialEq {
+    /// The value as a `u32`.
+    fn to_u32(self) -> u32;
+    /// `v` cut to this type.
+    fn from_u32(v: u32) -> Self;
+}
+
+macro_rules! hybrid_value {
+    ($t:ty) => {
+        impl HybridValue for $t {
+            #[inline(always)]
+            fn to_u32(self) -> u32 {
+                u32::from(self)
+            }
+            #[inline(always)]
+            fn from_u32(v: u32) -> $t {
+                v as $t
+            }
+        }
+    };
+}
+hybrid_value!(u8);
+hybrid_value!(u16);
+hybrid_value!(u32);
+
 /// Encode `values` in the RLE / bit-packed hybrid encoding at `width` bits (≤ 32): runs of 8
 /// or more equal values starting at a group boundary as RLE runs, the rest bit-packed.
-pub fn encode_hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
+pub fn encode_hybrid<T: HybridValue>(values: &[T], width: u8, out: &mut Vec<u8>) {
     let value_bytes = usize::from(width).div_ceil(8);
     let mut i = 0;
     // Start of the pending bit-packed values (always a whole number of groups before `i`,
     // except at the very end).
     let mut pending = 0;
-    let flush = |out: &mut Vec<u8>, chunk: &[u32]| {
+    let flush = |out: &mut Vec<u8>, chunk: &[T]| {
         for run in chunk.chunks(MAX_GROUPS * 8) {
             put_uleb(out, ((run.len().div_ceil(8) as u64) << 1) | 1);
             bit_pack(run, width, out);
@@ -216,7 +245,7 @@ pub fn encode_hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
         if run >= 8 {
             flush(out, &values[pending..i]);
             put_uleb(out, (run as u64) << 1);
-            out.extend_from_slice(&v.to_le_bytes()[..value_bytes]);
+            out.extend_from_slice(&v.to_u32().to_le_bytes()[..value_bytes]);
             i += run;
             pending = i;
         } else {
@@ -230,11 +259,21 @@ pub fn encode_hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
 /// Append `values` (each below 2^`width`, `width` ≤ 32) bit-packed as the Parquet hybrid
 /// encoding's bit-packed runs hold them: groups of 8, least significant bit first, the last
 /// group padded with zeros.
-fn bit_pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
+fn bit_pack<T: HybridValue>(values: &[T], width: u8, out: &mut Vec<u8>) {
+    if usize::from(width) == 8 * size_of::<T>() {
+        // Each value in its own bytes, as it is held (little-endian), the last group padded.
+        let start = out.len();
+        out.reserve(values.len().div_ceil(8) * 8 * size_of::<T>());
+        for &v in values {
+            out.extend_from_slice(&v.to_u32().to_le_bytes()[..size_of::<T>()]);
+        }
+        out.resize(start + values.len().div_ceil(8) * 8 * size_of::<T>(), 0);
+        return;
+    }
     macro_rules! widths {
         ($($w:literal)*) => {
             match width {
-                $($w => bit_pack_width::<$w>(values, out),)*
+                $($w => bit_pack_width::<$w, T>(values, out),)*
                 _ => unreachable!("bit width {width} above 32"),
             }
         };
@@ -244,15 +283,15 @@ fn bit_pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
 
 /// [`bit_pack`] at a width known when compiling: the shifts of a group of 8 values (`W`
 /// bytes) are constants, and the loop over the group unrolls.
-fn bit_pack_width<const W: usize>(values: &[u32], out: &mut Vec<u8>) {
+fn bit_pack_width<const W: usize, T: HybridValue>(values: &[T], out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + values.len().div_ceil(8) * W, 0);
     let mut groups = values.chunks_exact(8);
     let mut dst = out[start..].chunks_exact_mut(W.max(1));
-    let pack = |group: &[u32], dst: &mut [u8]| {
+    let pack = |group: &[T], dst: &mut [u8]| {
         let (mut acc, mut bits, mut at) = (0u64, 0usize, 0usize);
         for &v in group {
-            acc |= u64::from(v) << bits;
+            acc |= u64::from(v.to_u32()) << bits;
             bits += W;
             if bits >= 32 {
                 dst[at..at + 4].copy_from_slice(&(acc as u32).to_le_bytes());
@@ -270,7 +309,7 @@ fn bit_pack_width<const W: usize>(values: &[u32], out: &mut Vec<u8>) {
     }
     let rest = groups.remainder();
     if let Some(dst) = dst.next().filter(|_| !rest.is_empty()) {
-        let mut last = [0u32; 8];
+        let mut last = [T::from_u32(0); 8];
         last[..rest.len()].copy_from_slice(rest);
         pack(&last, dst);
     }
@@ -715,6 +754,104 @@ fn interleave(f: u32) -> u32 {
     (0..16).fold(0, |out, bit| out | ((f >> bit) & 1) << ((bit % 2) * 8 + bit / 2))
 }
 
+/// How [`encode_chunk`] cuts a chunk's keys into data pages.
+struct DataPages<'a> {
+    page_rows: usize,
+    width: u8,
+    /// Whether any key is [`NULL_KEY`].
+    nulls: bool,
+    nullable: bool,
+    /// Keys narrower than 32 bits: `rank` covers every key value ([`KEY_TABLE`]).
+    narrow: bool,
+    /// Each key's rank among the used entries in value order.
+    rank: &'a [u32],
+    /// Each rank's slot in the dictionary page, when not the rank itself.
+    slots: Option<&'a [u32]>,
+}
+
+impl DataPages<'_> {
+    /// Hand `add_page` each data page, uncompressed (definition levels then indices), with
+    /// the lowest and highest rank of its values (`None`: none) and its rows without a value.
+    /// Indices are held as `I` (the stored width's own type where there is one).
+    fn encode<K: Key, I: HybridValue>(
+        &self,
+        keys: &[K],
+        add_page: &mut impl FnMut(Vec<u8>, Option<(u32, u32)>, i64),
+    ) {
+        let rank = self.rank;
+        // A large dictionary's ranks (a noisy metric's: megabytes) miss the caches: the rank of
+        // the key [`PREFETCH_AHEAD`] rows on is brought in while this row's is looked up.
+        let prefetch_ranks = rank.len() > PREFETCH_RANKS_ABOVE && !self.narrow;
+        let prefetch_ahead = |page: &[K], j: usize| {
+            if let Some(&ahead) = page.get(j + PREFETCH_AHEAD) {
+                if ahead != K::NULL {
+                    prefetch(&rank[ahead.index()]);
+                }
+            }
+        };
+        let stored = |r: u32| I::from_u32(self.slots.map_or(r, |s| s[r as usize]));
+        let mut indices: Vec<I> = Vec::with_capacity(self.page_rows);
+        let mut levels: Vec<u8> = Vec::new();
+        for page in keys.chunks(self.page_rows) {
+            indices.clear();
+            levels.clear();
+            let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
+            if !self.nulls && self.slots.is_none() {
+                // Every row has a value and the ranks are the indices (the common case): the
+                // indices, then their range.
+                if prefetch_ranks {
+                    for (j, &k) in page.iter().enumerate() {
+                        prefetch_ahead(page, j);
+                        indices.push(I::from_u32(rank[k.index()]));
+                    }
+                } else if self.narrow {
+                    let rank: &[u32; KEY_TABLE] = rank.try_into().expect("table size");
+                    indices.extend(page.iter().map(|&k| I::from_u32(rank[k.index() % KEY_TABLE])));
+                } else {
+                    indices.extend(page.iter().map(|&k| I::from_u32(rank[k.index()])));
+                }
+                (lo, hi) = indices.iter().fold((lo, hi), |(lo, hi), &r| {
+                    (lo.min(r.to_u32()), hi.max(r.to_u32()))
+                });
+            } else {
+                for (j, &k) in page.iter().enumerate() {
+                    if prefetch_ranks {
+                        prefetch_ahead(page, j);
+                    }
+                    if k == K::NULL {
+                        levels.resize(j, 1);
+                        levels.push(0);
+                        page_nulls += 1;
+                    } else {
+                        let r = rank[if self.narrow { k.index() % KEY_TABLE } else { k.index() }];
+                        indices.push(stored(r));
+                        lo = lo.min(r);
+                        hi = hi.max(r);
+                    }
+                }
+            }
+            let mut buf = Vec::with_capacity(page.len() * size_of::<I>() + 64);
+            if self.nullable {
+                // V1 pages: definition levels (RLE, width 1) after their length in bytes.
+                buf.extend_from_slice(&[0; 4]);
+                if page_nulls == 0 && page.len() >= 8 {
+                    // One run of 1s, as `encode_hybrid` writes it.
+                    put_uleb(&mut buf, (page.len() as u64) << 1);
+                    buf.push(1);
+                } else {
+                    levels.resize(page.len(), 1);
+                    encode_hybrid(&levels, 1, &mut buf);
+                }
+                let len = (buf.len() - 4) as u32;
+                buf[..4].copy_from_slice(&len.to_le_bytes());
+            }
+            buf.push(self.width);
+            encode_hybrid(&indices, self.width, &mut buf);
+            add_page(buf, (!indices.is_empty()).then_some((lo, hi)), page_nulls);
+        }
+    }
+}
+
 /// Write one column chunk: `keys` (one per row, [`NULL_KEY`] for no value) into `entries`,
 /// dictionary-encoded as the module docs say, zstd at `level`. Text and integer dictionaries
 /// keep only the entries some key uses; a float dictionary (a metric's, built from its values)
@@ -816,16 +953,6 @@ pub fn encode_chunk<K: Key>(
     });
     let page_rows = (DATA_PAGE_BYTES * 8 / usize::from(width)).clamp(1, PAGE_ROWS);
     let is_float = matches!(entries, Entries::Float(_));
-    let prefetch_ranks = n > PREFETCH_RANKS_ABOVE;
-    // A large dictionary's ranks (a noisy metric's: megabytes) miss the caches: the rank of
-    // the key [`PREFETCH_AHEAD`] rows on is brought in while this row's is looked up.
-    let prefetch_ahead = |page: &[K], j: usize| {
-        if let Some(&ahead) = page.get(j + PREFETCH_AHEAD) {
-            if ahead != K::NULL {
-                prefetch(&rank[ahead.index()]);
-            }
-        }
-    };
 
     // The pages, uncompressed: the dictionary, then the data pages.
     let mut dictionary = Vec::new();
@@ -857,74 +984,33 @@ pub fn encode_chunk<K: Key>(
     let mut plain_pages = vec![dictionary];
     let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
     // Per page (with values): its lowest and highest rank, for the boundary order.
+    let pages = DataPages {
+        page_rows,
+        width,
+        nulls: nulls > 0,
+        nullable,
+        narrow,
+        rank: &rank,
+        slots: slots.as_deref(),
+    };
     let mut page_bounds: Vec<(u32, u32)> = Vec::new();
-    let mut indices = Vec::with_capacity(page_rows);
-    let mut levels = Vec::with_capacity(if nullable { page_rows } else { 0 });
-    for page in keys.chunks(page_rows) {
-        indices.clear();
-        levels.clear();
-        let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
-        if nulls == 0 {
-            // Every row has a value (the common case): ranks only, then their range.
-            if prefetch_ranks {
-                for (j, &k) in page.iter().enumerate() {
-                    prefetch_ahead(page, j);
-                    indices.push(rank[k.index()]);
-                }
-            } else if narrow {
-                let rank: &[u32; KEY_TABLE] = rank[..].try_into().expect("table size");
-                indices.extend(page.iter().map(|&k| rank[k.index() % KEY_TABLE]));
-            } else {
-                indices.extend(page.iter().map(|&k| rank[k.index()]));
-            }
-            levels.resize(if nullable { page.len() } else { 0 }, 1);
-            (lo, hi) = indices
-                .iter()
-                .fold((lo, hi), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-        } else {
-            for (j, &k) in page.iter().enumerate() {
-                if prefetch_ranks {
-                    prefetch_ahead(page, j);
-                }
-                if k == K::NULL {
-                    levels.push(0);
-                    page_nulls += 1;
-                } else {
-                    let r = rank[k.index()];
-                    if nullable {
-                        levels.push(1);
-                    }
-                    indices.push(r);
-                    lo = lo.min(r);
-                    hi = hi.max(r);
-                }
-            }
-        }
-        if let Some(slots) = &slots {
-            for r in &mut indices {
-                *r = slots[*r as usize];
-            }
-        }
-        let mut buf = Vec::with_capacity(page.len() * usize::from(width / 8) + 64);
-        if nullable {
-            // V1 pages: definition levels (RLE, width 1) after their length in bytes.
-            buf.extend_from_slice(&[0; 4]);
-            encode_hybrid(&levels, 1, &mut buf);
-            let len = (buf.len() - 4) as u32;
-            buf[..4].copy_from_slice(&len.to_le_bytes());
-        }
-        buf.push(width);
-        encode_hybrid(&indices, width, &mut buf);
+    let mut add_page = |buf: Vec<u8>, bounds: Option<(u32, u32)>, page_nulls: i64| {
         plain_pages.push(buf);
         let nan_count = is_float.then_some(0);
-        if indices.is_empty() {
-            column_index.append(true, Vec::new(), Vec::new(), page_nulls, nan_count);
-        } else {
-            let min = entries.bound(order[lo as usize] as usize, false).0;
-            let max = entries.bound(order[hi as usize] as usize, true).0;
-            column_index.append(false, min, max, page_nulls, nan_count);
-            page_bounds.push((lo, hi));
+        match bounds {
+            None => column_index.append(true, Vec::new(), Vec::new(), page_nulls, nan_count),
+            Some((lo, hi)) => {
+                let min = entries.bound(order[lo as usize] as usize, false).0;
+                let max = entries.bound(order[hi as usize] as usize, true).0;
+                column_index.append(false, min, max, page_nulls, nan_count);
+                page_bounds.push((lo, hi));
+            }
         }
+    };
+    match width {
+        8 => pages.encode::<K, u8>(keys, &mut add_page),
+        16 => pages.encode::<K, u16>(keys, &mut add_page),
+        _ => pages.encode::<K, u32>(keys, &mut add_page),
     }
     let compressed_pages = compress_all(&plain_pages, level)?;
 
@@ -1511,6 +1597,17 @@ mod tests {
                 values,
                 "width {width}"
             );
+            // Held as u16 and u8 where they fit: the same bytes.
+            if width <= 16 {
+                let mut narrow = Vec::new();
+                encode_hybrid(&values.iter().map(|&v| v as u16).collect::<Vec<_>>(), width, &mut narrow);
+                assert_eq!(narrow, out, "u16, width {width}");
+            }
+            if width <= 8 {
+                let mut narrow = Vec::new();
+                encode_hybrid(&values.iter().map(|&v| v as u8).collect::<Vec<_>>(), width, &mut narrow);
+                assert_eq!(narrow, out, "u8, width {width}");
+            }
         }
     }
 
@@ -1540,6 +1637,19 @@ mod tests {
                 bit_pack(&values, width, &mut out);
                 assert_eq!(out[0], 0xAB, "what was there before stays");
                 assert_eq!(out[1..], want, "width {width}, {len} values");
+                // The same values held as u8 or u16 where they fit.
+                if width <= 16 {
+                    let narrow: Vec<u16> = values.iter().map(|&v| v as u16).collect();
+                    let mut out = vec![0xAB];
+                    bit_pack(&narrow, width, &mut out);
+                    assert_eq!(out[1..], want, "u16, width {width}, {len} values");
+                }
+                if width <= 8 {
+                    let narrow: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+                    let mut out = vec![0xAB];
+                    bit_pack(&narrow, width, &mut out);
+                    assert_eq!(out[1..], want, "u8, width {width}, {len} values");
+                }
             }
         }
     }
