@@ -1127,7 +1127,7 @@ impl ColumnJob<'_> {
         let mut float_dictionary = (self.options.float_encoding == FloatEncoding::Dictionary)
             .then(|| FloatDictionary::new(self.options.float_dictionary_entries));
         // Positions: kept, then written by arrow-rs's column writer (delta encoding).
-        let mut positions: Vec<u32> = Vec::new();
+        let mut positions: Vec<i32> = Vec::new();
         let (stride, nl) = layers_taken(cube, self.options);
         for cells in group {
             match self.kind {
@@ -1145,7 +1145,7 @@ impl ColumnJob<'_> {
                 ColumnKind::Position => {
                     positions.reserve(cells.rows as usize);
                     plan.walk(cube, cells, self.options, |_p, _v, _l, pos| {
-                        positions.push(pos as u32)
+                        positions.push(pos as i32)
                     });
                 }
                 ColumnKind::Variant => {
@@ -1215,8 +1215,7 @@ impl ColumnJob<'_> {
         match self.kind {
             ColumnKind::Position => self.typed_chunk(|writer| match writer {
                 ColumnWriter::Int32ColumnWriter(mut w) => {
-                    let v: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
-                    w.write_batch(&v, None, None)?;
+                    w.write_batch(&positions, None, None)?;
                     w.close()
                 }
                 ColumnWriter::Int64ColumnWriter(mut w) => {
