@@ -11,8 +11,8 @@
 //! step in layer → variant → position order is smallest; on noisy synthetic data, whose
 //! rounded values repeat across steps, steps sharing a row group (and so the metric
 //! dictionaries) make the file about 25% smaller. The columns of a row group are taken from
-//! the cube and encoded in parallel, one thread per column, each walking the rows itself (no
-//! rows are built for them to share): the dictionary columns (text, steps, layers, metrics) by
+//! the cube and encoded in parallel, one thread per core taking the columns in turn (largest
+//! first), each column walking the rows itself (no rows are built for them to share): the dictionary columns (text, steps, layers, metrics) by
 //! [`dictionary::encode_chunk`] from the cube's keys, positions and plain metrics by arrow-rs's
 //! column writer. The CSV output takes the same rows as record batches.
 
@@ -867,8 +867,8 @@ pub fn choose_layout(
 /// row groups cut at step boundaries as `options.row_groups` says (`None`: one per step).
 /// `progress` gets the rows written so far.
 ///
-/// Each column of a row group is taken from the cube and encoded by a thread of its own
-/// ([`encode_group`]); the row groups are written in step order.
+/// The columns of a row group are taken from the cube and encoded side by side, a thread per
+/// core ([`encode_group`]); the row groups are written in step order.
 pub fn write_parquet<W: Write + Send>(
     cube: &Cube,
     plan: &Plan,
@@ -949,9 +949,9 @@ struct StepCells {
 }
 
 /// Encode the columns of one row group (the rows of `group`'s steps), each taking its values
-/// from the cube, on a thread of its own (with `options.column_threads`). `progress` gets the
-/// rows of each step once the first metric column has taken them. Returns the column chunks
-/// in column order.
+/// from the cube, side by side on a thread per core (with `options.column_threads`), the
+/// largest first. `progress` gets the rows of each step once the first metric column has
+/// taken them. Returns the column chunks in column order.
 #[allow(clippy::too_many_arguments)]
 fn encode_group(
     cube: &Cube,
@@ -973,7 +973,7 @@ fn encode_group(
         .unwrap_or(0);
     let mut tx = Some(tx);
     let columns = plan.columns.iter().zip(descriptors).enumerate();
-    let mut jobs = columns.map(move |(i, (&kind, descr))| {
+    let jobs = columns.map(move |(i, (&kind, descr))| {
         let column = ColumnJob {
             kind,
             descr: descr.clone(),
@@ -990,24 +990,66 @@ fn encode_group(
         rx.try_iter().for_each(&mut progress);
         return Ok(chunks);
     }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .by_ref()
-            .map(|(column, tx)| scope.spawn(move || column.encode(group, tx)))
+    // One thread per core takes the columns in turn, the largest first (metrics, then
+    // positions): a thread per column had nine working sets of megabytes share two cores'
+    // caches, and left the largest column to finish alone.
+    type Chunk = parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>;
+    let jobs: Vec<_> = jobs.map(|job| std::sync::Mutex::new(Some(job))).collect();
+    // The reporting column first: its sender leaves `jobs` with the first job taken, so the
+    // progress loop below ends once that job does, whatever becomes of the others.
+    let mut turn: Vec<usize> = (0..jobs.len()).collect();
+    turn.sort_by_key(|&i| {
+        let size = match plan.columns[i] {
+            ColumnKind::Metric(_) => 0,
+            ColumnKind::Position => 1,
+            _ => 2,
+        };
+        (i != reporter, size)
+    });
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let chunks: Vec<std::sync::Mutex<Option<Chunk>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    std::thread::scope(|scope| -> Result<(), CliError> {
+        let (jobs, turn, next, chunks) = (&jobs, &turn, &next, &chunks);
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || loop {
+                    let Some(&i) = turn.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    else {
+                        return;
+                    };
+                    let job = jobs[i].lock().ok().and_then(|mut j| j.take());
+                    if let Some((column, tx)) = job {
+                        let chunk = column.encode(group, tx);
+                        if let Ok(mut slot) = chunks[i].lock() {
+                            *slot = Some(chunk);
+                        }
+                    }
+                })
+            })
             .collect();
-        drop(jobs);
         // Until the reporting column has taken all its rows (its sender is then dropped).
         for rows in rx {
             progress(rows);
         }
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| CliError::Usage("internal: a column encoder panicked".into()))
-            })
-            .collect()
-    })
+        for h in handles {
+            h.join()
+                .map_err(|_| CliError::Usage("internal: a column encoder panicked".into()))?;
+        }
+        Ok(())
+    })?;
+    chunks
+        .into_iter()
+        .map(|c| {
+            c.into_inner()
+                .ok()
+                .flatten()
+                .ok_or_else(|| CliError::Usage("internal: a column encoder panicked".into()))
+        })
+        .collect()
 }
 
 /// Pushes onto a [`KeyVec`] the key `$key` of each row `$walk` visits (a walk of
@@ -1074,7 +1116,7 @@ impl KeyVec {
     }
 }
 
-/// One column of a row group, encoded on its own thread from the row batches.
+/// One column of a row group, encoded from the cube by one thread.
 struct ColumnJob<'a> {
     kind: ColumnKind,
     descr: ColumnDescPtr,
