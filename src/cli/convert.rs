@@ -1023,7 +1023,13 @@ fn encode_group(
                     };
                     let job = jobs[i].lock().ok().and_then(|mut j| j.take());
                     if let Some((column, tx)) = job {
-                        let chunk = column.encode(group, tx);
+                        // Its pages on one thread while columns wait for a worker; the last
+                        // columns may use the cores the other workers leave.
+                        let waiting = next.load(std::sync::atomic::Ordering::Relaxed) < turn.len();
+                        let chunk = dictionary::with_compress_threads(
+                            if waiting { 1 } else { 0 },
+                            || column.encode(group, tx),
+                        );
                         if let Ok(mut slot) = chunks[i].lock() {
                             *slot = Some(chunk);
                         }

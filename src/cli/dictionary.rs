@@ -633,6 +633,22 @@ impl FloatDictionary {
     }
 }
 
+thread_local! {
+    /// The threads [`compress_all`] may use on this thread (`0`: one per core). The column
+    /// workers of `convert::encode_group` say 1 while other columns wait for a worker, whose
+    /// cores are then busy.
+    static COMPRESS_THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Run `f` with [`compress_all`] on this thread using at most `threads` threads (`0`: one per
+/// core).
+pub fn with_compress_threads<T>(threads: usize, f: impl FnOnce() -> T) -> T {
+    let before = COMPRESS_THREADS.replace(threads);
+    let out = f();
+    COMPRESS_THREADS.set(before);
+    out
+}
+
 /// Pages of fewer bytes than this (all of a chunk's together) are compressed on the calling
 /// thread: threads of their own cost more than they save (the small columns' pages, and the
 /// layout trials' samples, whose threads went mostly to starting and stopping them).
@@ -650,8 +666,7 @@ const LEVEL_GAIN: f64 = 0.01;
 const LEVEL_TRIAL_BYTES: usize = 256 << 10;
 
 /// The pages of a chunk (the dictionary page first) compressed with zstd at `level`, side by
-/// side on the machine's cores (a chunk's largest column holds several pages; the others are
-/// done by then). When `level` saves less than [`LEVEL_GAIN`] over level 1 on the start of the
+/// side on the machine's cores (or as many threads as [`with_compress_threads`] allows). When `level` saves less than [`LEVEL_GAIN`] over level 1 on the start of the
 /// first data page ([`LEVEL_TRIAL_BYTES`]), the data pages use level 1. The dictionary page always uses `level`: a large one (a
 /// noisy metric's sorted values, whose keys gain nothing) is 5% smaller than at level 1, for
 /// the time of one page.
@@ -689,9 +704,12 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
     if let Some(b) = first_data {
         out[1] = Some(b);
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(todo.len());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match COMPRESS_THREADS.get() {
+        0 => cores,
+        n => n.min(cores),
+    }
+    .min(todo.len());
     let bytes: usize = todo.iter().map(|&i| pages[i].len()).sum();
     if threads <= 1 || bytes < PARALLEL_COMPRESS_BYTES {
         for &i in &todo {
