@@ -759,26 +759,25 @@ fn trial_bytes(
     Ok(count.0)
 }
 
-/// [`trial_bytes`] of each (options, steps), side by side (each trial has a thread taking
-/// its rows from the cube, and its column encoders), in order.
+/// [`trial_bytes`] of each (options, steps), side by side (a thread per core taking the trials
+/// in turn, each trial's columns encoded on that thread), in order.
 fn trials_bytes(
     cube: &Cube,
     plan: &Plan,
     trials: &[(ConvertOptions, &[usize])],
 ) -> Result<Vec<u64>, CliError> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = trials
-            .iter()
-            .map(|(options, steps)| scope.spawn(move || trial_bytes(cube, plan, options, steps)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| CliError::Usage("internal: a layout trial panicked".into()))?
-            })
-            .collect()
-    })
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let order: Vec<usize> = (0..trials.len()).collect();
+    let sizes = super::in_turn(
+        &order,
+        threads,
+        |i, _| trial_bytes(cube, plan, &trials[i].0, trials[i].1),
+        || {},
+    );
+    sizes
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| Err(CliError::Usage("internal: a layout trial panicked".into()))))
+        .collect()
 }
 
 /// `options` with the choices left open (`None`) made by measuring: each candidate order
@@ -992,13 +991,12 @@ fn encode_group(
     }
     // One thread per core takes the columns in turn, the largest first (metrics, then
     // positions): a thread per column had nine working sets of megabytes share two cores'
-    // caches, and left the largest column to finish alone.
-    type Chunk = parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>;
+    // caches, and left the largest column to finish alone. The reporting column goes first:
+    // its sender leaves `jobs` with the first column taken, so the progress loop ends once
+    // that column is done, whatever becomes of the others.
     let jobs: Vec<_> = jobs.map(|job| std::sync::Mutex::new(Some(job))).collect();
-    // The reporting column first: its sender leaves `jobs` with the first job taken, so the
-    // progress loop below ends once that job does, whatever becomes of the others.
-    let mut turn: Vec<usize> = (0..jobs.len()).collect();
-    turn.sort_by_key(|&i| {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| {
         let size = match plan.columns[i] {
             ColumnKind::Metric(_) => 0,
             ColumnKind::Position => 1,
@@ -1006,55 +1004,25 @@ fn encode_group(
         };
         (i != reporter, size)
     });
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let chunks: Vec<std::sync::Mutex<Option<Chunk>>> =
-        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len());
-    std::thread::scope(|scope| -> Result<(), CliError> {
-        let (jobs, turn, next, chunks) = (&jobs, &turn, &next, &chunks);
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(move || loop {
-                    let Some(&i) = turn.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                    else {
-                        return;
-                    };
-                    let job = jobs[i].lock().ok().and_then(|mut j| j.take());
-                    if let Some((column, tx)) = job {
-                        // Its pages on one thread while columns wait for a worker; the last
-                        // columns may use the cores the other workers leave.
-                        let waiting = next.load(std::sync::atomic::Ordering::Relaxed) < turn.len();
-                        let chunk = dictionary::with_compress_threads(
-                            if waiting { 1 } else { 0 },
-                            || column.encode(group, tx),
-                        );
-                        if let Ok(mut slot) = chunks[i].lock() {
-                            *slot = Some(chunk);
-                        }
-                    }
-                })
-            })
-            .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks = super::in_turn(
+        &order,
+        threads,
+        |i, waiting| {
+            let (column, tx) = jobs[i].lock().ok()?.take()?;
+            // Its pages on this thread alone while columns wait for a thread; the last
+            // columns may use the cores the others leave.
+            Some(dictionary::with_compress_threads(
+                if waiting { 1 } else { 0 },
+                || column.encode(group, tx),
+            ))
+        },
         // Until the reporting column has taken all its rows (its sender is then dropped).
-        for rows in rx {
-            progress(rows);
-        }
-        for h in handles {
-            h.join()
-                .map_err(|_| CliError::Usage("internal: a column encoder panicked".into()))?;
-        }
-        Ok(())
-    })?;
+        || rx.iter().for_each(&mut progress),
+    );
     chunks
         .into_iter()
-        .map(|c| {
-            c.into_inner()
-                .ok()
-                .flatten()
-                .ok_or_else(|| CliError::Usage("internal: a column encoder panicked".into()))
-        })
+        .map(|c| c.flatten().ok_or_else(|| CliError::Usage("internal: a column encoder panicked".into())))
         .collect()
 }
 

@@ -513,3 +513,69 @@ pub fn size_on_disk(path: &Path) -> u64 {
         .map(|entries| entries.flatten().map(|e| size_on_disk(&e.path())).sum())
         .unwrap_or(0)
 }
+
+/// Run `work(i, waiting)` for each index `i` of `order` on up to `threads` threads, each taking
+/// the next index of `order` when it is free (so put the longest first); `waiting` says
+/// whether indices were still waiting for a thread when `i` was taken. `meanwhile` runs on the
+/// calling thread as they work. Returns the results by index (`order` holds each of
+/// `0..order.len()` once); `None` where the work panicked.
+pub(crate) fn in_turn<T: Send>(
+    order: &[usize],
+    threads: usize,
+    work: impl Fn(usize, bool) -> T + Sync,
+    meanwhile: impl FnOnce(),
+) -> Vec<Option<T>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<T>>> =
+        order.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        let (next, results, work) = (&next, &results, &work);
+        let workers: Vec<_> = (0..threads.clamp(1, order.len().max(1)))
+            .map(|_| {
+                scope.spawn(move || loop {
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    let waiting = next.load(Ordering::Relaxed) < order.len();
+                    let result = work(i, waiting);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(result);
+                    }
+                })
+            })
+            .collect();
+        meanwhile();
+        // A thread that panicked leaves its index without a result; the others go on.
+        for w in workers {
+            let _ = w.join();
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().ok().flatten())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_turn;
+
+    #[test]
+    fn in_turn_gives_each_result_its_index_and_survives_a_panic() {
+        // One thread: indices taken in `order`, each but the last with others waiting.
+        let got = in_turn(&[2, 0, 1], 1, |i, waiting| (i * 10, waiting), || {});
+        assert_eq!(got, vec![Some((0, true)), Some((10, false)), Some((20, true))]);
+        // Two threads, index 1 panicking: the others are still done.
+        let got = in_turn(
+            &[0, 1, 2, 3],
+            2,
+            |i, _| {
+                assert_ne!(i, 1, "the work of index 1 fails");
+                i + 100
+            },
+            || {},
+        );
+        assert_eq!(got, vec![Some(100), None, Some(102), Some(103)]);
+    }
+}
