@@ -1486,7 +1486,7 @@ mod tests {
             file.into_inner().unwrap(),
         ))
         .unwrap();
-        use parquet::file::reader::{FileReader, RowGroupReader};
+        use parquet::file::reader::FileReader;
         let mut pages = file.get_row_group(0).unwrap().get_column_page_reader(0).unwrap();
         let Some(Page::DictionaryPage { buf, num_values, is_sorted, .. }) = pages.get_next_page().unwrap()
         else {

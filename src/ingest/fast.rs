@@ -17,6 +17,11 @@
 //! stops it at the start of that record: the rows before are handed over, and the caller
 //! feeds the rest of the file to arrow-csv / arrow-json, which then reads it (or reports the
 //! error) exactly as it would have from the start.
+//!
+//! One difference, on purpose: a CSV word that spells "no value" (`NA`, `null`, …) in a number
+//! column is no value here, where arrow-csv, told to look for those words only when the
+//! file's first rows hold one, would refuse the file (R writes `NA` only where a value is
+//! missing, which may be far into a file).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +32,7 @@ use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBat
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
+use super::text::CSV_NULL_WORDS;
 use super::IngestError;
 
 /// What became of the bytes handed to [`FastText::decode`].
@@ -745,11 +751,17 @@ impl FastText {
             }
             match c {
                 Column::Number { values, validity } => {
-                    let Some(v) = parse_number(inner, quoted) else {
-                        return false;
-                    };
-                    values.push(v);
-                    validity.push_valid();
+                    match parse_number(inner, quoted) {
+                        Some(v) => {
+                            values.push(v);
+                            validity.push_valid();
+                        }
+                        None if is_null_word(inner) => {
+                            validity.push_null(values.len());
+                            values.push(0.0);
+                        }
+                        None => return false,
+                    }
                 }
                 Column::Dict(_) | Column::Text { .. } => {
                     if let Column::Dict(d) = c {
@@ -1008,7 +1020,15 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
                         return Some(i + n);
                     }
                     let n = unquoted(i)?;
-                    (parse_number(&data[i..i + n], false)?, n)
+                    match parse_number(&data[i..i + n], false) {
+                        Some(v) => (v, n),
+                        None if is_null_word(&data[i..i + n]) => {
+                            validity.push_null(values.len());
+                            values.push(0.0);
+                            return Some(i + n + closes(i + n)?);
+                        }
+                        None => return None,
+                    }
                 }
             };
             values.push(v);
@@ -1034,6 +1054,16 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
         }
     };
     Some(i + len + closes(i + len)?)
+}
+
+/// Whether a CSV field is one of the words that spell "no value" ([`CSV_NULL_WORDS`], any
+/// case). In a number column it can mean nothing else: the fast decoder reads it as no value
+/// there even when the file's first rows (which decide whether the general decoder looks for
+/// these words in every column) had none, as R writes `NA` only where a value is missing.
+fn is_null_word(field: &[u8]) -> bool {
+    CSV_NULL_WORDS
+        .iter()
+        .any(|w| w.as_bytes().eq_ignore_ascii_case(field))
 }
 
 /// Text columns that the decoders read into dictionaries.
@@ -1846,6 +1876,43 @@ mod tests {
 
     /// The previous row's text is compared in place: a value that extends it, one with escapes
     /// repeated, one ending in an escaped backslash, and keys that extend the expected one.
+    #[test]
+    fn null_words_after_the_sample_are_no_value_in_number_columns() {
+        // More usual rows than the schema sample (256 KiB), then `NA`, `null` and `n/a` in
+        // number columns and `NA` as a token's text (plain and quoted), none of them in the
+        // sample: the general decoder, not told to look for these words, refuses them.
+        let mut csv = String::from("layer,token_position,token_masked,l2_distance,cosine_distance\n");
+        let mut n = 0;
+        while csv.len() < 300 << 10 {
+            csv += &format!("0,{n},t,0.5,0.25\n");
+            n += 1;
+        }
+        csv += &format!("0,{n},NA,NA,0.75\n");
+        csv += &format!("null,{},u,1.5,1.5\n", n + 1);
+        csv += &format!("0,{},\"NA\",2.5,n/a\n", n + 2);
+        for chunk in [4096u64, 1 << 20] {
+            let b = bytes::Bytes::from(csv.clone().into_bytes());
+            let mut ingest = super::super::Ingest::new("na.csv", b.len() as u64).with_text_chunk_bytes(chunk);
+            super::super::drive(&mut ingest, |r| Ok(b.slice(r.start as usize..r.end as usize)), |_| true).unwrap();
+            let cube = ingest.finish().unwrap();
+            let (l2, cos) = (cube.metric_index("l2_distance").unwrap(), cube.metric_index("cosine_distance").unwrap());
+            let at = cube.cell(0, 0, 0, 0);
+            // By hand from the rows above: the usual rows, then l2 missing, a row without a
+            // layer (skipped), cosine missing.
+            assert_eq!((cube.value(l2, at, n - 1), cube.value(cos, at, n - 1)), (Some(0.5), Some(0.25)));
+            assert_eq!((cube.value(l2, at, n), cube.value(cos, at, n)), (None, Some(0.75)));
+            assert_eq!((cube.value(l2, at, n + 1), cube.value(cos, at, n + 1)), (None, None));
+            assert_eq!((cube.value(l2, at, n + 2), cube.value(cos, at, n + 2)), (Some(2.5), None));
+            assert_eq!(cube.rows_read, n as u64 + 3, "chunk {chunk}");
+            let p = &cube.prompts[0];
+            assert_eq!((p.token(n), p.token(n + 1), p.token(n + 2)), (Some("NA"), None, Some("NA")));
+        }
+        let [_, general] = read_fast_and_general("na.csv", &csv);
+        // (arrow-csv checks a batch column by column: the layer's `null` is found first.)
+        let e = general.unwrap_err();
+        assert!(e.contains("column `layer` holds `null`, which is not a number"), "{e}");
+    }
+
     #[test]
     fn json_repeated_text_compared_in_place() {
         let json = br#"[{"layer":0,"token_position":0,"variant":"ab","l2_distance":1},

@@ -158,7 +158,7 @@ fn delimiter(sample: &[u8]) -> u8 {
 }
 
 /// Spellings of "no value" in CSV files besides the empty field (pandas `na_rep`, R's `NA`).
-const CSV_NULL_WORDS: [&str; 5] = ["null", "none", "na", "n/a", "#n/a"];
+pub(super) const CSV_NULL_WORDS: [&str; 5] = ["null", "none", "na", "n/a", "#n/a"];
 
 /// The schema of a CSV file from its header and first records, and whether the records spell
 /// "no value" with a word (then a null regex is needed; it slows decoding, so it is used only
