@@ -1243,6 +1243,30 @@ mod tests {
         arrow_array::RecordBatch,
         parquet::file::metadata::ParquetMetaData,
     ) {
+        read_back(write_file(message, columns))
+    }
+
+    /// The rows and metadata of a Parquet file of one row group, read by arrow-rs's reader
+    /// (with its page index).
+    fn read_back(
+        file: Bytes,
+    ) -> (
+        arrow_array::RecordBatch,
+        parquet::file::metadata::ParquetMetaData,
+    ) {
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            file,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )
+        .unwrap();
+        let metadata = builder.metadata().as_ref().clone();
+        let mut reader = builder.with_batch_size(8 << 20).build().unwrap();
+        (reader.next().unwrap().unwrap(), metadata)
+    }
+
+    /// The bytes of a Parquet file of one row group whose columns are written by
+    /// `encode_chunk` (zstd level 3).
+    fn write_file(message: &str, columns: &[(Entries<'_>, Vec<u32>)]) -> Bytes {
         let schema = Arc::new(parse_message_type(message).unwrap());
         let mut file =
             SerializedFileWriter::new(Vec::new(), schema, Arc::new(WriterProperties::new()))
@@ -1255,15 +1279,7 @@ mod tests {
             rg.append_column(&bytes, close).unwrap();
         }
         rg.close().unwrap();
-        let bytes = Bytes::from(file.into_inner().unwrap());
-        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
-            bytes,
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-        )
-        .unwrap();
-        let metadata = builder.metadata().as_ref().clone();
-        let mut reader = builder.with_batch_size(8 << 20).build().unwrap();
-        (reader.next().unwrap().unwrap(), metadata)
+        Bytes::from(file.into_inner().unwrap())
     }
 
     fn file_descr(message: &str, i: usize) -> ColumnDescPtr {
@@ -1444,8 +1460,8 @@ mod tests {
             used.fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
         };
         let message = "message m { optional float f; }";
-        let (batch, metadata) =
-            write_and_read(message, &[(Entries::Float(values.clone()), keys.clone())]);
+        let file = write_file(message, &[(Entries::Float(values.clone()), keys.clone())]);
+        let (batch, metadata) = read_back(file.clone());
         let f = batch.column(0).as_primitive::<Float32Type>();
         for (row, &k) in keys.iter().enumerate() {
             if k == NULL_KEY {
@@ -1473,19 +1489,7 @@ mod tests {
         }
 
         // The dictionary page, read as it is stored.
-        let (descr, level) = (file_descr(message, 0), ZstdLevel::try_new(3).unwrap());
-        let (bytes, close) = encode_chunk(&descr, &Entries::Float(values.clone()), &keys, level).unwrap();
-        let schema = Arc::new(parse_message_type(message).unwrap());
-        let mut file =
-            SerializedFileWriter::new(Vec::new(), schema, Arc::new(WriterProperties::new()))
-                .unwrap();
-        let mut rg = file.next_row_group().unwrap();
-        rg.append_column(&bytes, close).unwrap();
-        rg.close().unwrap();
-        let file = parquet::file::reader::SerializedFileReader::new(Bytes::from(
-            file.into_inner().unwrap(),
-        ))
-        .unwrap();
+        let file = parquet::file::reader::SerializedFileReader::new(file).unwrap();
         use parquet::file::reader::FileReader;
         let mut pages = file.get_row_group(0).unwrap().get_column_page_reader(0).unwrap();
         let Some(Page::DictionaryPage { buf, num_values, is_sorted, .. }) = pages.get_next_page().unwrap()

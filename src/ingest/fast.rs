@@ -1874,8 +1874,6 @@ mod tests {
         }
     }
 
-    /// The previous row's text is compared in place: a value that extends it, one with escapes
-    /// repeated, one ending in an escaped backslash, and keys that extend the expected one.
     #[test]
     fn null_words_after_the_sample_are_no_value_in_number_columns() {
         // More usual rows than the schema sample (256 KiB), then `NA`, `null` and `n/a` in
@@ -1913,6 +1911,8 @@ mod tests {
         assert!(e.contains("column `layer` holds `null`, which is not a number"), "{e}");
     }
 
+    /// The previous row's text is compared in place: a value that extends it, one with escapes
+    /// repeated, one ending in an escaped backslash, and keys that extend the expected one.
     #[test]
     fn json_repeated_text_compared_in_place() {
         let json = br#"[{"layer":0,"token_position":0,"variant":"ab","l2_distance":1},
