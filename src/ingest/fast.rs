@@ -32,7 +32,7 @@ use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBat
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
-use super::text::CSV_NULL_WORDS;
+use super::text::is_null_word;
 use super::IngestError;
 
 /// What became of the bytes handed to [`FastText::decode`].
@@ -756,10 +756,9 @@ impl FastText {
                             values.push(v);
                             validity.push_valid();
                         }
-                        None if is_null_word(inner) => {
-                            validity.push_null(values.len());
-                            values.push(0.0);
-                        }
+                        // A word for "no value" can mean nothing else in a number column
+                        // (see the module docs).
+                        None if is_null_word(inner) => c.push_null(),
                         None => return false,
                     }
                 }
@@ -1023,8 +1022,7 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
                     match parse_number(&data[i..i + n], false) {
                         Some(v) => (v, n),
                         None if is_null_word(&data[i..i + n]) => {
-                            validity.push_null(values.len());
-                            values.push(0.0);
+                            column.push_null();
                             return Some(i + n + closes(i + n)?);
                         }
                         None => return None,
@@ -1054,16 +1052,6 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
         }
     };
     Some(i + len + closes(i + len)?)
-}
-
-/// Whether a CSV field is one of the words that spell "no value" ([`CSV_NULL_WORDS`], any
-/// case). In a number column it can mean nothing else: the fast decoder reads it as no value
-/// there even when the file's first rows (which decide whether the general decoder looks for
-/// these words in every column) had none, as R writes `NA` only where a value is missing.
-fn is_null_word(field: &[u8]) -> bool {
-    CSV_NULL_WORDS
-        .iter()
-        .any(|w| w.as_bytes().eq_ignore_ascii_case(field))
 }
 
 /// Text columns that the decoders read into dictionaries.

@@ -158,7 +158,14 @@ fn delimiter(sample: &[u8]) -> u8 {
 }
 
 /// Spellings of "no value" in CSV files besides the empty field (pandas `na_rep`, R's `NA`).
-pub(super) const CSV_NULL_WORDS: [&str; 5] = ["null", "none", "na", "n/a", "#n/a"];
+const CSV_NULL_WORDS: [&str; 5] = ["null", "none", "na", "n/a", "#n/a"];
+
+/// Whether a CSV field is one of [`CSV_NULL_WORDS`] (any case).
+pub(super) fn is_null_word(field: &[u8]) -> bool {
+    CSV_NULL_WORDS
+        .iter()
+        .any(|w| w.as_bytes().eq_ignore_ascii_case(field))
+}
 
 /// The schema of a CSV file from its header and first records, and whether the records spell
 /// "no value" with a word (then a null regex is needed; it slows decoding, so it is used only
@@ -202,7 +209,7 @@ fn csv_schema(
     let mut null_words = false;
     for r in &records {
         for (i, v) in r.iter().enumerate().take(headers.len()) {
-            if CSV_NULL_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v.trim())) {
+            if is_null_word(v.trim().as_bytes()) {
                 null_words = true;
             } else if !v.is_empty() {
                 seen[i] = true;
