@@ -12,9 +12,10 @@
 //! rounded values repeat across steps, steps sharing a row group (and so the metric
 //! dictionaries) make the file about 25% smaller. The columns of a row group are taken from
 //! the cube and encoded in parallel, one thread per core taking the columns in turn (largest
-//! first), each column walking the rows itself (no rows are built for them to share): the dictionary columns (text, steps, layers, metrics) by
-//! [`dictionary::encode_chunk`] from the cube's keys, positions and plain metrics by arrow-rs's
-//! column writer. The CSV output takes the same rows as record batches.
+//! first), each column walking the rows itself (no rows are built for them to share): the
+//! dictionary columns (text, steps, layers, metrics) by [`dictionary::encode_chunk`] from the
+//! cube's keys, positions and plain metrics by arrow-rs's column writer. The CSV output takes
+//! the same rows as record batches.
 
 use std::io::Write;
 use std::sync::Arc;

@@ -850,7 +850,7 @@ impl DataPages<'_> {
                         levels.push(0);
                         page_nulls += 1;
                     } else {
-                        let r = rank[if self.narrow { k.index() % KEY_TABLE } else { k.index() }];
+                        let r = rank[k.index()];
                         indices.push(stored(r));
                         lo = lo.min(r);
                         hi = hi.max(r);
@@ -973,7 +973,7 @@ pub fn encode_chunk<K: Key>(
         let mut counts = vec![0u64; order.len()];
         for &k in keys {
             if k != K::NULL {
-                counts[rank[if narrow { k.index() % KEY_TABLE } else { k.index() }] as usize] += 1;
+                counts[rank[k.index()] as usize] += 1;
             }
         }
         interleaved_slots(&counts)
