@@ -349,7 +349,7 @@ macro_rules! convert_numeric {
 }
 
 /// Whether a float truncates to an `i64` (finite, below 2^63 in magnitude with some margin).
-fn fits_i64(f: f64) -> bool {
+pub(crate) fn fits_i64(f: f64) -> bool {
     f.is_finite() && f.abs() < 9.2e18
 }
 

@@ -26,14 +26,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type};
-use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBatch, StringArray};
-use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    ArrayRef, DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_buffer::{ArrowNativeType, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use super::text::is_null_word;
 use super::IngestError;
+use crate::cube::{fits_i64, ColumnMap};
 
 /// What became of the bytes handed to [`FastText::decode`].
 pub(super) enum Fed {
@@ -117,19 +119,21 @@ impl Validity {
 /// by another thread back to the system, and the next batch's pages are faulted in again.
 /// (Reading the seed-scale CSV: page faults 50K → 36K, CPU time −2–3%.)
 ///
-/// Clones share one pool. It holds at most [`BufferPool::MAX_SPARE`] buffers of each kind;
-/// buffers that are shared, or that the general decoders made, are not taken.
+/// Buffers are kept by the width of their values (8 bytes: `f64`, `i64`; 4 bytes: `f32`,
+/// dictionary keys) and given to any column of that width. Clones share one pool. It holds at
+/// most [`BufferPool::MAX_SPARE`] buffers of each width; buffers that are shared, or that the
+/// general decoders made, are not taken.
 #[derive(Clone, Default)]
 pub struct BufferPool(Arc<Mutex<Spare>>);
 
 #[derive(Default)]
 struct Spare {
-    numbers: Vec<Vec<f64>>,
-    keys: Vec<Vec<i32>>,
+    wide: Vec<Vec<u64>>,
+    narrow: Vec<Vec<u32>>,
 }
 
 impl BufferPool {
-    /// Most buffers of each kind held (a few batches' worth).
+    /// Most buffers of each width held (a few batches' worth).
     pub const MAX_SPARE: usize = 32;
 
     pub fn new() -> BufferPool {
@@ -140,60 +144,147 @@ impl BufferPool {
     /// columns' keys, where nothing else holds them.
     pub fn recycle(&self, batch: RecordBatch) {
         let (_, columns, _) = batch.into_parts();
-        let mut numbers = Vec::new();
-        let mut keys = Vec::new();
+        let mut wide = Vec::new();
+        let mut narrow = Vec::new();
         for column in columns {
-            // The array is taken out of its `Arc` (a clone of its buffers' handles), and the
-            // `Arc` dropped: the buffers are then unshared if nothing else kept them.
-            if let Some(a) = column.as_primitive_opt::<Float64Type>() {
-                let a = a.clone();
-                drop(column);
-                numbers.extend(a.into_parts().1.into_inner().into_vec::<f64>().ok());
-            } else if let Some(d) = column.as_dictionary_opt::<Int32Type>() {
-                let d = d.clone();
-                drop(column);
-                keys.extend(d.into_parts().0.into_parts().1.into_inner().into_vec::<i32>().ok());
+            let data = column.to_data();
+            // The array's `Arc` dropped, then its data: the buffer is then unshared if
+            // nothing else kept it (`into_vec` takes only such a buffer, whole).
+            drop(column);
+            let width = match data.data_type() {
+                DataType::Float64 | DataType::Int64 => 8,
+                DataType::Float32 => 4,
+                DataType::Dictionary(k, _) if k.as_ref() == &DataType::Int32 => 4,
+                _ => continue,
+            };
+            let Some(buffer) = data.buffers().first().cloned() else { continue };
+            drop(data);
+            if width == 8 {
+                wide.extend(buffer.into_vec::<u64>().ok());
+            } else {
+                narrow.extend(buffer.into_vec::<u32>().ok());
             }
         }
         let Ok(mut spare) = self.0.lock() else { return };
-        let room = Self::MAX_SPARE.saturating_sub(spare.numbers.len());
-        spare.numbers.extend(numbers.into_iter().take(room));
-        let room = Self::MAX_SPARE.saturating_sub(spare.keys.len());
-        spare.keys.extend(keys.into_iter().take(room));
+        let room = Self::MAX_SPARE.saturating_sub(spare.wide.len());
+        spare.wide.extend(wide.into_iter().take(room));
+        let room = Self::MAX_SPARE.saturating_sub(spare.narrow.len());
+        spare.narrow.extend(narrow.into_iter().take(room));
     }
 
-    /// An empty buffer with room for `rows` numbers: a spare one if there is one.
-    fn numbers(&self, rows: usize) -> Vec<f64> {
-        let spare = self.0.lock().ok().and_then(|mut s| s.numbers.pop());
-        reuse(spare, rows)
+    /// An empty buffer with room for `rows` values: a spare one of their width if there is
+    /// one.
+    fn take<T: ArrowNativeType>(&self, rows: usize) -> Vec<T> {
+        let spare = self.0.lock().ok().and_then(|mut s| match std::mem::size_of::<T>() {
+            8 => s.wide.pop().map(Buffer::from_vec),
+            4 => s.narrow.pop().map(Buffer::from_vec),
+            _ => None,
+        });
+        // Same size and alignment: the buffer is taken as it is.
+        let mut v = spare.and_then(|b| b.into_vec::<T>().ok()).unwrap_or_default();
+        v.clear();
+        v.reserve(rows);
+        v
     }
 
-    /// An empty buffer with room for `rows` keys: a spare one if there is one.
-    fn keys(&self, rows: usize) -> Vec<i32> {
-        let spare = self.0.lock().ok().and_then(|mut s| s.keys.pop());
-        reuse(spare, rows)
-    }
-
-    /// Buffers held (numbers, keys).
+    /// Buffers held (8 bytes wide, 4 bytes wide).
     #[cfg(test)]
     fn held(&self) -> (usize, usize) {
         let s = self.0.lock().unwrap();
-        (s.numbers.len(), s.keys.len())
+        (s.wide.len(), s.narrow.len())
     }
 }
 
-/// `spare` emptied, with room for `rows` (or a new buffer).
-fn reuse<T>(spare: Option<Vec<T>>, rows: usize) -> Vec<T> {
-    let mut v = spare.unwrap_or_default();
-    v.clear();
-    v.reserve(rows);
-    v
+/// A number column's values, stored as the cube takes them (see [`FastText::new`]): the cube
+/// then uses the batch's arrays as they are, without a converted copy of each.
+enum Numbers {
+    /// Any other number column: as parsed.
+    F64(Vec<f64>),
+    /// The step, layer and position columns: whole numbers as the cube's
+    /// [`numbers_as_i64`](crate::cube::numbers_as_i64) makes them (the fraction dropped; a value
+    /// out of range, NaN or infinite is no value).
+    I64(Vec<i64>),
+    /// A metric column: rounded to the nearest `f32`, as the cube stores it.
+    F32(Vec<f32>),
+}
+
+impl Numbers {
+    fn len(&self) -> usize {
+        match self {
+            Numbers::F64(v) => v.len(),
+            Numbers::I64(v) => v.len(),
+            Numbers::F32(v) => v.len(),
+        }
+    }
+
+    fn data_type(&self) -> DataType {
+        match self {
+            Numbers::F64(_) => DataType::Float64,
+            Numbers::I64(_) => DataType::Int64,
+            Numbers::F32(_) => DataType::Float32,
+        }
+    }
+
+    /// Appends `v`, and whether the row has a value to `validity`.
+    #[inline(always)]
+    fn push(&mut self, v: f64, validity: &mut Validity) {
+        match self {
+            Numbers::F64(x) => x.push(v),
+            Numbers::F32(x) => x.push(v as f32),
+            Numbers::I64(x) if fits_i64(v) => x.push(v as i64),
+            Numbers::I64(_) => return self.push_null(validity),
+        }
+        validity.push_valid();
+    }
+
+    fn push_null(&mut self, validity: &mut Validity) {
+        validity.push_null(self.len());
+        match self {
+            Numbers::F64(x) => x.push(0.0),
+            Numbers::F32(x) => x.push(0.0),
+            Numbers::I64(x) => x.push(0),
+        }
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        match self {
+            Numbers::F64(v) => v.truncate(rows),
+            Numbers::I64(v) => v.truncate(rows),
+            Numbers::F32(v) => v.truncate(rows),
+        }
+    }
+
+    /// Room for `rows` more values; an empty buffer (handed over with its batch) is replaced
+    /// by one from `pool`.
+    fn reserve(&mut self, rows: usize, pool: &BufferPool) {
+        fn room<T: ArrowNativeType>(v: &mut Vec<T>, rows: usize, pool: &BufferPool) {
+            if v.capacity() == 0 {
+                *v = pool.take(rows);
+            } else {
+                v.reserve(rows);
+            }
+        }
+        match self {
+            Numbers::F64(v) => room(v, rows, pool),
+            Numbers::I64(v) => room(v, rows, pool),
+            Numbers::F32(v) => room(v, rows, pool),
+        }
+    }
+
+    /// The values as an array with `nulls`, leaving the buffer empty.
+    fn take(&mut self, nulls: Option<NullBuffer>) -> ArrayRef {
+        match self {
+            Numbers::F64(v) => Arc::new(Float64Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
+            Numbers::I64(v) => Arc::new(Int64Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
+            Numbers::F32(v) => Arc::new(Float32Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
+        }
+    }
 }
 
 /// One output column being filled.
 enum Column {
     Number {
-        values: Vec<f64>,
+        values: Numbers,
         validity: Validity,
     },
     Dict(DictColumn),
@@ -323,10 +414,7 @@ impl DictColumn {
 impl Column {
     fn push_null(&mut self) {
         match self {
-            Column::Number { values, validity } => {
-                validity.push_null(values.len());
-                values.push(0.0);
-            }
+            Column::Number { values, validity } => values.push_null(validity),
             Column::Dict(d) => {
                 d.validity.push_null(d.keys.len());
                 d.keys.push(0);
@@ -376,9 +464,8 @@ impl Column {
     /// over with its batch takes a spare one from `pool`.
     fn reserve(&mut self, rows: usize, pool: &BufferPool) {
         match self {
-            Column::Number { values, .. } if values.capacity() == 0 => *values = pool.numbers(rows),
-            Column::Number { values, .. } => values.reserve(rows),
-            Column::Dict(d) if d.keys.capacity() == 0 => d.keys = pool.keys(rows),
+            Column::Number { values, .. } => values.reserve(rows, pool),
+            Column::Dict(d) if d.keys.capacity() == 0 => d.keys = pool.take(rows),
             Column::Dict(d) => d.keys.reserve(rows),
             Column::Text { offsets, .. } => offsets.reserve(rows),
         }
@@ -413,10 +500,7 @@ impl Column {
     /// The filled values as an array, leaving the column empty.
     fn take(&mut self) -> Result<ArrayRef, ArrowError> {
         match self {
-            Column::Number { values, validity } => {
-                let n = validity.take();
-                Ok(Arc::new(Float64Array::new(ScalarBuffer::from(std::mem::take(values)), n)))
-            }
+            Column::Number { values, validity } => Ok(values.take(validity.take())),
             Column::Text { offsets, data, validity } => {
                 let n = validity.take();
                 let offsets = std::mem::replace(offsets, vec![0]);
@@ -483,6 +567,11 @@ enum Rec {
 impl FastText {
     /// A fast decoder producing the columns of `schema` (Float64, Utf8 or dictionary of Utf8;
     /// `None` for any other type), `batch_rows` rows per batch, its buffers taken from `pool`.
+    ///
+    /// A Float64 column comes out as the cube takes it when the cube's [`ColumnMap`] of
+    /// `schema` gives it a role: Int64 for the step, layer and position, Float32 for a metric
+    /// (each value converted as the cube would convert it); any other stays Float64. The
+    /// cube finds its columns by name: with two columns of one name, all stay Float64.
     pub(super) fn new(
         file: &str,
         layout: Layout,
@@ -490,13 +579,22 @@ impl FastText {
         batch_rows: usize,
         pool: &BufferPool,
     ) -> Option<FastText> {
+        let names: std::collections::HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let roles = ColumnMap::from_schema(file, schema).ok().filter(|_| names.len() == schema.fields().len());
+        let numbers = |name: &str| match &roles {
+            Some(r) if [r.step.as_deref(), Some(&r.layer), Some(&r.position)].contains(&Some(name)) => {
+                Numbers::I64(Vec::new())
+            }
+            Some(r) if r.metrics.iter().any(|m| m == name) => Numbers::F32(Vec::new()),
+            _ => Numbers::F64(Vec::new()),
+        };
         let mut columns = Vec::new();
         let mut fields = Vec::new();
         for f in schema.fields() {
             let known_text = is_dictionary_text(f.name());
             let c = match f.data_type() {
                 DataType::Float64 => Column::Number {
-                    values: Vec::new(),
+                    values: numbers(f.name()),
                     validity: Validity::default(),
                 },
                 DataType::Utf8 | DataType::Dictionary(_, _) if known_text => Column::Dict(DictColumn::new()),
@@ -511,7 +609,7 @@ impl FastText {
                 _ => return None,
             };
             let t = match &c {
-                Column::Number { .. } => DataType::Float64,
+                Column::Number { values, .. } => values.data_type(),
                 Column::Dict(_) => DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
                 Column::Text { .. } => DataType::Utf8,
             };
@@ -753,8 +851,7 @@ impl FastText {
                 Column::Number { values, validity } => {
                     match parse_number(inner, quoted) {
                         Some(v) => {
-                            values.push(v);
-                            validity.push_valid();
+                            values.push(v, validity);
                         }
                         // A word for "no value" can mean nothing else in a number column
                         // (see the module docs).
@@ -943,8 +1040,7 @@ impl FastText {
                             (v, end)
                         }
                     };
-                    values.push(v);
-                    validity.push_valid();
+                    values.push(v, validity);
                     i = end;
                 }
                 _ => return Rec::Unusual,
@@ -1029,8 +1125,7 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
                     }
                 }
             };
-            values.push(v);
-            validity.push_valid();
+            values.push(v, validity);
             len
         }
         _ => {
@@ -1405,6 +1500,7 @@ fn parse_json_number(token: &[u8]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::cast::AsArray;
 
     #[test]
     fn plain_decimals_are_exact() {
@@ -1645,14 +1741,16 @@ mod tests {
         /// in both.
         #[test]
         fn csv_fast_path_reads_as_arrow_csv(
-            rows in proptest::collection::vec((0usize..12, 0usize..9, 0usize..4, proptest::bool::ANY), 1..40),
+            rows in proptest::collection::vec((0usize..12, 0usize..9, 0usize..4, proptest::bool::ANY, 0usize..12), 1..40),
         ) {
             const NUMBERS: [&str; 12] = ["1.5", "-0.25", "007", "+1", "1.", ".5", "1e2", "12345678901234567", "", "0", "-0", "\"2.5\""];
             const TOKENS: [&str; 9] = ["ab", "abc", "\"ab\"", "\"a,b\"", "\"x\"\"y\"", "", "\"\"", "\"l1\nl2\"", "é"];
             const VARIANTS: [&str; 4] = ["Full", "Attn", "\"Full\"", "Head_0"];
             let mut csv = String::from("layer,token_position,token_masked,variant,l2_distance\n");
-            for (i, &(n, t, v, crlf)) in rows.iter().enumerate() {
-                csv += &format!("0,{i},{},{},{}{}", TOKENS[t], VARIANTS[v], NUMBERS[n], if crlf { "\r\n" } else { "\n" });
+            for (i, &(n, t, v, crlf, l)) in rows.iter().enumerate() {
+                // The layer too: whole numbers as the cube's conversion makes them (the fast
+                // decoder converts them itself), a row without one skipped.
+                csv += &format!("{},{i},{},{},{}{}", NUMBERS[l], TOKENS[t], VARIANTS[v], NUMBERS[n], if crlf { "\r\n" } else { "\n" });
             }
             let [fast, general] = read_fast_and_general("p.csv", &csv);
             proptest::prop_assert_eq!(fast.is_ok(), general.is_ok(), "{:?} vs {:?}", fast, general);
@@ -1663,7 +1761,10 @@ mod tests {
     }
 
     /// The rows a [`TextDecoder`] makes of `text` pushed in chunks of `chunk` bytes (`fast`:
-    /// with the fast decoder), each row its fields as text joined by `|` (`∅`: no value).
+    /// with the fast decoder), each row its fields as text joined by `|` (`∅`: no value). The
+    /// step, layer and position columns are shown as the cube's own conversion makes them
+    /// whole numbers, a metric as its nearest `f32`: the fast decoder gives them so, the
+    /// general decoders as Float64.
     fn decoded_rows(name: &str, text: &str, format: super::super::Format, fast: bool, chunk: usize) -> Vec<String> {
         struct Rows(Vec<String>);
         impl super::super::BatchSink for Rows {
@@ -1674,7 +1775,15 @@ mod tests {
                 let text: Vec<ArrayRef> = b
                     .columns()
                     .iter()
-                    .map(|c| arrow_cast::cast(c, &DataType::Utf8).unwrap())
+                    .zip(b.schema().fields())
+                    .map(|(c, f)| {
+                        let c = match f.name().as_str() {
+                            "generation_step" | "layer" | "token_position" => crate::cube::numbers_as_i64(c).unwrap(),
+                            "l2_distance" | "cosine_distance" => arrow_cast::cast(c, &DataType::Float32).unwrap(),
+                            _ => c.clone(),
+                        };
+                        arrow_cast::cast(&c, &DataType::Utf8).unwrap()
+                    })
                     .collect();
                 for r in 0..b.num_rows() {
                     let fields: Vec<&str> = text
@@ -1698,39 +1807,46 @@ mod tests {
         rows.0
     }
 
-    /// Batches handed back to the pool give their buffers to the next batches: the values
-    /// stay right (a reused buffer starts empty), the pool keeps a bounded number, and a
-    /// buffer something else still holds is not taken.
+    /// Batches handed back to the pool give their buffers to the next batches, any column's
+    /// to any column of the same value width: the values stay right (a reused buffer starts
+    /// empty), the pool keeps a bounded number, and a buffer something else still holds is
+    /// not taken. Number columns come out as the cube takes them: the layer and position as
+    /// Int64, a metric as Float32, a writer's index column (no role) as Float64.
     #[test]
     fn recycled_batch_buffers_are_reused_and_values_stay_right() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("layer", DataType::Float64, true),
-            Field::new("variant", DataType::Utf8, true),
-            Field::new("l2_distance", DataType::Float64, true),
-        ]));
+        let schema = Arc::new(Schema::new(
+            ["index", "layer", "token_position", "variant", "l2_distance"]
+                .map(|n| Field::new(n, if n == "variant" { DataType::Utf8 } else { DataType::Float64 }, true))
+                .to_vec(),
+        ));
         let pool = BufferPool::new();
         let mut fast = FastText::new("t.csv", Layout::Csv(b','), &schema, 4, &pool).unwrap();
-        let mut text = String::from("layer,variant,l2_distance\n");
+        let mut text = String::from("index,layer,token_position,variant,l2_distance\n");
+        // A layer of 2.75 is layer 2 (truncated, as the cube's conversion does).
         for r in 0..14 {
-            text.push_str(&format!("{r},{},{}.5\n", if r % 2 == 0 { "Full" } else { "Attn" }, 10 * r));
+            text.push_str(&format!("{r}.25,{r}.75,{},{},{}.5\n", 2 * r, if r % 2 == 0 { "Full" } else { "Attn" }, 10 * r));
         }
         let mut rows: Vec<String> = Vec::new();
-        // The data pointers of the number buffers of each batch.
-        let mut buffers: Vec<Vec<*const f64>> = Vec::new();
+        // The data pointers of each batch's 8-byte and 4-byte buffers.
+        let mut buffers: Vec<[Vec<*const u8>; 2]> = Vec::new();
         let mut kept = None;
         let mut emit = |b: RecordBatch| -> Result<(), IngestError> {
-            let layer = b.column(0).as_primitive::<Float64Type>();
-            let variant = b.column(1).as_dictionary::<Int32Type>();
+            use arrow_array::types::{Float32Type, Float64Type, Int64Type};
+            let index = b.column(0).as_primitive::<Float64Type>();
+            let layer = b.column(1).as_primitive::<Int64Type>();
+            let position = b.column(2).as_primitive::<Int64Type>();
+            let variant = b.column(3).as_dictionary::<Int32Type>();
             let names = variant.values().as_string::<i32>();
-            let l2 = b.column(2).as_primitive::<Float64Type>();
+            let l2 = b.column(4).as_primitive::<Float32Type>();
             for r in 0..b.num_rows() {
                 let name = names.value(variant.keys().value(r) as usize);
-                rows.push(format!("{}|{name}|{}", layer.value(r), l2.value(r)));
+                rows.push(format!("{}|{}|{}|{name}|{}", index.value(r), layer.value(r), position.value(r), l2.value(r)));
             }
-            buffers.push(vec![layer.values().as_ptr(), l2.values().as_ptr()]);
+            let ptr = |c: usize| b.column(c).to_data().buffers()[0].as_ptr();
+            buffers.push([vec![ptr(0), ptr(1), ptr(2)], vec![ptr(3), ptr(4)]]);
             if buffers.len() == 2 {
                 // Held elsewhere: this batch's `l2_distance` buffer cannot be taken.
-                kept = Some(b.column(2).clone());
+                kept = Some(b.column(4).clone());
             }
             pool.recycle(b);
             Ok(())
@@ -1738,27 +1854,32 @@ mod tests {
         assert!(matches!(fast.decode(text.as_bytes(), true, &mut emit).unwrap(), Fed::Taken));
         fast.flush(&mut emit).unwrap();
         let want: Vec<String> = (0..14)
-            .map(|r| format!("{r}|{}|{}.5", if r % 2 == 0 { "Full" } else { "Attn" }, 10 * r))
+            .map(|r| format!("{r}.25|{r}|{}|{}|{}.5", 2 * r, if r % 2 == 0 { "Full" } else { "Attn" }, 10 * r))
             .collect();
         assert_eq!(rows, want);
         assert_eq!(buffers.len(), 4, "batches of 4, 4, 4 and 2 rows");
         // A batch's room is made when its first row comes, after the batch before was handed
         // over (and here recycled at once): batch 1 gets batch 0's buffers back; batch 2 gets
-        // batch 1's `layer` buffer and a new `l2_distance` one, as `kept` still holds batch
-        // 1's; batch 3 gets batch 2's.
-        let sorted = |i: usize| {
-            let mut b = buffers[i].clone();
+        // batch 1's, but for one new 4-byte buffer, as `kept` still holds batch 1's
+        // `l2_distance` values; batch 3 gets batch 2's.
+        let sorted = |i: usize, width: usize| {
+            let mut b = buffers[i][width].clone();
             b.sort();
             b
         };
-        assert_eq!(sorted(1), sorted(0), "{buffers:?}");
-        let kept = kept.unwrap();
-        assert_eq!(kept.as_primitive::<Float64Type>().values().as_ptr(), buffers[1][1]);
-        assert_eq!(buffers[2][0], buffers[1][0], "{buffers:?}");
-        assert!(!buffers[..2].concat().contains(&buffers[2][1]), "{buffers:?}");
-        assert_eq!(sorted(3), sorted(2), "{buffers:?}");
+        for width in [0, 1] {
+            assert_eq!(sorted(1, width), sorted(0, width), "{buffers:?}");
+            assert_eq!(sorted(3, width), sorted(2, width), "{buffers:?}");
+        }
+        assert_eq!(sorted(2, 0), sorted(1, 0), "{buffers:?}");
+        let kept = kept.unwrap().to_data().buffers()[0].as_ptr();
+        assert_eq!(kept, buffers[1][1][1]);
+        let earlier: Vec<*const u8> = buffers[..2].iter().flat_map(|b| b[1].clone()).collect();
+        let new: Vec<_> = buffers[2][1].iter().filter(|p| !earlier.contains(p)).collect();
+        assert_eq!(new.len(), 1, "{buffers:?}");
+        assert!(buffers[2][1].contains(&buffers[1][1][0]), "{buffers:?}");
         // The last batch's buffers are all in the pool: none was taken once the rows ended.
-        assert_eq!(pool.held(), (2, 1));
+        assert_eq!(pool.held(), (3, 2));
     }
 
     /// A text column the cube does not read (not dictionary-encoded by the fast decoder)
@@ -1805,8 +1926,8 @@ mod tests {
             let read = |chunk: usize, fast: bool| decoded_rows("big.csv", &csv, super::super::Format::Csv, fast, chunk);
             let want = read(64 << 10, false);
             assert_eq!(want.len(), 20_000);
-            assert_eq!(want[1], "0.0|1.0|b,c|1.0|Attn|1.1");
-            assert_eq!(want[5001], "1.0|3.0|b,c|1.0|Attn|5001.1");
+            assert_eq!(want[1], "0|1|b,c|1|Attn|1.1");
+            assert_eq!(want[5001], "1|3|b,c|1|Attn|5001.1");
             for chunk in [8 << 20, 300 << 10, 64 << 10] {
                 assert!(read(chunk, true) == want, "chunks of {chunk} bytes, first token of {first_token}");
             }
