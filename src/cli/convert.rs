@@ -526,6 +526,79 @@ impl Plan {
         }
     }
 
+    /// Calls `f(prompt, variant, layer taken, position, along, len)` for each run of rows of
+    /// `cells` in the row order (`options.order`): `len` rows whose `along` coordinate counts
+    /// up from the one given, the others fixed. A run is the innermost loop of the order, cut
+    /// where a cell is no row. The rows are those [`Plan::walk`] visits, in the same order.
+    fn walk_runs(
+        &self,
+        cube: &Cube,
+        cells: &StepCells,
+        options: &ConvertOptions,
+        mut f: impl FnMut(usize, usize, usize, usize, Along, usize),
+    ) {
+        let (nv, nl) = (cube.variants.len(), layers_taken(cube, options).1);
+        let mut base = 0;
+        for p in 0..cube.prompts.len() {
+            let n = cube.prompts[p].n_positions();
+            // The run of `extent` rows from (v, l, pos) along `along`, cut at cells that are
+            // no rows.
+            let mut run = |v: usize, l: usize, pos: usize, along: Along, extent: usize| {
+                let Some(mask) = &cells.present else {
+                    return f(p, v, l, pos, along, extent);
+                };
+                let at = |i: usize| along.step((v, l, pos), i);
+                let is_row = |i: usize| {
+                    let (v, l, pos) = at(i);
+                    mask[base + (v * nl + l) * n + pos]
+                };
+                let mut i = 0;
+                while i < extent {
+                    let start = i;
+                    while i < extent && is_row(i) {
+                        i += 1;
+                    }
+                    if i > start {
+                        let (v, l, pos) = at(start);
+                        f(p, v, l, pos, along, i - start);
+                    }
+                    i += 1;
+                }
+            };
+            match options.order.unwrap_or_default() {
+                RowOrder::VariantLayerPosition => {
+                    for v in 0..nv {
+                        for l in 0..nl {
+                            run(v, l, 0, Along::Position, n);
+                        }
+                    }
+                }
+                RowOrder::LayerVariantPosition => {
+                    for l in 0..nl {
+                        for v in 0..nv {
+                            run(v, l, 0, Along::Position, n);
+                        }
+                    }
+                }
+                RowOrder::LayerPositionVariant => {
+                    for l in 0..nl {
+                        for pos in 0..n {
+                            run(0, l, pos, Along::Variant, nv);
+                        }
+                    }
+                }
+                RowOrder::PositionVariantLayer => {
+                    for pos in 0..n {
+                        for v in 0..nv {
+                            run(v, 0, pos, Along::Layer, nl);
+                        }
+                    }
+                }
+            }
+            base += nv * nl * n;
+        }
+    }
+
     /// Turn rows into a record batch (metrics rounded with `round`).
     fn batch(
         &self,
@@ -948,6 +1021,26 @@ struct StepCells {
     present: Option<Vec<bool>>,
 }
 
+/// Which coordinate of a row counts up along a run of [`Plan::walk_runs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Along {
+    Variant,
+    Layer,
+    Position,
+}
+
+impl Along {
+    /// The (variant, layer, position) `i` rows into a run that starts at `at`.
+    #[inline(always)]
+    fn step(self, (v, l, pos): (usize, usize, usize), i: usize) -> (usize, usize, usize) {
+        match self {
+            Along::Variant => (v + i, l, pos),
+            Along::Layer => (v, l + i, pos),
+            Along::Position => (v, l, pos + i),
+        }
+    }
+}
+
 /// Encode the columns of one row group (the rows of `group`'s steps), each taking its values
 /// from the cube, side by side on a thread per core (with `options.column_threads`), the
 /// largest first. `progress` gets the rows of each step once the first metric column has
@@ -1027,18 +1120,6 @@ fn encode_group(
         .collect()
 }
 
-/// Pushes onto a [`KeyVec`] the key `$key` of each row `$walk` visits (a walk of
-/// [`Plan::walk`] without its closure), one loop per key width.
-macro_rules! fill_keys {
-    ($keys:expr, $plan:ident.walk($($arg:expr),*), |$p:ident, $v:ident, $l:ident, $pos:ident| $key:block) => {
-        match &mut $keys {
-            KeyVec::U8(k) => $plan.walk($($arg),*, |$p, $v, $l, $pos| k.push(u8::of($key))),
-            KeyVec::U16(k) => $plan.walk($($arg),*, |$p, $v, $l, $pos| k.push(u16::of($key))),
-            KeyVec::U32(k) => $plan.walk($($arg),*, |$p, $v, $l, $pos| k.push(u32::of($key))),
-        }
-    };
-}
-
 /// A dictionary column's keys for a row group, in the narrowest type that holds its
 /// dictionary's indices (and the "no value" key).
 enum KeyVec {
@@ -1074,6 +1155,33 @@ impl KeyVec {
             KeyVec::U8(v) => v.extend(std::iter::repeat_n(u8::of(key), rows)),
             KeyVec::U16(v) => v.extend(std::iter::repeat_n(u16::of(key), rows)),
             KeyVec::U32(v) => v.extend(std::iter::repeat_n(u32::of(key), rows)),
+        }
+    }
+
+    /// Add a row for each key of `keys` (`None`: no value).
+    fn extend_keys(&mut self, keys: impl Iterator<Item = Option<u32>>) {
+        match self {
+            KeyVec::U8(v) => v.extend(keys.map(u8::of)),
+            KeyVec::U16(v) => v.extend(keys.map(u16::of)),
+            KeyVec::U32(v) => v.extend(keys.map(u32::of)),
+        }
+    }
+
+    /// Add the rows of a run of [`Plan::walk_runs`] (`len` rows along `along` from `at`),
+    /// `key` giving the key of (variant, layer, position) and depending only on `depends`:
+    /// along another coordinate, one key for all the rows.
+    fn extend_run(
+        &mut self,
+        at: (usize, usize, usize),
+        along: Along,
+        len: usize,
+        depends: &[Along],
+        key: impl Fn((usize, usize, usize)) -> Option<u32>,
+    ) {
+        if depends.contains(&along) {
+            self.extend_keys((0..len).map(|i| key(along.step(at, i))));
+        } else {
+            self.extend_rows(len, key(at));
         }
     }
 
@@ -1149,37 +1257,35 @@ impl ColumnJob<'_> {
         for cells in group {
             match self.kind {
                 ColumnKind::Step => keys.extend_rows(cells.rows as usize, Some(cells.step as u32)),
-                ColumnKind::Layer => {
-                    fill_keys!(keys, plan.walk(cube, cells, self.options), |_p, _v, l, _pos| {
-                        Some((l * stride) as u32)
+                ColumnKind::Layer => plan.walk_runs(cube, cells, self.options, |_p, v, l, pos, along, len| {
+                    keys.extend_run((v, l, pos), along, len, &[Along::Layer], |(_, l, _)| Some((l * stride) as u32))
+                }),
+                ColumnKind::Token => plan.walk_runs(cube, cells, self.options, |p, v, l, pos, along, len| {
+                    let tokens = &plan.token_keys[p];
+                    keys.extend_run((v, l, pos), along, len, &[Along::Position], |(_, _, pos)| {
+                        tokens[pos].map(|k| k as u32)
                     })
-                }
-                ColumnKind::Token => {
-                    fill_keys!(keys, plan.walk(cube, cells, self.options), |p, _v, _l, pos| {
-                        plan.token_keys[p][pos].map(|k| k as u32)
-                    })
-                }
+                }),
                 ColumnKind::Position => {
                     positions.reserve(cells.rows as usize);
-                    plan.walk(cube, cells, self.options, |_p, _v, _l, pos| {
-                        positions.push(pos as i32)
+                    plan.walk_runs(cube, cells, self.options, |_p, _v, _l, pos, along, len| {
+                        if along == Along::Position {
+                            positions.extend(pos as i32..(pos + len) as i32);
+                        } else {
+                            positions.extend(std::iter::repeat_n(pos as i32, len));
+                        }
                     });
                 }
-                ColumnKind::Variant => {
-                    fill_keys!(keys, plan.walk(cube, cells, self.options), |_p, v, _l, _pos| {
-                        Some(v as u32)
-                    })
-                }
-                ColumnKind::Prompt => {
-                    fill_keys!(keys, plan.walk(cube, cells, self.options), |p, _v, _l, _pos| {
-                        Some(p as u32)
-                    })
-                }
-                ColumnKind::ConfigPrompt => {
-                    fill_keys!(keys, plan.walk(cube, cells, self.options), |p, _v, _l, _pos| {
-                        plan.config_keys[p].map(|k| k as u32)
-                    })
-                }
+                ColumnKind::Variant => plan.walk_runs(cube, cells, self.options, |_p, v, l, pos, along, len| {
+                    keys.extend_run((v, l, pos), along, len, &[Along::Variant], |(v, _, _)| Some(v as u32))
+                }),
+                ColumnKind::Prompt => plan.walk_runs(cube, cells, self.options, |p, v, l, pos, along, len| {
+                    keys.extend_run((v, l, pos), along, len, &[], |_| Some(p as u32))
+                }),
+                ColumnKind::ConfigPrompt => plan.walk_runs(cube, cells, self.options, |p, v, l, pos, along, len| {
+                    let key = plan.config_keys[p].map(|k| k as u32);
+                    keys.extend_run((v, l, pos), along, len, &[], |_| key)
+                }),
                 ColumnKind::Metric(m) => {
                     let metric_rows = metric_rows(cube, m, cells.step, self.options);
                     let batch_rows = self.options.batch_rows.max(1);
@@ -1425,6 +1531,74 @@ mod tests {
             assert_eq!(got, want, "{row_groups:?}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The runs of `walk_runs` hold the rows `walk` visits, in its order, in every row order,
+    /// with every cell a row and with cells that are no rows; with every cell a row, each run
+    /// is a whole innermost loop.
+    #[test]
+    fn runs_hold_the_rows_of_the_walk() {
+        let dir = std::env::temp_dir().join(format!("mi-runs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.csv");
+        // 3 layers × 2 variants; prompt `a` has 4 positions, prompt `b` 5.
+        let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,prompt_name,l2_distance\n");
+        for (prompt, n) in [("a", 4), ("b", 5)] {
+            for layer in 0..3 {
+                for pos in 0..n {
+                    for variant in ["Full", "Attn"] {
+                        csv += &format!("0,{layer},t{pos},{pos},{variant},{prompt},1.5\n");
+                    }
+                }
+            }
+        }
+        std::fs::write(&path, csv).unwrap();
+        let loaded = super::super::load(&[path], |_| {}).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let cube = &loaded.cube;
+        let plan = Plan::new(&loaded, false);
+        let options = ConvertOptions::default();
+        let all = plan.step_cells(cube, 0, &options);
+        assert!(all.present.is_none());
+        assert_eq!(all.rows, 2 * 3 * 9);
+        // Every third cell, and a run of four cells, are no rows.
+        let cells = 2 * 3 * 9;
+        let mask: Vec<bool> = (0..cells).map(|i| i % 3 != 1 && !(20..24).contains(&i)).collect();
+        let some = StepCells {
+            step: 0,
+            rows: mask.iter().filter(|&&r| r).count() as u64,
+            present: Some(mask),
+        };
+        for order in [
+            RowOrder::VariantLayerPosition,
+            RowOrder::LayerVariantPosition,
+            RowOrder::LayerPositionVariant,
+            RowOrder::PositionVariantLayer,
+        ] {
+            let options = ConvertOptions { order: Some(order), ..ConvertOptions::default() };
+            let inner = match order {
+                RowOrder::LayerPositionVariant => |_: usize| 2,
+                RowOrder::PositionVariantLayer => |_: usize| 3,
+                _ => |p: usize| [4, 5][p],
+            };
+            for cells in [&all, &some] {
+                let mut walked = Vec::new();
+                plan.walk(cube, cells, &options, |p, v, l, pos| walked.push((p, v, l, pos)));
+                let mut ran = Vec::new();
+                plan.walk_runs(cube, cells, &options, |p, v, l, pos, along, len| {
+                    assert!(len > 0);
+                    if cells.present.is_none() {
+                        assert_eq!(len, inner(p), "{order:?}");
+                    }
+                    ran.extend((0..len).map(|i| {
+                        let (v, l, pos) = along.step((v, l, pos), i);
+                        (p, v, l, pos)
+                    }));
+                });
+                assert_eq!(walked.len() as u64, cells.rows, "{order:?}");
+                assert_eq!(ran, walked, "{order:?}");
+            }
+        }
     }
 
     #[test]
