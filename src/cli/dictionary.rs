@@ -901,6 +901,8 @@ pub fn encode_chunk<K: Key>(
     let narrow = K::LIMIT < KEY_TABLE;
     let mut used = vec![false; n];
     let mut nulls = 0u64;
+    // Rows per entry (by index), when counted with the checks below.
+    let mut entry_rows: Option<Vec<u64>> = None;
     if narrow {
         // Narrow keys mark a table of every key value (no bounds check per row), which then
         // gives the entries used, whether there are nulls, and keys outside the dictionary.
@@ -920,13 +922,27 @@ pub fn encode_chunk<K: Key>(
         }
     } else if matches!(entries, Entries::Float(_)) {
         // A metric's dictionary holds the values of its rows only: every entry is used. The
-        // keys are checked as a whole (the count of nulls, the largest key).
+        // keys are checked as a whole (the count of nulls, the largest key). With 16-bit
+        // indices (known now: every entry is used), each entry's rows are counted on the way.
         used.fill(true);
         let mut largest = 0;
-        for &k in keys {
-            let null = k == K::NULL;
-            nulls += u64::from(null);
-            largest = largest.max(if null { 0 } else { k.index() + 1 });
+        if stored_width(n) == 16 {
+            let mut counts = vec![0u64; n + 1];
+            for &k in keys {
+                let null = k == K::NULL;
+                nulls += u64::from(null);
+                // A key past the dictionary is counted at `n` (and reported below).
+                counts[if null { n } else { k.index().min(n) }] += 1;
+                largest = largest.max(if null { 0 } else { k.index() + 1 });
+            }
+            counts.truncate(n);
+            entry_rows = Some(counts);
+        } else {
+            for &k in keys {
+                let null = k == K::NULL;
+                nulls += u64::from(null);
+                largest = largest.max(if null { 0 } else { k.index() + 1 });
+            }
         }
         if largest > n {
             return Err(outside(largest - 1));
@@ -971,9 +987,18 @@ pub fn encode_chunk<K: Key>(
     // [`interleaved_slots`]; other widths keep the entries in value order.
     let slots = (width == 16).then(|| {
         let mut counts = vec![0u64; order.len()];
-        for &k in keys {
-            if k != K::NULL {
-                counts[rank[k.index()] as usize] += 1;
+        match &entry_rows {
+            Some(rows) => {
+                for (r, &i) in order.iter().enumerate() {
+                    counts[r] = rows[i as usize];
+                }
+            }
+            None => {
+                for &k in keys {
+                    if k != K::NULL {
+                        counts[rank[k.index()] as usize] += 1;
+                    }
+                }
             }
         }
         interleaved_slots(&counts)
