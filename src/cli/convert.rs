@@ -218,46 +218,6 @@ fn range_of(values: &[i64]) -> (i64, i64) {
 /// values).
 const PREFETCH_POSITIONS: usize = 16;
 
-/// Runs `body` for the cells of one prompt and step in a row order, with `$v`, `$l` and `$pos`
-/// the variant, layer index and position (of `nv`, `nl` and `n`). A macro, so that each order
-/// gets a loop nest of its own with the body inside (no call per cell, which a generic
-/// function's closure became once the body grew); `continue` skips a cell, `?` works.
-macro_rules! for_each_cell {
-    ($order:expr, [$nv:expr, $nl:expr, $n:expr], |$v:ident, $l:ident, $pos:ident| $body:block) => {{
-        let (nv, nl, n) = ($nv, $nl, $n);
-        match $order {
-            RowOrder::VariantLayerPosition => {
-                for $v in 0..nv {
-                    for $l in 0..nl {
-                        for $pos in 0..n $body
-                    }
-                }
-            }
-            RowOrder::LayerVariantPosition => {
-                for $l in 0..nl {
-                    for $v in 0..nv {
-                        for $pos in 0..n $body
-                    }
-                }
-            }
-            RowOrder::LayerPositionVariant => {
-                for $l in 0..nl {
-                    for $pos in 0..n {
-                        for $v in 0..nv $body
-                    }
-                }
-            }
-            RowOrder::PositionVariantLayer => {
-                for $pos in 0..n {
-                    for $v in 0..nv {
-                        for $l in 0..nl $body
-                    }
-                }
-            }
-        }
-    }};
-}
-
 /// The layers taken from the cube (every `options.layer_stride`-th): the stride, and how
 /// many are taken.
 fn layers_taken(cube: &Cube, options: &ConvertOptions) -> (usize, usize) {
@@ -498,7 +458,7 @@ impl Plan {
     }
 
     /// Calls `f(prompt, variant, layer taken, position)` for each row of `cells`, in the row
-    /// order (`options.order`).
+    /// order (`options.order`): the rows of each run of [`Plan::walk_runs`] in turn.
     #[inline(always)]
     fn walk(
         &self,
@@ -507,29 +467,18 @@ impl Plan {
         options: &ConvertOptions,
         mut f: impl FnMut(usize, usize, usize, usize),
     ) {
-        let (nv, nl) = (cube.variants.len(), layers_taken(cube, options).1);
-        let order = options.order.unwrap_or_default();
-        let mut base = 0;
-        for p in 0..cube.prompts.len() {
-            let n = cube.prompts[p].n_positions();
-            match &cells.present {
-                None => for_each_cell!(order, [nv, nl, n], |v, l, pos| {
-                    f(p, v, l, pos);
-                }),
-                Some(mask) => for_each_cell!(order, [nv, nl, n], |v, l, pos| {
-                    if mask[base + (v * nl + l) * n + pos] {
-                        f(p, v, l, pos);
-                    }
-                }),
-            }
-            base += nv * nl * n;
-        }
+        self.walk_runs(cube, cells, options, |p, v, l, pos, along, len| match along {
+            Along::Variant => (v..v + len).for_each(|v| f(p, v, l, pos)),
+            Along::Layer => (l..l + len).for_each(|l| f(p, v, l, pos)),
+            Along::Position => (pos..pos + len).for_each(|pos| f(p, v, l, pos)),
+        })
     }
 
     /// Calls `f(prompt, variant, layer taken, position, along, len)` for each run of rows of
     /// `cells` in the row order (`options.order`): `len` rows whose `along` coordinate counts
     /// up from the one given, the others fixed. A run is the innermost loop of the order, cut
-    /// where a cell is no row. The rows are those [`Plan::walk`] visits, in the same order.
+    /// where a cell is no row.
+    #[inline(always)]
     fn walk_runs(
         &self,
         cube: &Cube,
@@ -1533,11 +1482,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The runs of `walk_runs` hold the rows `walk` visits, in its order, in every row order,
-    /// with every cell a row and with cells that are no rows; with every cell a row, each run
-    /// is a whole innermost loop.
+    /// The runs of `walk_runs`, and the rows of `walk`, are the rows each row order defines
+    /// (worked out here from its loops), with every cell a row and with cells that are no
+    /// rows; with every cell a row, each run is a whole innermost loop.
     #[test]
-    fn runs_hold_the_rows_of_the_walk() {
+    fn runs_and_walk_hold_the_rows_of_each_order() {
         let dir = std::env::temp_dir().join(format!("mi-runs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("in.csv");
@@ -1569,6 +1518,29 @@ mod tests {
             rows: mask.iter().filter(|&&r| r).count() as u64,
             present: Some(mask),
         };
+        // The rows of `order` by its definition: per prompt, its three loops nested as it
+        // names them, outermost first; a cell that is no row left out (cells are laid out per
+        // prompt, then variant, layer and position).
+        let (nv, nl) = (2, 3);
+        let defined = |order: RowOrder, mask: Option<&Vec<bool>>| {
+            let mut rows = Vec::new();
+            let mut base = 0;
+            for (p, n) in [4, 5].into_iter().enumerate() {
+                let mut cell = |v: usize, l: usize, pos: usize| {
+                    if mask.is_none_or(|m| m[base + (v * nl + l) * n + pos]) {
+                        rows.push((p, v, l, pos));
+                    }
+                };
+                match order {
+                    RowOrder::VariantLayerPosition => (0..nv).for_each(|v| (0..nl).for_each(|l| (0..n).for_each(|pos| cell(v, l, pos)))),
+                    RowOrder::LayerVariantPosition => (0..nl).for_each(|l| (0..nv).for_each(|v| (0..n).for_each(|pos| cell(v, l, pos)))),
+                    RowOrder::LayerPositionVariant => (0..nl).for_each(|l| (0..n).for_each(|pos| (0..nv).for_each(|v| cell(v, l, pos)))),
+                    RowOrder::PositionVariantLayer => (0..n).for_each(|pos| (0..nv).for_each(|v| (0..nl).for_each(|l| cell(v, l, pos)))),
+                }
+                base += nv * nl * n;
+            }
+            rows
+        };
         for order in [
             RowOrder::VariantLayerPosition,
             RowOrder::LayerVariantPosition,
@@ -1595,8 +1567,10 @@ mod tests {
                         (p, v, l, pos)
                     }));
                 });
-                assert_eq!(walked.len() as u64, cells.rows, "{order:?}");
-                assert_eq!(ran, walked, "{order:?}");
+                let want = defined(order, cells.present.as_ref());
+                assert_eq!(want.len() as u64, cells.rows, "{order:?}");
+                assert_eq!(ran, want, "{order:?}");
+                assert_eq!(walked, want, "{order:?}");
             }
         }
     }
