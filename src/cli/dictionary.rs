@@ -926,24 +926,20 @@ pub fn encode_chunk<K: Key>(
         // indices (known now: every entry is used), each entry's rows are counted on the way.
         used.fill(true);
         let mut largest = 0;
-        if stored_width(n) == 16 {
-            let mut counts = vec![0u64; n + 1];
-            for &k in keys {
-                let null = k == K::NULL;
-                nulls += u64::from(null);
+        let mut counts = (stored_width(n) == 16).then(|| vec![0u64; n + 1]);
+        for &k in keys {
+            let null = k == K::NULL;
+            nulls += u64::from(null);
+            largest = largest.max(if null { 0 } else { k.index() + 1 });
+            if let Some(counts) = &mut counts {
                 // A key past the dictionary is counted at `n` (and reported below).
                 counts[if null { n } else { k.index().min(n) }] += 1;
-                largest = largest.max(if null { 0 } else { k.index() + 1 });
-            }
-            counts.truncate(n);
-            entry_rows = Some(counts);
-        } else {
-            for &k in keys {
-                let null = k == K::NULL;
-                nulls += u64::from(null);
-                largest = largest.max(if null { 0 } else { k.index() + 1 });
             }
         }
+        entry_rows = counts.map(|mut c| {
+            c.truncate(n);
+            c
+        });
         if largest > n {
             return Err(outside(largest - 1));
         }

@@ -852,9 +852,7 @@ impl FastText {
             match c {
                 Column::Number { values, validity } => {
                     match parse_number(inner, quoted) {
-                        Some(v) => {
-                            values.push(v, validity);
-                        }
+                        Some(v) => values.push(v, validity),
                         // A word for "no value" can mean nothing else in a number column
                         // (see the module docs).
                         None if is_null_word(inner) => c.push_null(),
