@@ -375,6 +375,9 @@ async function measure(browser, origin, readerId, file, { views, memory }) {
         // early view of the step while the rest of the file is read (ours).
         out.openToReadyMs = s.state === 'ready' ? s.doneAt - s.changeAt : null
         out.paintMark = s.paintedAt !== null
+        // Our page's warm-up (src/web/warmup.rs): whether it had ended when the file came.
+        const warmEnd = await page.evaluate(() => performance.getEntriesByName('mi-warm-end')[0]?.startTime ?? null)
+        if (readerId === 'ours') out.warmedBeforeFile = warmEnd !== null && warmEnd < s.changeAt
         break
       }
       if (Date.now() - t0 > LOAD_TIMEOUT_MS) throw new Error(`no ready/error status after ${LOAD_TIMEOUT_MS / 1000} s`)

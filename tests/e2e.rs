@@ -150,6 +150,34 @@ e2e!(http_legacy_pages_demo_are_ready, |b, env| {
     Ok(())
 });
 
+// The decoders' warm-up (src/web/warmup.rs) runs out of sight: the page stays empty, its hash
+// unwritten, until it has run (the `mi-warm-end` mark); and a file chosen as soon as the page has
+// started (while the warm-up runs, or before it starts) loads with its own values.
+e2e!(warm_up_stays_out_of_sight_and_gives_way_to_a_file, |b, env| {
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    let deadline = std::time::Instant::now() + harness::READY_TIMEOUT;
+    loop {
+        let done = b.js("return performance.getEntriesByName('mi-warm-end').length > 0;", vec![]).await?;
+        if done == Value::Bool(true) {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "the warm-up did not end (no mi-warm-end mark)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = b.status().await?;
+    ensure!(status.state == "empty", "after the warm-up the page shows {:?}: {:?}", status.state, status.text);
+    let hash = b.js("return location.hash;", vec![]).await?;
+    ensure!(hash == json!(""), "the warm-up wrote the hash: {hash}");
+
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    let path = write_data(env, "during_warm_up.csv", small_csv("warm").as_bytes())?;
+    upload_ready(b, &path).await?;
+    check_small_cell(b, 0, 2, 3, "Full").await?;
+    check_small_cell(b, 0, 1, 4, "Full").await
+});
+
 /// From a `file://` page, a CSV opens too (the page reads its chunks for the worker).
 async fn file_page_opens_a_csv(b: &Browser, env: &Env, name: &str) -> Result<()> {
     let path = write_data(env, name, small_csv("file").as_bytes())?;

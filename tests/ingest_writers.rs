@@ -145,3 +145,32 @@ fn real_file_matches_pyarrow() {
     let bad = check_cube(&cube, real);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// The decode worker's warm-up samples (`src/web/warmup/`, written by its `make_samples.py`)
+/// load, with the shape and values that script wrote (worked out here from its formulas): a
+/// sample that stopped loading would leave the warm-up silently doing nothing.
+#[test]
+fn warmup_samples_load_with_the_values_written() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/warmup");
+    // numpy's `round(x, 4)` (halves to even), then float32.
+    let round4 = |x: f64| ((x * 1e4).round_ties_even() / 1e4) as f32;
+    let variants = ["Full", "Attn", "Head_0", "Head_1"];
+    for (name, distinct) in [("pandas-snappy.parquet", 1024), ("pandas-zstd.parquet", 2048), ("mask-impact.parquet", 1024)] {
+        let cube = ingest::read_path(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(cube.rows_read, 28_800, "{name}");
+        assert_eq!((cube.steps.clone(), cube.layers.len(), cube.prompts[0].n_positions()), (vec![0, 1, 2], 8, 300), "{name}");
+        assert_eq!(cube.variants, variants, "{name}");
+        assert_eq!(cube.prompts[0].token(0), Some("<|im_start|>"), "{name}");
+        assert_eq!((3..259).filter(|&p| cube.prompts[0].token(p) == Some("<|image_pad|>")).count(), 256, "{name}");
+        let (l2, cos) = (cube.metric_index("l2_distance").unwrap(), cube.metric_index("cosine_distance").unwrap());
+        // Rows in the script's order: step, layer, position, variant.
+        for i in (0..28_800).step_by(7) {
+            let (s, l, p, v) = (i / 9600, i / 1200 % 8, i / 4 % 300, i % 4);
+            let cycle = (i * 7919) % distinct;
+            let at = cube.cell(0, s, v, l);
+            let sink = if p == 0 { 40.0 } else { 0.0 };
+            assert_eq!(cube.value(l2, at, p), Some(round4(0.5 + cycle as f64 * 0.0137 + sink)), "{name} row {i} l2");
+            assert_eq!(cube.value(cos, at, p), Some(round4((cycle % 512) as f64 / 600.0)), "{name} row {i} cosine");
+        }
+    }
+}

@@ -23,10 +23,12 @@
 //! `mi-view-painted` and the measure `mi-view` for each view change (from the input event to the
 //! painted frame, so it includes the wait for `requestAnimationFrame`); the measure `mi-frame` is
 //! the work of the last frame alone (slicing when the data keys changed, painting, labels,
-//! panels). Only the latest of each is kept.
+//! panels); `mi-warm-start` and `mi-warm-end`: the warm-up asked of the first worker, and all of
+//! it done (see [`warmup`]). Only the latest of each is kept.
 
 mod dom;
 mod page;
+mod warmup;
 pub mod worker;
 
 pub use page::start_page;

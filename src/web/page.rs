@@ -60,6 +60,7 @@ pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
         worker: None,
         worker_gen: 0,
         failed_starts: 0,
+        warm_asked: false,
         job: None,
         next_job_id: 1,
         data: None,
@@ -497,6 +498,8 @@ struct App {
     worker_gen: u32,
     /// Workers that died before saying "ready", in a row.
     failed_starts: u32,
+    /// The warm-up (see `src/web/warmup.rs`) was asked of a worker: once per page.
+    warm_asked: bool,
     job: Option<Job>,
     next_job_id: u32,
     data: Option<Loaded>,
@@ -708,9 +711,17 @@ impl App {
                 self.failed_starts = 0;
                 if let Some(slot) = &mut self.worker {
                     slot.ready = true;
+                    // The first worker with nothing to do warms the decoders up.
+                    if !self.warm_asked && self.job.is_none() {
+                        self.warm_asked = true;
+                        let _ = slot.worker.post_message(&message(&[("type", "warm".into())]));
+                        self.mark("mi-warm-start");
+                    }
                 }
                 self.send_pending();
             }
+            "warm" => self.warm_view(&data),
+            "warm-done" => self.mark("mi-warm-end"),
             "progress" if id.is_some() && id == current => self.show_progress(&data),
             "read" if id.is_some() && id == current => self.serve_read(&data),
             "preview" if id.is_some() && id == current => {
@@ -997,6 +1008,39 @@ impl App {
                 self.fail_load(&format!("{names}: {e}"));
                 None
             }
+        }
+    }
+
+    /// The page's part of the warm-up (see `src/web/warmup.rs`): the steps from a received cube
+    /// to painted pixels (the cube's transfer, the view state, slicing, layout, paint, labels),
+    /// on the worker's sample cube, out of sight; nothing shown or kept changes.
+    fn warm_view(&mut self, data: &JsValue) {
+        let bytes = Uint8Array::new(&field(data, "cube")).to_vec();
+        let values: Vec<Vec<f32>> = Array::from(&field(data, "values"))
+            .iter()
+            .map(|b| js_sys::Float32Array::new(&b).to_vec())
+            .collect();
+        let Ok(cube) = Cube::from_transfer(&bytes, values) else { return };
+        let state = ViewState::from_hash("", &cube);
+        let mut cache = MatrixCache::new();
+        let matrix = cache.get(&cube, &state);
+        let vp = self.viewport();
+        let layout = Layout::compute(vp, &cube, matrix, &state);
+        let mut raster = Raster::default();
+        render::paint(&cube, matrix, &layout, &state, &mut raster);
+        // The pixels and labels go to a canvas of their own, never shown (the first text drawn
+        // with a font costs the browser its font set-up).
+        let canvas: HtmlCanvasElement = el(&self.doc, "canvas", "", "").unchecked_into();
+        canvas.set_width(raster.width_px);
+        canvas.set_height(raster.height_px);
+        if let Some(ctx) = canvas.get_context("2d").ok().flatten() {
+            let ctx: CanvasRenderingContext2d = ctx.unchecked_into();
+            if let Ok(image) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&raster.rgba), raster.width_px, raster.height_px) {
+                let _ = ctx.put_image_data(&image, 0.0, 0.0);
+            }
+            let dpr = vp.device_pixel_ratio as f64;
+            ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0).ok();
+            draw_labels(&ctx, &layout.labels(&cube, matrix, &state));
         }
     }
 

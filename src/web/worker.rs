@@ -18,6 +18,9 @@
 //! | page → worker | `open`     | `id`, `blobs` (array of `Blob`/`File`), `names` (array of text), `step` (the step the view shows: a number, `"all"` or absent) |
 //! | page → worker | `demo`     | `id`                                                             |
 //! | page → worker | `panic`    | `id`: the worker panics (tests of the crash handling)           |
+//! | page → worker | `warm`     | (once per page, to the first worker while no file is asked for) decode the warm-up samples ([`warmup`]) |
+//! | worker → page | `warm`     | `id` (`"warm"`), `cube`, `values`: the last Parquet sample's cube, for the page's warm-up (messages of the warm-up's reading carry this id too; the page ignores them) |
+//! | worker → page | `warm-done`| `id` (`"warm"`): every sample was decoded (the page marks `mi-warm-end`) |
 //! | worker → page | `read`     | `id`, `file` (index in `blobs`), `start`, `end`: read these bytes for me (CSV, JSON) |
 //! | page → worker | `data`     | `id`, `file`, `start`, and `buffer` (an `ArrayBuffer`, transferred) or `error` (text) |
 //! | worker → page | `progress` | `id`, `file`, `bytesRead`, `bytesTotal`, `rows` (all files)      |
@@ -25,7 +28,8 @@
 //! | worker → page | `done`     | `id`, `cube` and `values` (`ArrayBuffer`s, transferred: [`Cube::to_transfer`]), `rows`, `timings` (`readMs`, `layoutMs`, `ipcMs`) |
 //! | worker → page | `error`    | `id`, `message` (the ingest error text, naming the file)        |
 //!
-//! A panic aborts the instance; the page sees the worker's `error` event and starts a new one.
+//! Any request stops a warm-up under way. A panic aborts the instance; the page sees the
+//! worker's `error` event and starts a new one.
 
 use bytes::Bytes;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
@@ -37,6 +41,7 @@ use std::ops::Range;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, DedicatedWorkerGlobalScope, MessageEvent};
 
+use super::warmup;
 use crate::cube::{Cube, CubeBuilder};
 use crate::ingest::{Format, Ingest, IngestError, Poll};
 use crate::synth::{self, SynthConfig};
@@ -77,7 +82,7 @@ pub(crate) fn field(obj: &JsValue, key: &str) -> JsValue {
 }
 
 /// Posts `msg`, transferring the buffers in the array `transfer`.
-fn post(msg: &JsValue, transfer: Option<&JsValue>) {
+pub(super) fn post(msg: &JsValue, transfer: Option<&JsValue>) {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let result = match transfer {
         Some(t) => scope.post_message_with_transfer(msg, t),
@@ -89,11 +94,15 @@ fn post(msg: &JsValue, transfer: Option<&JsValue>) {
 }
 
 fn on_message(data: JsValue) {
-    if field(&data, "type").as_string().as_deref() == Some("data") {
-        deliver(&data);
-        return;
+    match field(&data, "type").as_string().as_deref() {
+        Some("data") => deliver(&data),
+        Some("warm") => wasm_bindgen_futures::spawn_local(warmup::warm_up()),
+        _ => {
+            // A request stops a warm-up under way at its next step.
+            warmup::interrupt();
+            wasm_bindgen_futures::spawn_local(answer(data));
+        }
     }
-    wasm_bindgen_futures::spawn_local(answer(data));
 }
 
 thread_local! {
@@ -148,7 +157,7 @@ async fn answer(data: JsValue) {
     let id = field(&data, "id");
     let mut timings = Timings::default();
     let result = match field(&data, "type").as_string().as_deref() {
-        Some("open") => open(&id, &data, &mut timings).await,
+        Some("open") => open(&id, &data, Reads::ByPage, &mut timings, || true).await,
         Some("demo") => synth::cube(SynthConfig::demo(), "demo").map_err(|e| e.to_string()),
         // For the tests of crash handling (`maskImpact.crashDecoder()`): a real panic, which
         // aborts this instance as a bug in a decoder would.
@@ -166,7 +175,7 @@ async fn answer(data: JsValue) {
 
 /// Where the worker's time went, in ms (sent with `done`; the page logs it).
 #[derive(Default)]
-struct Timings {
+pub(super) struct Timings {
     /// Request to all rows read (file reads included).
     read_ms: f64,
     /// Of which reading the file.
@@ -179,8 +188,8 @@ fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// Posts a cube (`done` or `preview`), its bytes transferred, not copied.
-fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&mut Timings>) -> Result<(), String> {
+/// Posts a cube (`done`, `preview` or `warm`), its bytes transferred, not copied.
+pub(super) fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&mut Timings>) -> Result<(), String> {
     let t0 = now_ms();
     let (bytes, values) = cube.to_transfer().map_err(|e| e.to_string())?;
     let array = Uint8Array::new_with_length(bytes.len() as u32);
@@ -218,8 +227,24 @@ fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&mut Timings
     Ok(())
 }
 
-/// Decode every blob of the request into one cube.
-async fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cube, String> {
+/// Who reads the bytes of CSV and JSON files (Parquet's are always read here).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reads {
+    /// The page, which holds the files (see the module docs).
+    ByPage,
+    /// This worker (blobs made here: the warm-up's samples).
+    Here,
+}
+
+/// Decode every blob of the request into one cube; stops ([`IngestError::Cancelled`]) when
+/// `keep_going` says no between two reads.
+pub(super) async fn open(
+    id: &JsValue,
+    data: &JsValue,
+    reads: Reads,
+    timings: &mut Timings,
+    keep_going: impl Fn() -> bool,
+) -> Result<Cube, String> {
     let t0 = now_ms();
     // The step the page will show: read it first and show it before the rest ("all": no
     // preview; absent: the first step in the file).
@@ -296,9 +321,9 @@ async fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cub
                     None,
                 );
             }
-            true
+            keep_going()
         };
-        drive_blob(&mut ingest, (id, file as u32, blob), &fetch_ms, progress).await.map_err(|e| e.to_string())?;
+        drive_blob(&mut ingest, (id, file as u32, blob, reads), &fetch_ms, progress).await.map_err(|e| e.to_string())?;
         bytes_before += len as f64;
         builder = ingest.into_builder();
     }
@@ -310,10 +335,13 @@ async fn open(id: &JsValue, data: &JsValue, timings: &mut Timings) -> Result<Cub
     cube
 }
 
-/// A read of `range` of file `file` of request `id` under way: CSV and JSON by the page, the
-/// rest (sniffing, Parquet) here.
-fn start_read(ingest: &Ingest, (id, file, blob): (&JsValue, u32, &Blob), range: &Range<u64>) -> Result<JsFuture, String> {
-    if matches!(ingest.format(), Some(Format::Csv | Format::Json)) {
+/// A file of a request: the request's id, the file's index in it, the file and who reads it.
+type Source<'a> = (&'a JsValue, u32, &'a Blob, Reads);
+
+/// A read of `range` of file `file` of request `id` under way: CSV and JSON by the page (unless
+/// [`Reads::Here`]), the rest (sniffing, Parquet) here.
+fn start_read(ingest: &Ingest, (id, file, blob, reads): Source, range: &Range<u64>) -> Result<JsFuture, String> {
+    if reads == Reads::ByPage && matches!(ingest.format(), Some(Format::Csv | Format::Json)) {
         return Ok(page_read(id, file, range));
     }
     let slice = blob
@@ -328,7 +356,7 @@ fn start_read(ingest: &Ingest, (id, file, blob): (&JsValue, u32, &Blob), range: 
 /// `false`.
 async fn drive_blob(
     ingest: &mut Ingest,
-    source: (&JsValue, u32, &Blob),
+    source: Source<'_>,
     fetch_ms: &std::cell::Cell<f64>,
     mut on_progress: impl FnMut(&Ingest) -> bool,
 ) -> Result<(), IngestError> {

@@ -1,0 +1,140 @@
+//! The decode worker's warm-up: once per page, while the page waits for a file, the first
+//! worker decodes a few small Parquet files laid out like the files users open, through the
+//! same [`open`] as a user's file, and posts the last cube to the page (`warm`), which runs its
+//! view and paint code on it out of sight; then the first sample's rows written as CSV and as
+//! JSON records, as pandas writes them, through the text decoders; then it says `warm-done`.
+//!
+//! Why: a browser runs a new wasm module's functions at first with a quick baseline compiler
+//! (V8's Liftoff) and compiles them again with its optimising one (TurboFan) once they have run
+//! enough, in the background. A user's first file was read almost wholly by the slower code: the
+//! seed-scale Parquet file showed its first view 2 to 3 times later than the same file opened a
+//! second time in the same page (measured in headless Chromium: early view read in 103–131 ms
+//! against 34–38 ms; real fixture 111–125 against 34–38 ms). The optimised code stays with the
+//! compiled module, which the page keeps and gives every worker it starts, so one warm-up per
+//! page is enough.
+//!
+//! A request from the page (a file, the demo) stops the warm-up at its next read, so a file
+//! chosen at once waits for at most one step of it.
+//!
+//! The samples (`src/web/warmup/*.parquet`, 28,800 rows each, 130 KB together) are written by
+//! `src/web/warmup/make_samples.py`: pandas' defaults (snappy), the seed note's zstd recipe with
+//! metric columns that fall back to plain pages, and `mask-impact convert`'s layout. Row groups
+//! span several steps, so the early view reads part of one, as in large files.
+
+use std::cell::Cell;
+
+use js_sys::{Array, Uint8Array};
+use wasm_bindgen::JsValue;
+use web_sys::Blob;
+
+use super::worker::{message, open, post, post_cube, Reads, Timings};
+use crate::cube::Cube;
+
+/// The samples, by name.
+pub(crate) const SAMPLES: [(&str, &[u8]); 3] = [
+    ("pandas-snappy.parquet", include_bytes!("warmup/pandas-snappy.parquet")),
+    ("pandas-zstd.parquet", include_bytes!("warmup/pandas-zstd.parquet")),
+    ("mask-impact.parquet", include_bytes!("warmup/mask-impact.parquet")),
+];
+
+thread_local! {
+    /// A request came: the warm-up stops.
+    static INTERRUPTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Stop a warm-up under way (a request came).
+pub(super) fn interrupt() {
+    INTERRUPTED.with(|i| i.set(true));
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.with(Cell::get)
+}
+
+/// Decode each sample (stopping when [`interrupt`]ed) and post the last cube to the page as
+/// `warm`. Messages it posts on the way (`progress`, `preview`) carry the id `"warm"`, which is
+/// no job's: the page ignores them.
+pub(super) async fn warm_up() {
+    let id = JsValue::from_str("warm");
+    let mut first = None;
+    let mut last = None;
+    for (name, bytes) in SAMPLES {
+        let Some(cube) = warm_with(&id, name, bytes).await else { return };
+        first.get_or_insert(cube.clone());
+        last = Some(cube);
+    }
+    // The page's part: Parquet is what most files are, and comes first.
+    if let Some(cube) = last.filter(|_| !interrupted()) {
+        if let Err(e) = post_cube("warm", &id, &cube, None) {
+            web_sys::console::warn_1(&format!("mask-impact: warm-up stopped: {e}").into());
+            return;
+        }
+    }
+    // Then the CSV and JSON decoders, on the first sample's rows written as pandas writes them.
+    let Some(cube) = first else { return };
+    let (csv, json) = texts(&cube);
+    drop(cube);
+    for (name, text) in [("warm-up.csv", csv), ("warm-up.json", json)] {
+        if warm_with(&id, name, text.as_bytes()).await.is_none() {
+            return;
+        }
+    }
+    post(&message(&[("type", "warm-done".into()), ("id", id)]), None);
+}
+
+/// Decodes `bytes` as the file `name` through [`open`]; `None` when interrupted or failed.
+async fn warm_with(id: &JsValue, name: &str, bytes: &[u8]) -> Option<Cube> {
+    if interrupted() {
+        return None;
+    }
+    let blob = Blob::new_with_u8_array_sequence(&Array::of1(&Uint8Array::from(bytes))).ok()?;
+    let request = message(&[("blobs", Array::of1(&blob).into()), ("names", Array::of1(&name.into()).into())]);
+    match open(id, &request, Reads::Here, &mut Timings::default(), || !interrupted()).await {
+        Ok(cube) => Some(cube),
+        Err(e) => {
+            if !interrupted() {
+                web_sys::console::warn_1(&format!("mask-impact: warm-up stopped at {name}: {e}").into());
+            }
+            None
+        }
+    }
+}
+
+/// The rows of `cube` (its first prompt, l2 and cosine) as pandas writes them with `to_csv`
+/// and `to_json(orient="records")`, in the experiment's order (step, layer, position, variant).
+fn texts(cube: &Cube) -> (String, String) {
+    let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n");
+    let mut json = String::from("[");
+    let (Some(prompt), Some(l2), Some(cos)) =
+        (cube.prompts.first(), cube.metric_index("l2_distance"), cube.metric_index("cosine_distance"))
+    else {
+        return (csv, json + "]");
+    };
+    for (s, step) in cube.steps.iter().enumerate() {
+        for (l, layer) in cube.layers.iter().enumerate() {
+            for p in 0..prompt.n_positions() {
+                let token = prompt.token(p).unwrap_or_default();
+                for (v, variant) in cube.variants.iter().enumerate() {
+                    let at = cube.cell(0, s, v, l);
+                    let (Some(a), Some(b)) = (cube.value(l2, at, p), cube.value(cos, at, p)) else { continue };
+                    let quoted = if token.contains([',', '"', '\n', '\r']) {
+                        format!("\"{}\"", token.replace('"', "\"\""))
+                    } else {
+                        token.to_string()
+                    };
+                    csv.push_str(&format!("{step},{layer},{quoted},{p},{variant},{a},{b}\n"));
+                    if json.len() > 1 {
+                        json.push(',');
+                    }
+                    json.push_str(&format!(
+                        "{{\"generation_step\":{step},\"layer\":{layer},\"token_masked\":{},\"token_position\":{p},\"variant\":{},\"l2_distance\":{a},\"cosine_distance\":{b}}}",
+                        serde_json::Value::from(token),
+                        serde_json::Value::from(variant.as_str())
+                    ));
+                }
+            }
+        }
+    }
+    json.push(']');
+    (csv, json)
+}
