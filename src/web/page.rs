@@ -1071,7 +1071,9 @@ impl App {
         self.install(cube, load_ms);
         self.mark_load_paint = true;
         set_hidden(&self.ui.empty, true);
+        // Painted here, as a discrete view change is, not at the next animation frame.
         self.request_frame();
+        self.paint_now();
     }
 
     /// Puts back the data and view an early view replaced (the load failed or was cancelled).
@@ -1110,6 +1112,7 @@ impl App {
         set_hidden(&self.ui.empty, true);
         self.retire_worker();
         self.request_frame();
+        self.paint_now();
     }
 
     fn load_overlay(&mut self, file: &File) {
