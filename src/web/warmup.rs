@@ -1,8 +1,9 @@
 //! The decode worker's warm-up: once per page, while the page waits for a file, the first
 //! worker decodes a few small Parquet files laid out like the files users open, through the
 //! same [`open`] as a user's file, and posts the last cube to the page (`warm`), which runs its
-//! view and paint code on it out of sight; then the first sample's rows written as CSV and as
-//! JSON records, as pandas writes them, through the text decoders; then it says `warm-done`.
+//! view and paint code on it out of sight; then the first sample's first step written as CSV
+//! and as JSON records, as pandas writes them, through the text decoders (in 64 KiB chunks);
+//! then it says `warm-done`.
 //!
 //! Why: a browser runs a new wasm module's functions at first with a quick baseline compiler
 //! (V8's Liftoff) and compiles them again with its optimising one (TurboFan) once they have run
@@ -100,8 +101,13 @@ async fn warm_with(id: &JsValue, name: &str, bytes: &[u8]) -> Option<Cube> {
     }
 }
 
-/// The rows of `cube` (its first prompt, l2 and cosine) as pandas writes them with `to_csv`
-/// and `to_json(orient="records")`, in the experiment's order (step, layer, position, variant).
+/// Rows of the text samples: one step of a sample. Writing them cannot be stopped by a
+/// request, unlike reading them.
+const TEXT_ROWS: usize = 10_000;
+
+/// The rows of `cube`'s first step(s) ([`TEXT_ROWS`]; its first prompt, l2 and cosine) as
+/// pandas writes them with `to_csv` and `to_json(orient="records")`, in the experiment's order
+/// (step, layer, position, variant).
 fn texts(cube: &Cube) -> (String, String) {
     let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n");
     let mut json = String::from("[");
@@ -110,7 +116,11 @@ fn texts(cube: &Cube) -> (String, String) {
     else {
         return (csv, json + "]");
     };
+    let mut rows = 0;
     for (s, step) in cube.steps.iter().enumerate() {
+        if rows >= TEXT_ROWS {
+            break;
+        }
         for (l, layer) in cube.layers.iter().enumerate() {
             for p in 0..prompt.n_positions() {
                 let token = prompt.token(p).unwrap_or_default();
@@ -123,6 +133,7 @@ fn texts(cube: &Cube) -> (String, String) {
                         token.to_string()
                     };
                     csv.push_str(&format!("{step},{layer},{quoted},{p},{variant},{a},{b}\n"));
+                    rows += 1;
                     if json.len() > 1 {
                         json.push(',');
                     }

@@ -52,6 +52,9 @@ const PROGRESS_INTERVAL_MS: f64 = 100.0;
 /// CSV and JSON chunks being read while one is decoded (3 × 8 MiB in flight).
 const READ_AHEAD_CHUNKS: usize = 3;
 
+/// CSV and JSON chunks of the warm-up's samples ([`Reads::Here`]).
+const WARM_UP_CHUNK_BYTES: u64 = 64 * 1024;
+
 /// Entry point of the worker's instance (called by the loader's worker script).
 #[cfg_attr(feature = "web-worker", wasm_bindgen)]
 pub fn worker_main() {
@@ -232,7 +235,7 @@ pub(super) fn post_cube(kind: &str, id: &JsValue, cube: &Cube, timings: Option<&
 pub(super) enum Reads {
     /// The page, which holds the files (see the module docs).
     ByPage,
-    /// This worker (blobs made here: the warm-up's samples).
+    /// This worker (blobs made here: the warm-up's samples, read in small chunks).
     Here,
 }
 
@@ -277,6 +280,11 @@ pub(super) async fn open(
     for (file, (name, blob)) in sources.iter().enumerate() {
         let len = blob.size() as u64;
         let mut ingest = Ingest::with_builder(name, len, builder).with_first_step(view_step.flatten());
+        if reads == Reads::Here {
+            // The warm-up's samples: small chunks, so that a request stops them soon (the
+            // worker takes messages only between reads).
+            ingest = ingest.with_text_chunk_bytes(WARM_UP_CHUNK_BYTES);
+        }
         let first_file = bytes_before == 0.0;
         let progress = |ingest: &Ingest| {
             let p = ingest.progress();
