@@ -528,6 +528,17 @@ struct App {
     canvas_css: Option<(f64, f64)>,
 }
 
+/// The cube a worker message carries (`cube` and `values`, see [`Cube::to_transfer`]).
+fn cube_in(data: &JsValue) -> Result<Cube, crate::cube::CubeError> {
+    let bytes = Uint8Array::new(&field(data, "cube")).to_vec();
+    // Each metric's values are copied once, straight into a vector of the right size.
+    let values: Vec<Vec<f32>> = Array::from(&field(data, "values"))
+        .iter()
+        .map(|b| js_sys::Float32Array::new(&b).to_vec())
+        .collect();
+    Cube::from_transfer(&bytes, values)
+}
+
 fn now_ms(win: &Window) -> f64 {
     win.performance().map_or_else(js_sys::Date::now, |p| p.now())
 }
@@ -995,13 +1006,7 @@ impl App {
 
     /// The cube in a worker message, or the load fails with the reason.
     fn received_cube(&mut self, data: &JsValue) -> Option<Cube> {
-        let bytes = Uint8Array::new(&field(data, "cube")).to_vec();
-        // Each metric's values are copied once, straight into a vector of the right size.
-        let values: Vec<Vec<f32>> = Array::from(&field(data, "values"))
-            .iter()
-            .map(|b| js_sys::Float32Array::new(&b).to_vec())
-            .collect();
-        match Cube::from_transfer(&bytes, values) {
+        match cube_in(data) {
             Ok(c) => Some(c),
             Err(e) => {
                 let names = self.job.as_ref().map(|j| j.names.join(", ")).unwrap_or_default();
@@ -1015,12 +1020,7 @@ impl App {
     /// to painted pixels (the cube's transfer, the view state, slicing, layout, paint, labels),
     /// on the worker's sample cube, out of sight; nothing shown or kept changes.
     fn warm_view(&mut self, data: &JsValue) {
-        let bytes = Uint8Array::new(&field(data, "cube")).to_vec();
-        let values: Vec<Vec<f32>> = Array::from(&field(data, "values"))
-            .iter()
-            .map(|b| js_sys::Float32Array::new(&b).to_vec())
-            .collect();
-        let Ok(cube) = Cube::from_transfer(&bytes, values) else { return };
+        let Ok(cube) = cube_in(data) else { return };
         let state = ViewState::from_hash("", &cube);
         let mut cache = MatrixCache::new();
         let matrix = cache.get(&cube, &state);
