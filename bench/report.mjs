@@ -131,7 +131,7 @@ export function writeReport(results, outPath, jsonRel) {
   L.push('')
   L.push('Held after the load and a forced GC (CDP `HeapProfiler.collectGarbage`, then `Runtime.getHeapUsage`), medians over runs: ' +
     'JS heap and ArrayBuffer backing stores, summed over the page and its workers; wasm linear memory of every instance of the page and its workers (seen by hooking `WebAssembly.instantiate*`; V8 counts it in neither of the others). ' +
-    '"RSS growth": the renderer process\'s resident set after the load and GC minus before choosing the file — everything the load left behind, workers included. ' +
+    '"RSS growth": the renderer process\'s resident set after the load and GC minus when the page\'s API appeared, before the 200 ms wait before the file (in which our page warms its decoders up) — everything the warm-up and the load left behind, workers included. ' +
     '"Peak RSS": the renderer\'s peak resident set (`VmHWM`) over the whole run (the empty page alone is some tens of MiB).')
   L.push('')
   L.push('| file | reader | JS heap | buffers | wasm memory | RSS growth | peak RSS |')

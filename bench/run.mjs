@@ -353,9 +353,12 @@ async function measure(browser, origin, readerId, file, { views, memory }) {
     }))
     out.pageReadyMs = marks.ready
     out.pageMarks = marks
-    await new Promise((r) => setTimeout(r, 200)) // let the page settle (idle) before the file comes
+    // The resident set before the wait below: our page warms its decoders up in it
+    // (src/web/warmup.rs), and what that leaves behind counts as held, as it did when the same
+    // code was compiled during the load.
     const pagePids = [...rendererPids(browser.process().pid)].filter((p) => !before.has(p))
     out.rendererRssBefore = pagePids.map(rssBytes).reduce((a, b) => a + (b ?? 0), 0)
+    await new Promise((r) => setTimeout(r, 200)) // let the page settle (idle) before the file comes
     const input = await page.$('input[type=file]')
     if (!input) throw new Error('no input[type=file] on the page')
     await input.uploadFile(file.path)
