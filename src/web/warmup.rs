@@ -12,7 +12,10 @@
 //! second time in the same page (measured in headless Chromium: early view read in 103–131 ms
 //! against 34–38 ms; real fixture 111–125 against 34–38 ms). The optimised code stays with the
 //! compiled module, which the page keeps and gives every worker it starts, so one warm-up per
-//! page is enough.
+//! page is enough. With it, the seed-scale Parquet file is painted 129 ms after it is chosen
+//! (median, `cargo xtask bench`, where the file comes 200 ms after the page's API, before the
+//! warm-up has ended) instead of 287 ms; chosen 2 s after, 101–108 ms (`bench/timeline.mjs`).
+//! It takes about 300–400 ms of the worker's thread and 40–60 ms of the page's.
 //!
 //! A request from the page (a file, the demo) stops the warm-up at its next read, so a file
 //! chosen at once waits for at most one step of it.
@@ -32,7 +35,7 @@ use super::worker::{message, open, post, post_cube, Reads, Timings};
 use crate::cube::Cube;
 
 /// The samples, by name.
-pub(crate) const SAMPLES: [(&str, &[u8]); 3] = [
+const SAMPLES: [(&str, &[u8]); 3] = [
     ("pandas-snappy.parquet", include_bytes!("warmup/pandas-snappy.parquet")),
     ("pandas-zstd.parquet", include_bytes!("warmup/pandas-zstd.parquet")),
     ("mask-impact.parquet", include_bytes!("warmup/mask-impact.parquet")),
@@ -52,9 +55,10 @@ fn interrupted() -> bool {
     INTERRUPTED.with(Cell::get)
 }
 
-/// Decode each sample (stopping when [`interrupt`]ed) and post the last cube to the page as
-/// `warm`. Messages it posts on the way (`progress`, `preview`) carry the id `"warm"`, which is
-/// no job's: the page ignores them.
+/// Decode each Parquet sample, post the last cube to the page as `warm`, decode the text
+/// samples and post `warm-done`, stopping at the first read after an [`interrupt`]. Messages it
+/// posts on the way (`progress`, `preview`) carry the id `"warm"`, which is no job's: the page
+/// ignores them.
 pub(super) async fn warm_up() {
     let id = JsValue::from_str("warm");
     let mut first = None;
