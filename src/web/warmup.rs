@@ -1,7 +1,7 @@
 //! The decode worker's warm-up: once per page, while the page waits for a file, the first
 //! worker decodes a few small Parquet files laid out like the files users open, through the
-//! same [`open`] as a user's file, and posts the first one's cube to the page (`warm`), which runs
-//! its view and paint code on it out of sight meanwhile; then the first sample's first step written as CSV
+//! same [`open`] as a user's file, and posts the last cube to the page (`warm`), which runs its
+//! view and paint code on it out of sight; then the first sample's first step written as CSV
 //! and as JSON records, as pandas writes them, through the text decoders (in 64 KiB chunks);
 //! then it says `warm-done`.
 //!
@@ -55,22 +55,24 @@ fn interrupted() -> bool {
     INTERRUPTED.with(Cell::get)
 }
 
-/// Decode each Parquet sample (posting the first one's cube to the page as `warm`), then the
-/// text samples, and post `warm-done`, stopping at the first read after an [`interrupt`]. Messages it
+/// Decode each Parquet sample, post the last cube to the page as `warm`, decode the text
+/// samples and post `warm-done`, stopping at the first read after an [`interrupt`]. Messages it
 /// posts on the way (`progress`, `preview`) carry the id `"warm"`, which is no job's: the page
 /// ignores them.
 pub(super) async fn warm_up() {
     let id = JsValue::from_str("warm");
     let mut first = None;
+    let mut last = None;
     for (name, bytes) in SAMPLES {
         let Some(cube) = warm_with(&id, name, bytes).await else { return };
-        if first.is_none() {
-            // The page's part runs on its own thread while this one goes on.
-            if let Err(e) = post_cube("warm", &id, &cube, None) {
-                web_sys::console::warn_1(&format!("mask-impact: warm-up stopped: {e}").into());
-                return;
-            }
-            first = Some(cube);
+        first.get_or_insert(cube.clone());
+        last = Some(cube);
+    }
+    // The page's part: Parquet is what most files are, and comes first.
+    if let Some(cube) = last.filter(|_| !interrupted()) {
+        if let Err(e) = post_cube("warm", &id, &cube, None) {
+            web_sys::console::warn_1(&format!("mask-impact: warm-up stopped: {e}").into());
+            return;
         }
     }
     // Then the CSV and JSON decoders, on the first sample's rows written as pandas writes them.

@@ -19,7 +19,7 @@
 //! | page → worker | `demo`     | `id`                                                             |
 //! | page → worker | `panic`    | `id`: the worker panics (tests of the crash handling)           |
 //! | page → worker | `warm`     | (once per page, to the first worker while no file is asked for) decode the warm-up samples ([`warmup`]) |
-//! | worker → page | `warm`     | `id` (`"warm"`), `cube`, `values`: the first Parquet sample's cube, for the page's warm-up (messages of the warm-up's reading carry this id too; the page ignores them) |
+//! | worker → page | `warm`     | `id` (`"warm"`), `cube`, `values`: the last Parquet sample's cube, for the page's warm-up (messages of the warm-up's reading carry this id too; the page ignores them) |
 //! | worker → page | `warm-done`| `id` (`"warm"`): every sample was decoded (the page marks `mi-warm-end`) |
 //! | worker → page | `read`     | `id`, `file` (index in `blobs`), `start`, `end`: read these bytes for me (CSV, JSON) |
 //! | page → worker | `data`     | `id`, `file`, `start`, and `buffer` (an `ArrayBuffer`, transferred) or `error` (text) |
