@@ -365,13 +365,12 @@ impl DictColumn {
             std::mem::swap(&mut self.last_key, &mut self.prev_key);
             self.push_last();
         } else if let Some(k) = self.next_after_last().filter(|&k| holds(self.raw_of(k))) {
-            let raw = self.raw_range(k);
-            std::mem::swap(&mut self.last_raw, &mut self.prev_raw);
-            self.prev_key = self.last_key;
-            self.last_key = k;
-            self.last_raw.clear();
-            self.last_raw.extend_from_slice(&self.raws[raw]);
-            self.push_last();
+            // A row of key `k` from its own raw bytes. `raws` is lent out for the call:
+            // `push_key` adds to it only for a new key, and `k` is not one.
+            let range = self.raw_range(k);
+            let raws = std::mem::take(&mut self.raws);
+            self.push_key(k, &raws[range]);
+            self.raws = raws;
         } else {
             return false;
         }
