@@ -61,24 +61,22 @@ fn interrupted() -> bool {
 /// ignores them.
 pub(super) async fn warm_up() {
     let id = JsValue::from_str("warm");
-    let mut first = None;
-    let mut last = None;
+    let mut cubes = Vec::with_capacity(SAMPLES.len());
     for (name, bytes) in SAMPLES {
         let Some(cube) = warm_with(&id, name, bytes).await else { return };
-        first.get_or_insert(cube.clone());
-        last = Some(cube);
+        cubes.push(cube);
     }
     // The page's part: Parquet is what most files are, and comes first.
-    if let Some(cube) = last.filter(|_| !interrupted()) {
-        if let Err(e) = post_cube("warm", &id, &cube, None) {
+    if let Some(cube) = cubes.last().filter(|_| !interrupted()) {
+        if let Err(e) = post_cube("warm", &id, cube, None) {
             web_sys::console::warn_1(&format!("mask-impact: warm-up stopped: {e}").into());
             return;
         }
     }
     // Then the CSV and JSON decoders, on the first sample's rows written as pandas writes them.
-    let Some(cube) = first else { return };
-    let (csv, json) = texts(&cube);
-    drop(cube);
+    let Some(cube) = cubes.first() else { return };
+    let (csv, json) = texts(cube);
+    drop(cubes);
     for (name, text) in [("warm-up.csv", csv), ("warm-up.json", json)] {
         if warm_with(&id, name, text.as_bytes()).await.is_none() {
             return;
