@@ -18,6 +18,15 @@ pub enum ViewKind {
     Heads,
 }
 
+/// What an early view needs of the rows read so far ([`ViewState::early_view_needs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlyViewNeeds {
+    /// The variants shown; `None`: every variant.
+    pub variants: Option<Vec<String>>,
+    /// The metric shown.
+    pub metric: String,
+}
+
 /// Which generation step(s) are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StepSelection {
@@ -394,6 +403,51 @@ impl ViewState {
             s.apply(&percent_decode(k), &percent_decode(v), Some(cube));
         }
         s.validated(cube)
+    }
+
+    /// What an early view of a load (rows still being read) needs, given the location hash
+    /// and the variants and metrics of the rows read so far: the view [`from_hash`] gives on
+    /// those axes shows one metric, and one variant except in the heads view (every variant)
+    /// or with a pinned position (the token profile adds `Full` and `Attn`).
+    ///
+    /// [`from_hash`]: Self::from_hash
+    pub fn early_view_needs(hash: &str, variants: &[String], metrics: &[String]) -> EarlyViewNeeds {
+        let mut sorted = variants.to_vec();
+        sorted.sort_by(|a, b| crate::cube::variant_order(a, b));
+        let axes = Cube {
+            sources: Vec::new(),
+            rows_read: 0,
+            duplicates: 0,
+            steps: Vec::new(),
+            layers: Vec::new(),
+            variants: sorted,
+            prompts: Vec::new(),
+            metrics: metrics
+                .iter()
+                .map(|name| crate::cube::Metric { name: name.clone(), values: Vec::<f32>::new().into() })
+                .collect(),
+        };
+        let s = ViewState::from_hash(hash, &axes);
+        // The axes have no positions to check a pin against: any pin the hash sets counts.
+        let mut pin = ViewState::default();
+        for (k, v) in hash.strip_prefix('#').unwrap_or(hash).split('&').filter_map(|kv| kv.split_once('=')) {
+            if percent_decode(k) == "pin" {
+                pin.apply("pin", &percent_decode(v), None);
+            }
+        }
+        let variants = (s.view != ViewKind::Heads).then(|| {
+            let mut keep = vec![s.variant.clone()];
+            if pin.pin.is_some() {
+                // The token profile's variants (`draw_profile`).
+                for v in ["Full", "Attn"] {
+                    if axes.variant_index(v).is_some() && !keep.iter().any(|k| k == v) {
+                        keep.push(v.to_string());
+                    }
+                }
+            }
+            keep
+        });
+        EarlyViewNeeds { variants, metric: s.metric }
     }
 
     /// Set one key from its hash spelling. Invalid values are ignored (the key keeps its

@@ -720,3 +720,82 @@ fn prepare_works_ahead_in_slices_and_changes_nothing() {
         }
     }
 }
+
+#[test]
+fn early_view_needs_the_variant_and_metric_the_hash_shows() {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // First-seen order; the defaults follow the view's own rules (`Full`, `l2_distance`).
+    let variants = names(&["Head_1", "Attn", "Full", "Head_0"]);
+    let metrics = names(&["l2_distance", "cosine_distance", "extra"]);
+    let needs = |hash: &str| ViewState::early_view_needs(hash, &variants, &metrics);
+    let want = |v: Option<&[&str]>, m: &str| EarlyViewNeeds { variants: v.map(names), metric: m.to_string() };
+    assert_eq!(needs(""), want(Some(&["Full"]), "l2_distance"));
+    assert_eq!(needs("#variant=Head_1&metric=extra"), want(Some(&["Head_1"]), "extra"));
+    // Names the rows do not have fall back to the defaults, as `from_hash` does.
+    assert_eq!(needs("#variant=Head_9&metric=nope"), want(Some(&["Full"]), "l2_distance"));
+    // The heads view shows every variant; a pin adds the token profile's Full and Attn.
+    assert_eq!(needs("#view=heads&metric=cosine_distance"), want(None, "cosine_distance"));
+    assert_eq!(needs("#variant=Head_0&pin=7"), want(Some(&["Head_0", "Full", "Attn"]), "l2_distance"));
+    assert_eq!(needs("#variant=Attn&pin=7"), want(Some(&["Attn", "Full"]), "l2_distance"));
+    assert_eq!(needs("#pin=7&pin=none"), want(Some(&["Full"]), "l2_distance"));
+    // Without Full, the first variant in the view's order.
+    let no_full = names(&["Head_1", "Head_0"]);
+    assert_eq!(ViewState::early_view_needs("", &no_full, &metrics).variants, Some(names(&["Head_0"])));
+}
+
+#[test]
+fn a_snapshot_keeping_some_variants_and_metrics_has_their_values() {
+    // Step 0 and 1, layers 0..2, variants Full, Attn, Head_0, 3 positions; l2 = 100 s + 10 l +
+    // p + a variant's offset (Full 0.25, Attn 0.5, Head_0 0.75), cosine = l2 / 100.
+    let mut rows = Vec::new();
+    for s in 0..2 {
+        for l in 0..2 {
+            for (v, k) in [("Head_0", 0.75), ("Full", 0.25), ("Attn", 0.5)] {
+                for p in 0..3 {
+                    rows.push((s, l, p, v, "t", Some((100 * s + 10 * l + p) as f32 + k)));
+                }
+            }
+        }
+    }
+    let col_i = |f: fn(&Row) -> i64| Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+    let batch = RecordBatch::try_from_iter([
+        ("generation_step", col_i(|r| r.0)),
+        ("layer", col_i(|r| r.1)),
+        ("token_position", col_i(|r| r.2)),
+        ("variant", Arc::new(StringArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())) as ArrayRef),
+        ("token_masked", Arc::new(StringArray::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())) as ArrayRef),
+        ("l2_distance", Arc::new(Float32Array::from(rows.iter().map(|r| r.5).collect::<Vec<_>>())) as ArrayRef),
+        (
+            "cosine_distance",
+            Arc::new(Float32Array::from(rows.iter().map(|r| r.5.map(|v| v / 100.0)).collect::<Vec<_>>())) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let mut b = CubeBuilder::new();
+    b.begin_source("t.parquet", &batch.schema()).unwrap();
+    b.push_batch(&batch).unwrap();
+    assert_eq!(b.variant_names(), ["Head_0", "Full", "Attn"]);
+    assert_eq!(b.metric_names(), ["l2_distance", "cosine_distance"]);
+    let keep = ["Attn".to_string(), "Head_0".to_string()];
+    let c = b.snapshot_keeping(Some(&keep), Some(&["cosine_distance".to_string()])).unwrap();
+    // Axes: every step and layer; the kept variants in the view's order; one metric.
+    assert_eq!((c.steps.clone(), c.layers.clone()), (vec![0, 1], vec![0, 1]));
+    assert_eq!(c.variants, ["Attn", "Head_0"]);
+    assert_eq!(c.metrics.len(), 1);
+    assert_eq!(c.metrics[0].name, "cosine_distance");
+    assert_eq!(c.rows_read, 36);
+    for (s, step) in [0i64, 1].into_iter().enumerate() {
+        for l in 0..2usize {
+            for (vi, k) in [(0, 0.5f32), (1, 0.75)] {
+                for p in 0..3usize {
+                    let want = ((100 * step + 10 * l as i64 + p as i64) as f32 + k) / 100.0;
+                    let got = c.value(0, c.cell(0, s, vi, l), p);
+                    assert!(got.is_some_and(|g| (g - want).abs() < 1e-6), "step {step} layer {l} variant {vi} position {p}: {got:?}, want {want}");
+                }
+            }
+        }
+    }
+    // Nothing kept apart: the whole snapshot.
+    let all = b.snapshot_keeping(None, None).unwrap();
+    assert_eq!((all.variants.len(), all.metrics.len()), (3, 2));
+}

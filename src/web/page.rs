@@ -883,12 +883,7 @@ impl App {
             blobs.push(f);
             name_arr.push(&f.name().into());
         }
-        let req = message(&[
-            ("type", "open".into()),
-            ("blobs", blobs.into()),
-            ("names", name_arr.into()),
-            ("step", self.hash_step()),
-        ]);
+        let req = self.open_request(blobs, name_arr);
         let total: f64 = data.iter().map(|f| f.size()).sum();
         self.new_job(names.clone(), Some(req), Vec::new());
         self.set_status("loading", &format!("Opening {} ({})…", names.join(", "), human_bytes(total)), None);
@@ -937,24 +932,33 @@ impl App {
     }
 
     fn url_fetched(&mut self, id: u32, name: &str, blob: JsValue) {
-        let step = self.hash_step();
-        let Some(job) = self.job.as_mut().filter(|j| j.id == id) else { return };
+        if self.job.as_ref().is_none_or(|j| j.id != id) {
+            return;
+        }
         let Ok(blob) = blob.dyn_into::<Blob>() else {
             let msg = format!("{name}: the download gave no data");
             self.fail_load(&msg);
             return;
         };
         let size = blob.size();
-        let req = message(&[
-            ("type", "open".into()),
-            ("id", id.into()),
-            ("blobs", Array::of1(&blob).into()),
-            ("names", Array::of1(&name.into()).into()),
-            ("step", step),
-        ]);
+        let req = self.open_request(Array::of1(&blob), Array::of1(&name.into()));
+        let _ = Reflect::set(&req, &"id".into(), &id.into());
+        let Some(job) = self.job.as_mut() else { return };
         job.request = Some(req);
         self.set_status("loading", &format!("Opening {name} ({})…", human_bytes(size)), None);
         self.send_pending();
+    }
+
+    /// The worker's `open` request for `blobs` named `names`, with what the view will show
+    /// (the step it reads first, the hash its early view follows).
+    fn open_request(&self, blobs: Array, names: Array) -> JsValue {
+        message(&[
+            ("type", "open".into()),
+            ("blobs", blobs.into()),
+            ("names", names.into()),
+            ("step", self.hash_step()),
+            ("hash", self.win.location().hash().unwrap_or_default().into()),
+        ])
     }
 
     /// The step the location hash asks for, for the decoder to read first: a number, `"all"`,
@@ -1044,8 +1048,10 @@ impl App {
         }
     }
 
-    /// Shows `cube` with the view the hash describes.
-    fn install(&mut self, cube: Cube, load_ms: f64) {
+    /// Shows `cube` with the view the hash describes. An early view leaves the hash as it is:
+    /// its cube holds only what that view shows, and a variant or metric the hash names but
+    /// the cube lacks (the hash changed while the file was read) must reach the whole cube.
+    fn install(&mut self, cube: Cube, load_ms: f64, early: bool) {
         let hash = self.win.location().hash().unwrap_or_default();
         self.state = ViewState::from_hash(&hash, &cube);
         self.cache.clear();
@@ -1055,7 +1061,9 @@ impl App {
         self.fill_data_options();
         self.fill_info();
         self.sync_controls();
-        self.write_hash();
+        if !early {
+            self.write_hash();
+        }
     }
 
     /// An early view: the rows read so far hold the step the view shows. The load goes on
@@ -1068,7 +1076,7 @@ impl App {
         }
         self.mark("mi-preview-ready");
         let load_ms = now_ms(&self.win) - started_ms;
-        self.install(cube, load_ms);
+        self.install(cube, load_ms, true);
         self.mark_load_paint = true;
         set_hidden(&self.ui.empty, true);
         // Painted here, as a discrete view change is, not at the next animation frame.
@@ -1102,7 +1110,7 @@ impl App {
         let previewed = self.before_preview.take().is_some();
         self.mark("mi-data-ready");
         let load_ms = now_ms(&self.win) - job.started_ms;
-        self.install(cube, load_ms);
+        self.install(cube, load_ms, false);
         self.waiters.extend(job.resolvers);
         if !previewed {
             self.mark_load_paint = true;

@@ -15,7 +15,7 @@
 //! | direction     | `type`     | fields                                                           |
 //! |---------------|------------|------------------------------------------------------------------|
 //! | worker → page | `ready`    | (sent once the handler is installed)                             |
-//! | page → worker | `open`     | `id`, `blobs` (array of `Blob`/`File`), `names` (array of text), `step` (the step the view shows: a number, `"all"` or absent) |
+//! | page → worker | `open`     | `id`, `blobs` (array of `Blob`/`File`), `names` (array of text), `step` (the step the view shows: a number, `"all"` or absent), `hash` (the page's location hash: the view an early view shows) |
 //! | page → worker | `demo`     | `id`                                                             |
 //! | page → worker | `panic`    | `id`: the worker panics (tests of the crash handling)           |
 //! | page → worker | `warm`     | (once per page, to the first worker while no file is asked for) decode the warm-up samples ([`warmup`]) |
@@ -24,7 +24,7 @@
 //! | worker → page | `read`     | `id`, `file` (index in `blobs`), `start`, `end`: read these bytes for me (CSV, JSON) |
 //! | page → worker | `data`     | `id`, `file`, `start`, and `buffer` (an `ArrayBuffer`, transferred) or `error` (text) |
 //! | worker → page | `progress` | `id`, `file`, `bytesRead`, `bytesTotal`, `rows` (all files)      |
-//! | worker → page | `preview`  | `id`, `cube`, `rows`: the rows read so far, once they hold the whole step the view shows (files sorted by step; Parquet row groups holding that step are read first) |
+//! | worker → page | `preview`  | `id`, `cube`, `rows`: the rows read so far, once they hold the whole step the view shows (files sorted by step; Parquet row groups holding that step are read first), with only the variants and the metric that view shows ([`ViewState::early_view_needs`]) |
 //! | worker → page | `done`     | `id`, `cube` and `values` (`ArrayBuffer`s, transferred: [`Cube::to_transfer`]), `rows`, `timings` (`readMs`, `layoutMs`, `ipcMs`) |
 //! | worker → page | `error`    | `id`, `message` (the ingest error text, naming the file)        |
 //!
@@ -45,6 +45,7 @@ use super::warmup;
 use crate::cube::{Cube, CubeBuilder};
 use crate::ingest::{Format, Ingest, IngestError, Poll};
 use crate::synth::{self, SynthConfig};
+use crate::view::ViewState;
 
 /// Least time between two progress messages.
 const PROGRESS_INTERVAL_MS: f64 = 100.0;
@@ -258,6 +259,8 @@ pub(super) async fn open(
         _ => Some(None),
     };
     let mut previewed = false;
+    // The page's location hash: the view the early view shows.
+    let hash = field(data, "hash").as_string().unwrap_or_default();
     // Time spent waiting for the file's bytes, apart from decoding.
     let fetch_ms = std::cell::Cell::new(0.0f64);
     let blobs: Array = field(data, "blobs").dyn_into().map_err(|_| "no files were given".to_string())?;
@@ -307,7 +310,11 @@ pub(super) async fn open(
                     previewed = true;
                     // A preview that cannot be made is no reason to stop the load.
                     let t1 = now_ms();
-                    let snapshot = b.snapshot().map_err(|e| e.to_string());
+                    // Only what the view shows (one metric, one variant but in the heads view).
+                    let needs = ViewState::early_view_needs(&hash, &b.variant_names(), b.metric_names());
+                    let snapshot = b
+                        .snapshot_keeping(needs.variants.as_deref(), Some(std::slice::from_ref(&needs.metric)))
+                        .map_err(|e| e.to_string());
                     let mut t = Timings { read_ms: t1 - t0, fetch_ms: fetch_ms.get(), layout_ms: now_ms() - t1, ipc_ms: 0.0 };
                     if let Err(e) = snapshot.and_then(|c| post_cube("preview", id, &c, Some(&mut t))) {
                         web_sys::console::warn_1(&format!("mask-impact: no early view ({e})").into());

@@ -355,3 +355,71 @@ e2e!(cancel_stops_a_load_and_keeps_the_previous_data, |b, env| {
 
     next_small_file_opens(b, env, "after_cancel.csv").await
 });
+
+// The early view (shown while the rest of a long, step-sorted CSV is read) is the view the hash
+// asks for, with the values of the file: the worker sends only the variant and the metric that
+// view shows (`ViewState::early_view_needs`), which must be the ones the page then picks.
+e2e!(an_early_view_shows_what_the_hash_asks_for, |b, env| {
+    // l2 = 100 step + 10 layer + position + k(variant), cosine = l2 / 1000: 16,000 steps × 3
+    // layers × 6 positions × 3 variants = 864,000 rows, about 40 MB (read for a while after the
+    // first step).
+    let k = |v: &str| match v {
+        "Full" => 0.25,
+        "Attn" => 0.5,
+        _ => 0.75,
+    };
+    let l2 = |step: i64, layer: i64, position: i64, v: &str| (100 * step + 10 * layer + position) as f64 + k(v);
+    let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n");
+    for step in 0..16_000 {
+        for layer in 0..3 {
+            for position in 0..6 {
+                for v in ["Full", "Attn", "Head_0"] {
+                    let x = l2(step, layer, position, v);
+                    csv.push_str(&format!("{step},{layer},t{position},{position},{v},{x},{}\n", x / 1000.0));
+                }
+            }
+        }
+    }
+    let path = harness::write_data(env, "early_view.csv", csv.as_bytes())?;
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    b.set_hash("#variant=Attn&metric=cosine_distance").await?;
+    // What the first view painted shows, read as soon as its frame's task ends (the whole cube
+    // comes in a later message).
+    b.js(
+        "window.__early = null;
+         const mark = performance.mark.bind(performance);
+         performance.mark = (name, ...rest) => {
+           const m = mark(name, ...rest);
+           if (name === 'mi-painted' && window.__early === null) {
+             window.__early = 'pending';
+             queueMicrotask(() => {
+               const api = window.maskImpact, s = api.state(), at = api.locate({ layer: 1, position: 4 });
+               window.__early = { state: s, status: document.getElementById('status').dataset.state,
+                                  probe: at ? api.probe(at.x, at.y) : null };
+             });
+           }
+           return m;
+         };",
+        vec![],
+    )
+    .await?;
+    upload_ready(b, &path).await?;
+    let early = b.js("return window.__early;", vec![]).await?;
+    ensure!(early["status"] == json!("loading"), "the first view was not an early one (shown while loading): {early}");
+    ensure!(early["state"]["variant"] == json!("Attn") && early["state"]["metric"] == json!("cosine_distance"), "early view: {early}");
+    ensure!(early["state"]["step"] == json!(0), "early view's step: {early}");
+    let want = l2(0, 1, 4, "Attn") / 1000.0;
+    let got = num(&early["probe"], "value").with_context(|| format!("early view: no value probed: {early}"))?;
+    ensure!(close(got, want), "early view, layer 1 position 4: {got} (want {want})");
+    // The whole cube keeps that view, now with every variant.
+    let state = b.state().await?;
+    ensure!(state_text(&state, "variant").as_deref() == Some("Attn") && state_text(&state, "metric").as_deref() == Some("cosine_distance"), "after the load: {state:?}");
+    b.choose("variant", "Head_0").await?;
+    let (x, y) = b.locate(1, 4, "Head_0").await?.context("Head_0, layer 1, position 4 not shown")?;
+    let probe = b.probe(x, y).await?;
+    let want = l2(0, 1, 4, "Head_0") / 1000.0;
+    let got = num(&probe, "value").with_context(|| format!("whole cube: no value probed: {probe}"))?;
+    ensure!(close(got, want), "whole cube, Head_0 layer 1 position 4: {got} (want {want})");
+    Ok(())
+});
