@@ -11,7 +11,7 @@ use arrow_array::{
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Schema};
 
-use super::{variant_order, Cube, CubeError, Metric, Prompt};
+use super::{variant_order, Cube, CubeError, Metric, Prompt, Subset};
 
 /// The largest token position the cube accepts (positions are laid out densely from 0).
 pub const MAX_POSITION: i64 = 1 << 22;
@@ -864,7 +864,7 @@ impl CubeBuilder {
     /// The cube of the rows read so far, leaving the builder as it is (to show a first view
     /// while the rest of a file is read).
     pub fn snapshot(&self) -> Result<Cube, CubeError> {
-        self.snapshot_keeping(None, None)
+        self.snapshot_of(&Subset::default())
     }
 
     /// The variants of the rows read so far, in first-seen order.
@@ -881,17 +881,17 @@ impl CubeBuilder {
         &self.metric_names
     }
 
-    /// [`snapshot`](Self::snapshot) with only the variants `variants` and the metrics
-    /// `metrics` (`None`: all): what an early view shows, at a fraction of the cost (a
-    /// 34-variant step laid out, sent and copied whole took tens of milliseconds for one
-    /// picture). The steps, layers, prompts and positions are those of every row read.
-    pub fn snapshot_keeping(&self, variants: Option<&[String]>, metrics: Option<&[String]>) -> Result<Cube, CubeError> {
+    /// [`snapshot`](Self::snapshot) with only the variants and metrics of `subset`: what an
+    /// early view shows, at a fraction of the cost (a 34-variant step laid out, sent and copied
+    /// whole took tens of milliseconds for one picture). The steps, layers, prompts and
+    /// positions are those of every row read.
+    pub fn snapshot_of(&self, subset: &Subset) -> Result<Cube, CubeError> {
         let file = self.sources.join(", ");
         if self.blocks.is_empty() {
             return Err(CubeError::Empty { file });
         }
-        let keep_variant = |code: u32| variants.is_none_or(|v| v.contains(&self.variants.names[code as usize]));
-        let keep_metric = |name: &String| metrics.is_none_or(|m| m.contains(name));
+        let keep_variant = |code: u32| subset.keeps_variant(&self.variants.names[code as usize]);
+        let keep_metric = |name: &String| subset.keeps_metric(name);
         let mut steps: Vec<i64> = self.blocks.iter().map(|b| b.step).collect();
         steps.sort_unstable();
         steps.dedup();

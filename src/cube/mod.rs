@@ -119,6 +119,28 @@ impl Prompt {
     }
 }
 
+/// Some of a cube's variants and metrics: what an early view shows
+/// ([`ViewState::early_view_subset`](crate::view::ViewState::early_view_subset)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subset {
+    /// The variants kept; `None`: every variant.
+    pub variants: Option<Vec<String>>,
+    /// The metrics kept; `None`: every metric.
+    pub metrics: Option<Vec<String>>,
+}
+
+impl Subset {
+    /// Whether the subset keeps the variant `name`.
+    pub fn keeps_variant(&self, name: &str) -> bool {
+        self.variants.as_ref().is_none_or(|v| v.iter().any(|k| k == name))
+    }
+
+    /// Whether the subset keeps the metric `name`.
+    pub fn keeps_metric(&self, name: &str) -> bool {
+        self.metrics.as_ref().is_none_or(|m| m.iter().any(|k| k == name))
+    }
+}
+
 /// One metric column (e.g. `l2_distance`): dense values, NaN/null where there is no data.
 #[derive(Debug, Clone)]
 pub struct Metric {

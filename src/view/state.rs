@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cube::Cube;
+use crate::cube::{Cube, Subset};
 
 /// Which picture is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,15 +16,6 @@ pub enum ViewKind {
     Grid,
     /// Variants × positions for one layer (`view=heads`).
     Heads,
-}
-
-/// What an early view needs of the rows read so far ([`ViewState::early_view_needs`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EarlyViewNeeds {
-    /// The variants shown; `None`: every variant.
-    pub variants: Option<Vec<String>>,
-    /// The metric shown.
-    pub metric: String,
 }
 
 /// Which generation step(s) are shown.
@@ -405,13 +396,13 @@ impl ViewState {
         s.validated(cube)
     }
 
-    /// What an early view of a load (rows still being read) needs, given the location hash
+    /// What an early view of a load (rows still being read) shows of them, given the location hash
     /// and the variants and metrics of the rows read so far: the view [`from_hash`] gives on
     /// those axes shows one metric, and one variant except in the heads view (every variant)
     /// or with a pinned position (the token profile adds `Full` and `Attn`).
     ///
     /// [`from_hash`]: Self::from_hash
-    pub fn early_view_needs(hash: &str, variants: &[String], metrics: &[String]) -> EarlyViewNeeds {
+    pub fn early_view_subset(hash: &str, variants: &[String], metrics: &[String]) -> Subset {
         let mut sorted = variants.to_vec();
         sorted.sort_by(|a, b| crate::cube::variant_order(a, b));
         let axes = Cube {
@@ -447,7 +438,7 @@ impl ViewState {
             }
             keep
         });
-        EarlyViewNeeds { variants, metric: s.metric }
+        Subset { variants, metrics: Some(vec![s.metric]) }
     }
 
     /// Set one key from its hash spelling. Invalid values are ignored (the key keeps its

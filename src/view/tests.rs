@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 
 use super::*;
-use crate::cube::{Cube, CubeBuilder};
+use crate::cube::{Cube, CubeBuilder, Subset};
 
 /// One input row: (step, layer, position, variant, token, l2_distance).
 type Row<'a> = (i64, i64, i64, &'a str, &'a str, Option<f32>);
@@ -722,13 +722,13 @@ fn prepare_works_ahead_in_slices_and_changes_nothing() {
 }
 
 #[test]
-fn early_view_needs_the_variant_and_metric_the_hash_shows() {
+fn early_view_subset_is_the_variant_and_metric_the_hash_shows() {
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     // First-seen order; the defaults follow the view's own rules (`Full`, `l2_distance`).
     let variants = names(&["Head_1", "Attn", "Full", "Head_0"]);
     let metrics = names(&["l2_distance", "cosine_distance", "extra"]);
-    let needs = |hash: &str| ViewState::early_view_needs(hash, &variants, &metrics);
-    let want = |v: Option<&[&str]>, m: &str| EarlyViewNeeds { variants: v.map(names), metric: m.to_string() };
+    let needs = |hash: &str| ViewState::early_view_subset(hash, &variants, &metrics);
+    let want = |v: Option<&[&str]>, m: &str| Subset { variants: v.map(names), metrics: Some(vec![m.to_string()]) };
     assert_eq!(needs(""), want(Some(&["Full"]), "l2_distance"));
     assert_eq!(needs("#variant=Head_1&metric=extra"), want(Some(&["Head_1"]), "extra"));
     // Names the rows do not have fall back to the defaults, as `from_hash` does.
@@ -740,11 +740,11 @@ fn early_view_needs_the_variant_and_metric_the_hash_shows() {
     assert_eq!(needs("#pin=7&pin=none"), want(Some(&["Full"]), "l2_distance"));
     // Without Full, the first variant in the view's order.
     let no_full = names(&["Head_1", "Head_0"]);
-    assert_eq!(ViewState::early_view_needs("", &no_full, &metrics).variants, Some(names(&["Head_0"])));
+    assert_eq!(ViewState::early_view_subset("", &no_full, &metrics).variants, Some(names(&["Head_0"])));
 }
 
 #[test]
-fn a_snapshot_keeping_some_variants_and_metrics_has_their_values() {
+fn a_snapshot_of_a_subset_has_its_variants_and_metrics_values() {
     // Step 0 and 1, layers 0..2, variants Full, Attn, Head_0, 3 positions; l2 = 100 s + 10 l +
     // p + a variant's offset (Full 0.25, Attn 0.5, Head_0 0.75), cosine = l2 / 100.
     let mut rows = Vec::new();
@@ -776,8 +776,8 @@ fn a_snapshot_keeping_some_variants_and_metrics_has_their_values() {
     b.push_batch(&batch).unwrap();
     assert_eq!(b.variant_names(), ["Head_0", "Full", "Attn"]);
     assert_eq!(b.metric_names(), ["l2_distance", "cosine_distance"]);
-    let keep = ["Attn".to_string(), "Head_0".to_string()];
-    let c = b.snapshot_keeping(Some(&keep), Some(&["cosine_distance".to_string()])).unwrap();
+    let keep = Subset { variants: Some(vec!["Attn".into(), "Head_0".into()]), metrics: Some(vec!["cosine_distance".into()]) };
+    let c = b.snapshot_of(&keep).unwrap();
     // Axes: every step and layer; the kept variants in the view's order; one metric.
     assert_eq!((c.steps.clone(), c.layers.clone()), (vec![0, 1], vec![0, 1]));
     assert_eq!(c.variants, ["Attn", "Head_0"]);
@@ -796,6 +796,6 @@ fn a_snapshot_keeping_some_variants_and_metrics_has_their_values() {
         }
     }
     // Nothing kept apart: the whole snapshot.
-    let all = b.snapshot_keeping(None, None).unwrap();
+    let all = b.snapshot_of(&Subset::default()).unwrap();
     assert_eq!((all.variants.len(), all.metrics.len()), (3, 2));
 }

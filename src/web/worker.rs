@@ -24,7 +24,7 @@
 //! | worker → page | `read`     | `id`, `file` (index in `blobs`), `start`, `end`: read these bytes for me (CSV, JSON) |
 //! | page → worker | `data`     | `id`, `file`, `start`, and `buffer` (an `ArrayBuffer`, transferred) or `error` (text) |
 //! | worker → page | `progress` | `id`, `file`, `bytesRead`, `bytesTotal`, `rows` (all files)      |
-//! | worker → page | `preview`  | `id`, `cube`, `rows`: the rows read so far, once they hold the whole step the view shows (files sorted by step; Parquet row groups holding that step are read first), with only the variants and the metric that view shows ([`ViewState::early_view_needs`]) |
+//! | worker → page | `preview`  | `id`, `cube`, `rows`: the rows read so far, once they hold the whole step the view shows (files sorted by step; Parquet row groups holding that step are read first), with only the variants and the metric that view shows ([`ViewState::early_view_subset`]) |
 //! | worker → page | `done`     | `id`, `cube` and `values` (`ArrayBuffer`s, transferred: [`Cube::to_transfer`]), `rows`, `timings` (`readMs`, `layoutMs`, `ipcMs`) |
 //! | worker → page | `error`    | `id`, `message` (the ingest error text, naming the file)        |
 //!
@@ -311,10 +311,8 @@ pub(super) async fn open(
                     // A preview that cannot be made is no reason to stop the load.
                     let t1 = now_ms();
                     // Only what the view shows (one metric, one variant but in the heads view).
-                    let needs = ViewState::early_view_needs(&hash, &b.variant_names(), b.metric_names());
-                    let snapshot = b
-                        .snapshot_keeping(needs.variants.as_deref(), Some(std::slice::from_ref(&needs.metric)))
-                        .map_err(|e| e.to_string());
+                    let subset = ViewState::early_view_subset(&hash, &b.variant_names(), b.metric_names());
+                    let snapshot = b.snapshot_of(&subset).map_err(|e| e.to_string());
                     let mut t = Timings { read_ms: t1 - t0, fetch_ms: fetch_ms.get(), layout_ms: now_ms() - t1, ipc_ms: 0.0 };
                     if let Err(e) = snapshot.and_then(|c| post_cube("preview", id, &c, Some(&mut t))) {
                         web_sys::console::warn_1(&format!("mask-impact: no early view ({e})").into());

@@ -358,7 +358,7 @@ e2e!(cancel_stops_a_load_and_keeps_the_previous_data, |b, env| {
 
 // The early view (shown while the rest of a long, step-sorted CSV is read) is the view the hash
 // asks for, with the values of the file: the worker sends only the variant and the metric that
-// view shows (`ViewState::early_view_needs`), which must be the ones the page then picks.
+// view shows (`ViewState::early_view_subset`), which must be the ones the page then picks.
 e2e!(an_early_view_shows_what_the_hash_asks_for, |b, env| {
     // l2 = 100 step + 10 layer + position + k(variant), cosine = l2 / 1000: 16,000 steps × 3
     // layers × 6 positions × 3 variants = 864,000 rows, about 40 MB (read for a while after the
