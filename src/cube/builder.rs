@@ -200,6 +200,19 @@ impl Interner {
     }
 }
 
+/// Whether each row of a `variant` column (`None`: the file has none) is one of `names`, read
+/// as [`CubeBuilder::push_batch`] reads it (a null row is [`DEFAULT_VARIANT`], a null text the
+/// empty one).
+pub(crate) fn variant_is_one_of(col: Option<&ArrayRef>, rows: usize, names: &[String]) -> Result<Vec<bool>, arrow_schema::ArrowError> {
+    let one_of = |v: &str| names.iter().any(|n| n == v);
+    let Some(col) = col else { return Ok(vec![one_of(DEFAULT_VARIANT); rows]) };
+    let d = to_dict(col)?;
+    let values = d.values().as_string::<i32>();
+    let value_in: Vec<bool> = (0..values.len()).map(|i| one_of(if values.is_null(i) { "" } else { values.value(i) })).collect();
+    let default = one_of(DEFAULT_VARIANT);
+    Ok((0..d.len()).map(|i| if d.is_valid(i) { value_in[d.keys().value(i) as usize] } else { default }).collect())
+}
+
 struct PromptAcc {
     text: Option<String>,
     /// Token code per position, -1 where unknown.

@@ -39,7 +39,7 @@ mod builder;
 mod ipc;
 
 pub use builder::{ColumnMap, CubeBuilder, MAX_CELLS, MAX_POSITION};
-pub(crate) use builder::{fits_i64, to_i64 as numbers_as_i64};
+pub(crate) use builder::{fits_i64, to_i64 as numbers_as_i64, variant_is_one_of};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;

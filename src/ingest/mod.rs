@@ -166,6 +166,8 @@ pub struct Ingest {
     text_fast_path: bool,
     /// `Some` when an early view is wanted: of this step (`Some(None)`: the smallest step).
     first_step: Option<Option<i64>>,
+    /// The variants the early view may show ([`Ingest::with_early_view`]).
+    early_variants: Option<Vec<String>>,
 }
 
 impl Ingest {
@@ -186,6 +188,7 @@ impl Ingest {
             text_chunk_bytes: TEXT_CHUNK_BYTES,
             text_fast_path: true,
             first_step: None,
+            early_variants: None,
         }
     }
 
@@ -210,6 +213,26 @@ impl Ingest {
     pub fn with_first_step(mut self, step: Option<i64>) -> Ingest {
         self.first_step = Some(step);
         self
+    }
+
+    /// With [`with_first_step`](Self::with_first_step), Parquet: when the step's rows are most
+    /// of the row groups read first, only those of `variants` (what the view may show,
+    /// [`ViewState::early_view_variants`]) go into a builder of their own at once
+    /// ([`early_view`](Self::early_view)); the other rows wait until that step is read.
+    ///
+    /// [`ViewState::early_view_variants`]: crate::view::ViewState::early_view_variants
+    pub fn with_early_view(mut self, variants: Vec<String>) -> Ingest {
+        self.early_variants = Some(variants);
+        self
+    }
+
+    /// The builder of the early view's rows ([`with_early_view`](Self::with_early_view)), once
+    /// the step is read.
+    pub fn early_view(&self) -> Option<&CubeBuilder> {
+        match &self.state {
+            State::Parquet(p) => p.early_view(),
+            _ => None,
+        }
     }
 
     /// The builder the rows go into (for [`CubeBuilder::snapshot`] while reading).
@@ -323,11 +346,14 @@ impl Ingest {
                 self.format = Some(format);
                 self.state = match format {
                     Format::Parquet => {
-                        let source = ParquetSource::new(&self.file, self.file_len)?;
-                        State::Parquet(Box::new(match self.first_step {
-                            Some(step) => source.with_first_step(step),
-                            None => source,
-                        }))
+                        let mut source = ParquetSource::new(&self.file, self.file_len)?;
+                        if let Some(step) = self.first_step {
+                            source = source.with_first_step(step);
+                            if let Some(variants) = self.early_variants.take() {
+                                source = source.with_early_view(variants);
+                            }
+                        }
+                        State::Parquet(Box::new(source))
                     }
                     Format::Csv | Format::Json => {
                         // The text source reads from byte 0 again: the head is small.

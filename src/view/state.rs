@@ -441,6 +441,35 @@ impl ViewState {
         Subset { variants, metrics: Some(vec![s.metric]) }
     }
 
+    /// The variants whose rows can make the early view of `hash` (before the file's variants
+    /// are known): the one the hash names, `Full` (the default), and with a pinned position
+    /// `Attn` (the token profile's). `None` for the heads view, which shows every variant.
+    /// Whenever the step has the variant the view shows, it is among these, and
+    /// [`early_view_subset`](Self::early_view_subset) of these rows' variants is that of all
+    /// the step's.
+    pub fn early_view_variants(hash: &str) -> Option<Vec<String>> {
+        let mut s = ViewState::default();
+        let mut asked = None;
+        for (k, v) in hash.strip_prefix('#').unwrap_or(hash).split('&').filter_map(|kv| kv.split_once('=')) {
+            let (k, v) = (percent_decode(k), percent_decode(v));
+            if k == "variant" {
+                asked = Some(v.trim().to_string()).filter(|v| !v.is_empty()).or(asked);
+            } else {
+                s.apply(&k, &v, None);
+            }
+        }
+        if s.view == ViewKind::Heads {
+            return None;
+        }
+        let mut out: Vec<String> = asked.into_iter().collect();
+        for v in ["Full"].into_iter().chain(s.pin.is_some().then_some("Attn")) {
+            if !out.iter().any(|o| o == v) {
+                out.push(v.to_string());
+            }
+        }
+        Some(out)
+    }
+
     /// Set one key from its hash spelling. Invalid values are ignored (the key keeps its
     /// value); with a cube, names and step/layer values must exist in it. Returns whether the
     /// value was accepted.

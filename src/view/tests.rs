@@ -799,3 +799,29 @@ fn a_snapshot_of_a_subset_has_its_variants_and_metrics_values() {
     let all = b.snapshot_of(&Subset::default()).unwrap();
     assert_eq!((all.variants.len(), all.metrics.len()), (3, 2));
 }
+
+#[test]
+fn early_view_variants_are_those_the_view_may_show() {
+    let v = |x: &[&str]| Some(x.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(ViewState::early_view_variants(""), v(&["Full"]));
+    assert_eq!(ViewState::early_view_variants("#variant=Head_3&step=2"), v(&["Head_3", "Full"]));
+    assert_eq!(ViewState::early_view_variants("#variant=Full&pin=4"), v(&["Full", "Attn"]));
+    assert_eq!(ViewState::early_view_variants("#variant=Head_1&pin=4&variant=Attn"), v(&["Attn", "Full"]));
+    assert_eq!(ViewState::early_view_variants("#view=heads&variant=Attn"), None);
+    // Where a file has rows of any of them, the view those rows give is the view all the rows
+    // give (the default is Full, else the first in order, which is Attn where there is no Full).
+    for hash in ["", "#variant=Head_3", "#pin=2", "#variant=Attn&pin=0"] {
+        let candidates = ViewState::early_view_variants(hash).unwrap();
+        for variants in [vec!["Full", "Attn", "Head_3"], vec!["Attn", "Head_3"], vec!["Head_3", "Full"]] {
+            let variants: Vec<String> = variants.iter().map(|s| s.to_string()).collect();
+            let all = ViewState::early_view_subset(hash, &variants, &["l2_distance".to_string()]);
+            let of_candidates: Vec<String> = variants.iter().filter(|v| candidates.contains(v)).cloned().collect();
+            if of_candidates.is_empty() {
+                continue;
+            }
+            // Rows of some candidate: the view made of them is the view of all the rows.
+            let some = ViewState::early_view_subset(hash, &of_candidates, &["l2_distance".to_string()]);
+            assert_eq!(some, all, "{hash} on {variants:?}");
+        }
+    }
+}

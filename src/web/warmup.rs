@@ -17,8 +17,9 @@
 //! warm-up has ended) instead of 287 ms; chosen 2 s after, 101–108 ms (`bench/timeline.mjs`).
 //! It takes about 300–400 ms of the worker's thread and 40–60 ms of the page's.
 //!
-//! A request from the page (a file, the demo) stops the warm-up at its next read, so a file
-//! chosen at once waits for at most one step of it.
+//! A request from the page (a file, the demo) stops the warm-up at its next read (or, while it
+//! writes the text samples, every [`TEXT_ROWS_AT_ONCE`] rows), so a file chosen at once waits
+//! for at most one step of it.
 //!
 //! The samples (`src/web/warmup/*.parquet`, 28,800 rows each, 130 KB together) are written by
 //! `src/web/warmup/make_samples.py`: pandas' defaults (snappy), the seed note's zstd recipe with
@@ -75,7 +76,7 @@ pub(super) async fn warm_up() {
     }
     // Then the CSV and JSON decoders, on the first sample's rows written as pandas writes them.
     let Some(cube) = cubes.first() else { return };
-    let (csv, json) = texts(cube);
+    let Some((csv, json)) = texts(cube).await else { return };
     drop(cubes);
     for (name, text) in [("warm-up.csv", csv), ("warm-up.json", json)] {
         if warm_with(&id, name, text.as_bytes()).await.is_none() {
@@ -103,20 +104,32 @@ async fn warm_with(id: &JsValue, name: &str, bytes: &[u8]) -> Option<Cube> {
     }
 }
 
-/// Rows of the text samples: one step of a sample. Writing them cannot be stopped by a
-/// request, unlike reading them.
+/// Rows of the text samples: one step of a sample.
 const TEXT_ROWS: usize = 10_000;
+
+/// Rows of the text samples written between two looks at the worker's messages: writing all
+/// of them took about 100 ms of baseline code, which a file chosen meanwhile waited for.
+const TEXT_ROWS_AT_ONCE: usize = 500;
+
+/// Lets the worker take the messages that came in (a request, which [`interrupt`]s the
+/// warm-up): waits for a read of an empty blob, which ends in a task of its own.
+async fn take_messages() {
+    if let Ok(blob) = Blob::new() {
+        let _ = wasm_bindgen_futures::JsFuture::from(blob.array_buffer()).await;
+    }
+}
 
 /// The rows of `cube`'s first step(s) ([`TEXT_ROWS`]; its first prompt, l2 and cosine) as
 /// pandas writes them with `to_csv` and `to_json(orient="records")`, in the experiment's order
-/// (step, layer, position, variant).
-fn texts(cube: &Cube) -> (String, String) {
+/// (step, layer, position, variant); `None` when a request came meanwhile (the messages are
+/// taken every [`TEXT_ROWS_AT_ONCE`] rows).
+async fn texts(cube: &Cube) -> Option<(String, String)> {
     let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n");
     let mut json = String::from("[");
     let (Some(prompt), Some(l2), Some(cos)) =
         (cube.prompts.first(), cube.metric_index("l2_distance"), cube.metric_index("cosine_distance"))
     else {
-        return (csv, json + "]");
+        return Some((csv, json + "]"));
     };
     let mut rows = 0;
     for (s, step) in cube.steps.iter().enumerate() {
@@ -136,6 +149,12 @@ fn texts(cube: &Cube) -> (String, String) {
                     };
                     csv.push_str(&format!("{step},{layer},{quoted},{p},{variant},{a},{b}\n"));
                     rows += 1;
+                    if rows % TEXT_ROWS_AT_ONCE == 0 {
+                        take_messages().await;
+                        if interrupted() {
+                            return None;
+                        }
+                    }
                     if json.len() > 1 {
                         json.push(',');
                     }
@@ -149,5 +168,5 @@ fn texts(cube: &Cube) -> (String, String) {
         }
     }
     json.push(']');
-    (csv, json)
+    Some((csv, json))
 }

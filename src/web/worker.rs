@@ -283,6 +283,12 @@ pub(super) async fn open(
     for (file, (name, blob)) in sources.iter().enumerate() {
         let len = blob.size() as u64;
         let mut ingest = Ingest::with_builder(name, len, builder).with_first_step(view_step.flatten());
+        if bytes_before == 0.0 {
+            if let Some(variants) = view_step.and(ViewState::early_view_variants(&hash)) {
+                // Parquet: the rows of the early view's variants first (see the method).
+                ingest = ingest.with_early_view(variants);
+            }
+        }
         if reads == Reads::Here {
             // The warm-up's samples: small chunks, so that a request stops them soon (the
             // worker takes messages only between reads).
@@ -300,20 +306,23 @@ pub(super) async fn open(
                 0 => p.bytes_read.saturating_mul(4) < p.bytes_total.saturating_mul(3),
                 expected => p.rows.saturating_mul(4) < expected.saturating_mul(3),
             };
-            if first_file && !previewed && early {
+            if first_file && !previewed {
+                // The Parquet rows of the variants the view may show, or else the rows read so
+                // far once they hold the step shown (while a preview is worth its cost); of
+                // them only what the view shows (one metric, one variant but in the heads view).
                 let ready = match view_step {
                     Some(Some(step)) => b.step_passed(step),
                     Some(None) => b.any_step_passed(),
                     None => false,
                 };
-                if ready {
+                let rows = ingest.early_view().or((early && ready).then_some(b));
+                if let Some(rows) = rows {
                     previewed = true;
-                    // A preview that cannot be made is no reason to stop the load.
                     let t1 = now_ms();
-                    // Only what the view shows (one metric, one variant but in the heads view).
-                    let subset = ViewState::early_view_subset(&hash, &b.variant_names(), b.metric_names());
-                    let snapshot = b.snapshot_of(&subset).map_err(|e| e.to_string());
+                    let subset = ViewState::early_view_subset(&hash, &rows.variant_names(), rows.metric_names());
+                    let snapshot = rows.snapshot_of(&subset).map_err(|e| e.to_string());
                     let mut t = Timings { read_ms: t1 - t0, fetch_ms: fetch_ms.get(), layout_ms: now_ms() - t1, ipc_ms: 0.0 };
+                    // A preview that cannot be made is no reason to stop the load.
                     if let Err(e) = snapshot.and_then(|c| post_cube("preview", id, &c, Some(&mut t))) {
                         web_sys::console::warn_1(&format!("mask-impact: no early view ({e})").into());
                     }

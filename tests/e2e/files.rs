@@ -356,31 +356,76 @@ e2e!(cancel_stops_a_load_and_keeps_the_previous_data, |b, env| {
     next_small_file_opens(b, env, "after_cancel.csv").await
 });
 
-// The early view (shown while the rest of a long, step-sorted CSV is read) is the view the hash
-// asks for, with the values of the file: the worker sends only the variant and the metric that
-// view shows (`ViewState::early_view_subset`), which must be the ones the page then picks.
+// The early view (shown while the rest of a file is read) is the view the hash asks for, with
+// the values of the file: the worker sends only the variant and the metric that view shows
+// (`ViewState::early_view_subset`), which must be the ones the page then picks. A long
+// step-sorted CSV (the rows read so far), and a Parquet file of 2 steps whose first spans two
+// row groups (the rows of the variants the view may show, the others held back).
 e2e!(an_early_view_shows_what_the_hash_asks_for, |b, env| {
-    // l2 = 100 step + 10 layer + position + k(variant), cosine = l2 / 1000: 16,000 steps × 3
-    // layers × 6 positions × 3 variants = 864,000 rows, about 40 MB (read for a while after the
-    // first step).
-    let k = |v: &str| match v {
-        "Full" => 0.25,
-        "Attn" => 0.5,
-        _ => 0.75,
-    };
-    let l2 = |step: i64, layer: i64, position: i64, v: &str| (100 * step + 10 * layer + position) as f64 + k(v);
+    // 16,000 steps × 3 layers × 6 positions × 3 variants = 864,000 rows, about 40 MB (read for
+    // a while after the first step).
     let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n");
     for step in 0..16_000 {
         for layer in 0..3 {
             for position in 0..6 {
                 for v in ["Full", "Attn", "Head_0"] {
-                    let x = l2(step, layer, position, v);
+                    let x = early_l2(step, layer, position, v);
                     csv.push_str(&format!("{step},{layer},t{position},{position},{v},{x},{}\n", x / 1000.0));
                 }
             }
         }
     }
     let path = harness::write_data(env, "early_view.csv", csv.as_bytes())?;
+    early_view_of(b, env, &path).await?;
+
+    // 2 steps × 4 layers × 5,000 positions × 3 variants = 120,000 rows, in row groups of 40,000:
+    // step 0 is in the first two (read first; the second also holds step 1).
+    let (mut s, mut l, mut t, mut p, mut v, mut l2, mut cos) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for step in 0..2i64 {
+        for layer in 0..4i64 {
+            for position in 0..5_000i64 {
+                for variant in ["Full", "Attn", "Head_0"] {
+                    let x = early_l2(step, layer, position, variant);
+                    (s.push(step), l.push(layer), t.push(format!("t{position}")), p.push(position), v.push(variant));
+                    (l2.push(x as f32), cos.push((x / 1000.0) as f32));
+                }
+            }
+        }
+    }
+    use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter([
+        ("generation_step", Arc::new(Int64Array::from(s)) as ArrayRef),
+        ("layer", Arc::new(Int64Array::from(l)) as ArrayRef),
+        ("token_masked", Arc::new(StringArray::from(t)) as ArrayRef),
+        ("token_position", Arc::new(Int64Array::from(p)) as ArrayRef),
+        ("variant", Arc::new(StringArray::from(v)) as ArrayRef),
+        ("l2_distance", Arc::new(Float32Array::from(l2)) as ArrayRef),
+        ("cosine_distance", Arc::new(Float32Array::from(cos)) as ArrayRef),
+    ])?;
+    let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(40_000)).build();
+    let mut bytes = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props))?;
+    w.write(&batch)?;
+    w.close()?;
+    let path = harness::write_data(env, "early_view.parquet", &bytes)?;
+    early_view_of(b, env, &path).await
+});
+
+/// l2 of the early view files' cells (cosine is l2 / 1000): exact in `f32`.
+fn early_l2(step: i64, layer: i64, position: i64, variant: &str) -> f64 {
+    let k = match variant {
+        "Full" => 0.25,
+        "Attn" => 0.5,
+        _ => 0.75,
+    };
+    (100 * step + 10 * layer + position) as f64 + k
+}
+
+/// Opens `path` in a fresh page whose hash asks for Attn and cosine, and checks the first view
+/// painted (an early one) and then the whole cube against [`early_l2`].
+async fn early_view_of(b: &Browser, env: &Env, path: &std::path::Path) -> Result<()> {
+    let name = path.display();
     b.goto(&env.http("index.html")).await?;
     b.wait_api().await?;
     b.set_hash("#variant=Attn&metric=cosine_distance").await?;
@@ -404,22 +449,22 @@ e2e!(an_early_view_shows_what_the_hash_asks_for, |b, env| {
         vec![],
     )
     .await?;
-    upload_ready(b, &path).await?;
+    upload_ready(b, path).await?;
     let early = b.js("return window.__early;", vec![]).await?;
-    ensure!(early["status"] == json!("loading"), "the first view was not an early one (shown while loading): {early}");
-    ensure!(early["state"]["variant"] == json!("Attn") && early["state"]["metric"] == json!("cosine_distance"), "early view: {early}");
-    ensure!(early["state"]["step"] == json!(0), "early view's step: {early}");
-    let want = l2(0, 1, 4, "Attn") / 1000.0;
-    let got = num(&early["probe"], "value").with_context(|| format!("early view: no value probed: {early}"))?;
-    ensure!(close(got, want), "early view, layer 1 position 4: {got} (want {want})");
+    ensure!(early["status"] == json!("loading"), "{name}: the first view was not an early one (shown while loading): {early}");
+    ensure!(early["state"]["variant"] == json!("Attn") && early["state"]["metric"] == json!("cosine_distance"), "{name}: early view: {early}");
+    ensure!(early["state"]["step"] == json!(0), "{name}: early view's step: {early}");
+    let want = early_l2(0, 1, 4, "Attn") / 1000.0;
+    let got = num(&early["probe"], "value").with_context(|| format!("{name}: early view: no value probed: {early}"))?;
+    ensure!(close(got, want), "{name}: early view, layer 1 position 4: {got} (want {want})");
     // The whole cube keeps that view, now with every variant.
     let state = b.state().await?;
-    ensure!(state_text(&state, "variant").as_deref() == Some("Attn") && state_text(&state, "metric").as_deref() == Some("cosine_distance"), "after the load: {state:?}");
+    ensure!(state_text(&state, "variant").as_deref() == Some("Attn") && state_text(&state, "metric").as_deref() == Some("cosine_distance"), "{name}: after the load: {state:?}");
     b.choose("variant", "Head_0").await?;
     let (x, y) = b.locate(1, 4, "Head_0").await?.context("Head_0, layer 1, position 4 not shown")?;
     let probe = b.probe(x, y).await?;
-    let want = l2(0, 1, 4, "Head_0") / 1000.0;
-    let got = num(&probe, "value").with_context(|| format!("whole cube: no value probed: {probe}"))?;
-    ensure!(close(got, want), "whole cube, Head_0 layer 1 position 4: {got} (want {want})");
+    let want = early_l2(0, 1, 4, "Head_0") / 1000.0;
+    let got = num(&probe, "value").with_context(|| format!("{name}: whole cube: no value probed: {probe}"))?;
+    ensure!(close(got, want), "{name}: whole cube, Head_0 layer 1 position 4: {got} (want {want})");
     Ok(())
-});
+}
