@@ -24,7 +24,8 @@
 //! painted frame, so it includes the wait for `requestAnimationFrame`); the measure `mi-frame` is
 //! the work of the last frame alone (slicing when the data keys changed, painting, labels,
 //! panels); `mi-warm-start` and `mi-warm-end`: the warm-up asked of the first worker, and all of
-//! it done (see [`warmup`]). Only the latest of each is kept.
+//! it done (see [`warmup`]), and the measure `mi-warm-view`: the page's part of it (on the page's
+//! thread: a file chosen meanwhile waits for it). Only the latest of each is kept.
 
 mod dom;
 mod page;

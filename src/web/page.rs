@@ -731,7 +731,12 @@ impl App {
                 }
                 self.send_pending();
             }
-            "warm" => self.warm_view(&data),
+            "warm" => {
+                self.mark("mi-warm-view-start");
+                self.warm_view(&data);
+                self.mark("mi-warm-view-end");
+                self.measure("mi-warm-view", "mi-warm-view-start", "mi-warm-view-end");
+            }
             "warm-done" => self.mark("mi-warm-end"),
             "progress" if id.is_some() && id == current => self.show_progress(&data),
             "read" if id.is_some() && id == current => self.serve_read(&data),
