@@ -610,10 +610,15 @@ mod tests {
             ("l2_distance", Arc::new(Float32Array::from(v)) as _),
         ])
         .unwrap();
+        parquet_file(&batch, group_rows)
+    }
+
+    /// `batch` as a Parquet file of row groups of `group_rows` rows.
+    pub(super) fn parquet_file(batch: &RecordBatch, group_rows: usize) -> Bytes {
         let props = WriterProperties::builder().set_max_row_group_row_count(Some(group_rows)).build();
         let mut out = Vec::new();
         let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-        w.write(&batch).unwrap();
+        w.write(batch).unwrap();
         w.close().unwrap();
         Bytes::from(out)
     }
@@ -701,8 +706,6 @@ mod early_view {
     use super::super::{drive_with, Ingest};
     use arrow_array::{Float32Array, Int64Array, RecordBatch, StringArray};
     use bytes::Bytes;
-    use parquet::arrow::ArrowWriter;
-    use parquet::file::properties::WriterProperties;
     use std::sync::Arc;
 
     const VARIANTS: [&str; 3] = ["Full", "Attn", "Head_0"];
@@ -740,12 +743,7 @@ mod early_view {
             ("cosine_distance", Arc::new(Float32Array::from(cos)) as _),
         ])
         .unwrap();
-        let props = WriterProperties::builder().set_max_row_group_row_count(Some(group_rows)).build();
-        let mut out = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        Bytes::from(out)
+        super::tests::parquet_file(&batch, group_rows)
     }
 
     #[test]

@@ -11,8 +11,17 @@ use crate::cube::{Cube, CubeBuilder, Subset};
 type Row<'a> = (i64, i64, i64, &'a str, &'a str, Option<f32>);
 
 pub(crate) fn cube_from(rows: &[Row]) -> Cube {
+    let batch = batch_from(rows);
+    let mut b = CubeBuilder::new();
+    b.begin_source("test.parquet", &batch.schema()).unwrap();
+    b.push_batch(&batch).unwrap();
+    b.finish().unwrap()
+}
+
+/// The rows as a batch of the file's columns (cosine is l2 / 100).
+fn batch_from(rows: &[Row]) -> RecordBatch {
     let col_i = |f: fn(&Row) -> i64| Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
-    let batch = RecordBatch::try_from_iter([
+    RecordBatch::try_from_iter([
         ("generation_step", col_i(|r| r.0)),
         ("layer", col_i(|r| r.1)),
         ("token_position", col_i(|r| r.2)),
@@ -24,11 +33,7 @@ pub(crate) fn cube_from(rows: &[Row]) -> Cube {
             Arc::new(Float32Array::from(rows.iter().map(|r| r.5.map(|v| v / 100.0)).collect::<Vec<_>>())) as ArrayRef,
         ),
     ])
-    .unwrap();
-    let mut b = CubeBuilder::new();
-    b.begin_source("test.parquet", &batch.schema()).unwrap();
-    b.push_batch(&batch).unwrap();
-    b.finish().unwrap()
+    .unwrap()
 }
 
 /// A layers-view cube: steps `steps`, one variant `Full`, `layers` × `positions`, value
@@ -757,20 +762,7 @@ fn a_snapshot_of_a_subset_has_its_variants_and_metrics_values() {
             }
         }
     }
-    let col_i = |f: fn(&Row) -> i64| Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
-    let batch = RecordBatch::try_from_iter([
-        ("generation_step", col_i(|r| r.0)),
-        ("layer", col_i(|r| r.1)),
-        ("token_position", col_i(|r| r.2)),
-        ("variant", Arc::new(StringArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())) as ArrayRef),
-        ("token_masked", Arc::new(StringArray::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())) as ArrayRef),
-        ("l2_distance", Arc::new(Float32Array::from(rows.iter().map(|r| r.5).collect::<Vec<_>>())) as ArrayRef),
-        (
-            "cosine_distance",
-            Arc::new(Float32Array::from(rows.iter().map(|r| r.5.map(|v| v / 100.0)).collect::<Vec<_>>())) as ArrayRef,
-        ),
-    ])
-    .unwrap();
+    let batch = batch_from(&rows);
     let mut b = CubeBuilder::new();
     b.begin_source("t.parquet", &batch.schema()).unwrap();
     b.push_batch(&batch).unwrap();
