@@ -44,7 +44,7 @@ pub use slice::{
     RowGroup, Stats, MATRIX_CACHE_CELLS, MATRIX_CACHE_ENTRIES,
 };
 pub use state::{
-    percent_decode, percent_encode, ColourMap, GridShape, InclusiveRange, Normalisation, Scale,
+    hash_pairs, percent_decode, percent_encode, ColourMap, GridShape, InclusiveRange, Normalisation, Scale,
     StepSelection, ViewKind, ViewState, HASH_KEYS,
 };
 

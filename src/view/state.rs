@@ -336,6 +336,16 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// Decode `%XX` escapes (a malformed escape is kept as is; invalid UTF-8 is replaced).
+/// The `key=value` pairs of a URL hash (with or without the leading `#`), percent-decoded, in
+/// order; parts without `=` are skipped.
+pub fn hash_pairs(hash: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    hash.strip_prefix('#')
+        .unwrap_or(hash)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+}
+
 pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -386,12 +396,8 @@ impl ViewState {
     /// default. Never panics.
     pub fn from_hash(hash: &str, cube: &Cube) -> Self {
         let mut s = ViewState::for_cube(cube);
-        let hash = hash.strip_prefix('#').unwrap_or(hash);
-        for pair in hash.split('&') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            s.apply(&percent_decode(k), &percent_decode(v), Some(cube));
+        for (k, v) in hash_pairs(hash) {
+            s.apply(&k, &v, Some(cube));
         }
         s.validated(cube)
     }
@@ -421,10 +427,8 @@ impl ViewState {
         let s = ViewState::from_hash(hash, &axes);
         // The axes have no positions to check a pin against: any pin the hash sets counts.
         let mut pin = ViewState::default();
-        for (k, v) in hash.strip_prefix('#').unwrap_or(hash).split('&').filter_map(|kv| kv.split_once('=')) {
-            if percent_decode(k) == "pin" {
-                pin.apply("pin", &percent_decode(v), None);
-            }
+        for (_, v) in hash_pairs(hash).filter(|(k, _)| k == "pin") {
+            pin.apply("pin", &v, None);
         }
         let variants = (s.view != ViewKind::Heads).then(|| {
             let mut keep = vec![s.variant.clone()];
@@ -450,8 +454,7 @@ impl ViewState {
     pub fn early_view_variants(hash: &str) -> Option<Vec<String>> {
         let mut s = ViewState::default();
         let mut asked = None;
-        for (k, v) in hash.strip_prefix('#').unwrap_or(hash).split('&').filter_map(|kv| kv.split_once('=')) {
-            let (k, v) = (percent_decode(k), percent_decode(v));
+        for (k, v) in hash_pairs(hash) {
             if k == "variant" {
                 asked = Some(v.trim().to_string()).filter(|v| !v.is_empty()).or(asked);
             } else {

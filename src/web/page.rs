@@ -17,7 +17,7 @@ use super::worker::{field, js_text, message, promise_with_resolvers};
 use crate::cube::Cube;
 use crate::render::{self, Raster};
 use crate::view::{
-    display_token, fit, pan, percent_decode, zoom_about, Align, Label, Layout, Matrix, MatrixCache,
+    display_token, fit, hash_pairs, pan, zoom_about, Align, Label, Layout, Matrix, MatrixCache,
     MatrixKey, Probe, StepSelection, ViewKind, ViewState, Viewport,
 };
 
@@ -973,13 +973,10 @@ impl App {
         // Parsed by the view state's own rules (percent-decoding, `all`), without a cube: the
         // worker only needs to know which rows to read first.
         let mut s = ViewState::default();
-        let given = hash
-            .trim_start_matches('#')
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .filter(|(k, _)| percent_decode(k) == "step")
-            .next_back()
-            .is_some_and(|(_, v)| s.apply("step", &percent_decode(v), None));
+        let given = hash_pairs(&hash)
+            .filter(|(k, _)| k == "step")
+            .last()
+            .is_some_and(|(_, v)| s.apply("step", &v, None));
         match (given, s.step) {
             (false, _) => JsValue::UNDEFINED,
             (true, StepSelection::All) => "all".into(),

@@ -24,7 +24,7 @@
 //! | worker → page | `read`     | `id`, `file` (index in `blobs`), `start`, `end`: read these bytes for me (CSV, JSON) |
 //! | page → worker | `data`     | `id`, `file`, `start`, and `buffer` (an `ArrayBuffer`, transferred) or `error` (text) |
 //! | worker → page | `progress` | `id`, `file`, `bytesRead`, `bytesTotal`, `rows` (all files)      |
-//! | worker → page | `preview`  | `id`, `cube`, `rows`: the rows read so far, once they hold the whole step the view shows (files sorted by step; Parquet row groups holding that step are read first), with only the variants and the metric that view shows ([`ViewState::early_view_subset`]) |
+//! | worker → page | `preview`  | `id`, `cube`, `rows`: the rows read so far, once they hold the whole step the view shows (files sorted by step; Parquet row groups holding that step are read first, and meanwhile only their rows of the variants the view may show go into the early cube: [`Ingest::with_early_view`]), with only the variants and the metric that view shows ([`ViewState::early_view_subset`]) |
 //! | worker → page | `done`     | `id`, `cube` and `values` (`ArrayBuffer`s, transferred: [`Cube::to_transfer`]), `rows`, `timings` (`readMs`, `layoutMs`, `ipcMs`) |
 //! | worker → page | `error`    | `id`, `message` (the ingest error text, naming the file)        |
 //!
