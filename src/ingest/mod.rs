@@ -394,6 +394,26 @@ impl Ingest {
     }
 }
 
+/// The spans to read for `ranges`: ranges nearer than `max_gap` bytes to each other joined,
+/// no span longer than `max_span` (unless one range is), sorted. Every range lies within one
+/// span. For readers whose every read has a fixed cost: a browser's `Blob.slice` cost about
+/// half a millisecond (a round trip to the browser's blob registry), and a Parquet row group
+/// asks for a range per column chunk.
+pub fn coalesce_ranges(ranges: &[Range<u64>], max_gap: u64, max_span: u64) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges.to_vec();
+    sorted.sort_by_key(|r| (r.start, r.end));
+    let mut spans: Vec<Range<u64>> = Vec::new();
+    for r in sorted {
+        match spans.last_mut() {
+            Some(s) if r.start <= s.end.saturating_add(max_gap) && r.end.max(s.end) - s.start <= max_span => {
+                s.end = s.end.max(r.end);
+            }
+            _ => spans.push(r),
+        }
+    }
+    spans
+}
+
 /// Drive an [`Ingest`] to the end with a synchronous `fetch` of byte ranges. `progress` is
 /// called after each push; returning `false` cancels.
 pub fn drive(
@@ -498,6 +518,18 @@ pub fn drive_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_near_each_other_are_read_as_one_span() {
+        // Out of order, touching, 10 bytes apart, 100 apart; a gap of 10 joins the first three.
+        let got = coalesce_ranges(&[30..40, 0..10, 10..20, 150..160], 10, 1000);
+        assert_eq!(got, vec![0..40, 150..160]);
+        // A range inside another, and one a span would make too long.
+        assert_eq!(coalesce_ranges(&[0..100, 20..30, 100..250], 0, 200), vec![0..100, 100..250]);
+        // One range longer than the longest span is read whole.
+        assert_eq!(coalesce_ranges(&[0..500], 0, 200), vec![0..500]);
+        assert_eq!(coalesce_ranges(&[], 10, 10), Vec::<Range<u64>>::new());
+    }
 
     /// Regression: a Parquet footer that points past the end of a damaged file made the
     /// in-memory reader slice out of bounds (a panic) instead of reporting the damage.
