@@ -2,7 +2,7 @@
 //! worker decodes a few small Parquet files laid out like the files users open, through the
 //! same [`open`] as a user's file, and posts the last cube to the page (`warm`), which runs its
 //! view and paint code on it out of sight; then the first sample's first step written as CSV
-//! and as JSON records, as pandas writes them, through the text decoders (in 64 KiB chunks);
+//! and as JSON records, as pandas writes them, through the text decoders (in 256 KiB chunks);
 //! then it says `warm-done`.
 //!
 //! Why: a browser runs a new wasm module's functions at first with a quick baseline compiler

@@ -61,8 +61,10 @@ const READ_GAP_BYTES: u64 = 256 * 1024;
 /// The longest span read at once.
 const READ_SPAN_BYTES: u64 = 64 * 1024 * 1024;
 
-/// CSV and JSON chunks of the warm-up's samples ([`Reads::Here`]).
-const WARM_UP_CHUNK_BYTES: u64 = 64 * 1024;
+/// CSV and JSON chunks of the warm-up's samples ([`Reads::Here`]): small enough that a request
+/// waits little for the chunk under way, large enough that the reads (a `Blob.slice` each, about
+/// half a millisecond) are few.
+const WARM_UP_CHUNK_BYTES: u64 = 256 * 1024;
 
 /// Entry point of the worker's instance (called by the loader's worker script).
 #[cfg_attr(feature = "web-worker", wasm_bindgen)]
