@@ -407,11 +407,11 @@ impl ParquetSource {
             _ => None,
         };
         // Without statistics every row group may hold the step: nothing is held back.
-        if let (None, Some(step), Some(_), Some(_)) = (&probe, step, &columns.step, &stats) {
+        if let (None, Some(step), Some(_), Some((mins, maxes))) = (&probe, step, &columns.step, &stats) {
             // The rows of the row groups that can hold the step, read first.
             let rows: u64 = order
                 .iter()
-                .take_while(|&&g| stats.as_ref().is_none_or(|(mins, maxes)| may_hold(mins, maxes, g, step)))
+                .take_while(|&&g| may_hold(mins, maxes, g, step))
                 .map(|&g| metadata.row_group(g).num_rows().max(0) as u64)
                 .sum();
             if rows > 0 {

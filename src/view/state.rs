@@ -335,7 +335,6 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Decode `%XX` escapes (a malformed escape is kept as is; invalid UTF-8 is replaced).
 /// The `key=value` pairs of a URL hash (with or without the leading `#`), percent-decoded, in
 /// order; parts without `=` are skipped.
 pub fn hash_pairs(hash: &str) -> impl Iterator<Item = (String, String)> + '_ {
@@ -346,6 +345,7 @@ pub fn hash_pairs(hash: &str) -> impl Iterator<Item = (String, String)> + '_ {
         .map(|(k, v)| (percent_decode(k), percent_decode(v)))
 }
 
+/// Decode `%XX` escapes (a malformed escape is kept as is; invalid UTF-8 is replaced).
 pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

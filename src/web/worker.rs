@@ -292,8 +292,9 @@ pub(super) async fn open(
     PAGE_READS.with(|m| m.borrow_mut().clear());
     for (file, (name, blob)) in sources.iter().enumerate() {
         let len = blob.size() as u64;
+        let first_file = bytes_before == 0.0;
         let mut ingest = Ingest::with_builder(name, len, builder).with_first_step(view_step.flatten());
-        if bytes_before == 0.0 {
+        if first_file {
             if let Some(variants) = view_step.and(ViewState::early_view_variants(&hash)) {
                 // Parquet: the rows of the early view's variants first (see the method).
                 ingest = ingest.with_early_view(variants);
@@ -304,7 +305,6 @@ pub(super) async fn open(
             // worker takes messages only between reads).
             ingest = ingest.with_text_chunk_bytes(WARM_UP_CHUNK_BYTES);
         }
-        let first_file = bytes_before == 0.0;
         let progress = |ingest: &Ingest| {
             let p = ingest.progress();
             let b = ingest.builder();
