@@ -288,6 +288,8 @@ enum Column {
     Number {
         values: Numbers,
         validity: Validity,
+        /// The previous CSV field read in one pass, to find it again without parsing.
+        last: LastNumber,
     },
     Dict(DictColumn),
     Text {
@@ -295,6 +297,44 @@ enum Column {
         data: Vec<u8>,
         validity: Validity,
     },
+}
+
+/// A CSV number field and the delimiter or line break after it, at most eight bytes in all,
+/// with its value: the next row's field, when its bytes are the same, has the same value
+/// (a step, a layer, a position repeat for many rows in a row).
+#[derive(Default, Clone, Copy)]
+struct LastNumber {
+    /// The bytes as the low bytes of a word (the first lowest), the others zero.
+    word: u64,
+    /// The bytes of `word` that count (`0`: none remembered).
+    mask: u64,
+    /// How many bytes they are.
+    len: usize,
+    value: f64,
+}
+
+impl LastNumber {
+    /// The length of the remembered field and its end, if `data` holds them at `at`.
+    #[inline(always)]
+    fn again_at(&self, data: &[u8], at: usize) -> Option<usize> {
+        let w = word_at(data, at)?;
+        (self.mask != 0 && (w ^ self.word) & self.mask == 0).then_some(self.len)
+    }
+
+    /// Remember the `len` bytes at `at` in `data` (field and end), of value `value`; none when
+    /// they are more than eight.
+    #[inline(always)]
+    fn remember(&mut self, data: &[u8], at: usize, len: usize, value: f64) {
+        match word_at(data, at) {
+            Some(w) if len <= 8 => {
+                self.mask = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+                self.word = w & self.mask;
+                self.len = len;
+                self.value = value;
+            }
+            _ => self.mask = 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -456,7 +496,7 @@ impl DictColumn {
 impl Column {
     fn push_null(&mut self) {
         match self {
-            Column::Number { values, validity } => values.push_null(validity),
+            Column::Number { values, validity, .. } => values.push_null(validity),
             Column::Dict(d) => {
                 d.validity.push_null(d.keys.len());
                 d.keys.push(0);
@@ -523,7 +563,7 @@ impl Column {
 
     fn truncate(&mut self, rows: usize) {
         match self {
-            Column::Number { values, validity } => {
+            Column::Number { values, validity, .. } => {
                 values.truncate(rows);
                 validity.truncate(rows);
             }
@@ -542,7 +582,7 @@ impl Column {
     /// The filled values as an array, leaving the column empty.
     fn take(&mut self) -> Result<ArrayRef, ArrowError> {
         match self {
-            Column::Number { values, validity } => Ok(values.take(validity.take())),
+            Column::Number { values, validity, .. } => Ok(values.take(validity.take())),
             Column::Text { offsets, data, validity } => {
                 let n = validity.take();
                 let offsets = std::mem::replace(offsets, vec![0]);
@@ -641,6 +681,7 @@ impl FastText {
                 DataType::Float64 => Column::Number {
                     values: numbers(f.name()),
                     validity: Validity::default(),
+                    last: LastNumber::default(),
                 },
                 DataType::Utf8 | DataType::Dictionary(_, _) if known_text => Column::Dict(DictColumn::new()),
                 DataType::Utf8 => Column::Text {
@@ -893,7 +934,7 @@ impl FastText {
                 continue;
             }
             match c {
-                Column::Number { values, validity } => {
+                Column::Number { values, validity, .. } => {
                     match parse_number(inner, quoted) {
                         Some(v) => values.push(v, validity),
                         // A word for "no value" can mean nothing else in a number column
@@ -1060,7 +1101,7 @@ impl FastText {
                     i += 4;
                 }
                 b'-' | b'0'..=b'9' => {
-                    let Column::Number { values, validity } = column else {
+                    let Column::Number { values, validity, .. } = column else {
                         return Rec::Unusual;
                     };
                     let in_number = |c: &u8| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
@@ -1147,7 +1188,12 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
         (end > at && end < data.len()).then(|| end - at)
     };
     let len = match column {
-        Column::Number { values, validity } => {
+        Column::Number { values, validity, last: remembered } => {
+            // The previous row's field again (its delimiter or line break included).
+            if let Some(n) = remembered.again_at(data, i) {
+                values.push(remembered.value, validity);
+                return Some(i + n);
+            }
             // A plain decimal in place; any other unquoted number (`1e-05`, as pandas writes
             // small floats) as the field splitter's path parses it; an empty field is null.
             let (v, len) = match scan_plain_decimal(data.get(i..)?) {
@@ -1168,8 +1214,10 @@ fn csv_field_direct(column: &mut Column, data: &[u8], i: usize, delim: u8, last:
                     }
                 }
             };
+            let end = closes(i + len)?;
             values.push(v, validity);
-            len
+            remembered.remember(data, i, len + end, v);
+            return Some(i + len + end);
         }
         _ => {
             // Text. A remembered text's raw bytes again, quotes included: if the same
@@ -1716,6 +1764,46 @@ mod tests {
     /// text that extends the previous one, a quoted new text after an unquoted one, empty
     /// fields, `\r\n` endings, numbers it does not take (`+1`, `1.`, `.5`, 17 digits), an
     /// extra text column. Expected values written by hand.
+    #[test]
+    fn csv_numbers_read_again_from_their_bytes_keep_their_values() {
+        // Fields that repeat the previous row's bytes, and fields that differ from them only
+        // after the bytes remembered (a longer number, another end), or in the last of eight.
+        let csv = "generation_step,layer,token_position,l2_distance\n\
+7,3,0,0.5\n\
+7,3,0,0.5\n\
+7,31,1,0.5\r\n\
+7,31,1,0.5\r\n\
+7,3,1,0.5\n\
+7,,1,0.55\n\
+7,3,123456,0.55\n\
+7,3,123457,0.55\n\
+7,3,123457,1e-05\n\
+7,3,123457,1e-05\n\
+7,3,123457,1e-050\n\
+7,NaN,12,-0.5\n\
+7,3,12,-0.5\n";
+        let want = [
+            "7|3|0|0.5",
+            "7|3|0|0.5",
+            "7|31|1|0.5",
+            "7|31|1|0.5",
+            "7|3|1|0.5",
+            "7|∅|1|0.55",
+            "7|3|123456|0.55",
+            "7|3|123457|0.55",
+            "7|3|123457|0.00001",
+            "7|3|123457|0.00001",
+            "7|3|123457|0.0",
+            "7|∅|12|-0.5",
+            "7|3|12|-0.5",
+        ];
+        for chunk in [1, 5, 64 << 10] {
+            let general = decoded_rows("r.csv", csv, super::super::Format::Csv, false, chunk);
+            assert_eq!(general, want, "arrow-csv in chunks of {chunk}");
+            assert_eq!(decoded_rows("r.csv", csv, super::super::Format::Csv, true, chunk), want, "chunks of {chunk}");
+        }
+    }
+
     #[test]
     fn csv_direct_rows_and_their_exceptions() {
         let csv = b"layer,token_position,token_masked,l2_distance,note,variant\r\n\
