@@ -659,18 +659,48 @@ const PARALLEL_COMPRESS_BYTES: usize = 256 << 10;
 /// slower search and cost several times the time; smooth ones (a cosine column's) gain 5-8%.
 const LEVEL_GAIN: f64 = 0.01;
 
+/// What level 1 must save on a chunk's first data page (see [`LEVEL_TRIAL_BYTES`]) for the
+/// data pages to be compressed at all: below it they are written at [`STORE_LEVEL`]. The
+/// seed-scale l2 column's 18-bit keys (257,279 distinct values): level 1 saves 1.1% (8.54 MB →
+/// 8.45 MB) in 9.4 ms, as much CPU time as all the column's other pages.
+const STORE_GAIN: f64 = 0.02;
+
+/// The zstd level of data pages that level 1 barely shrinks: zstd's fastest, which finds such
+/// blocks incompressible and stores them (the l2 keys above: 2.4 ms).
+const STORE_LEVEL: i32 = -1;
+
+/// The highest level for the dictionary page of a chunk whose data pages a slower level does
+/// not shrink (a noisy metric's, up to 1 MB of sorted values): the seed-scale l2 column's
+/// 1.03 MB dictionary page is 810 KB at level 3 in 1.8 ms and 811 KB at level 7 in 6.7 ms
+/// (855 KB at level 1).
+const NOISY_DICTIONARY_LEVEL: i32 = 3;
+
 /// How much of a chunk's first data page [`compress_all`] compresses at both levels to choose
 /// one: on result files the gain of the slower level on the first 256 KiB is that on the whole
 /// page within a point or two (the real fixture's metrics: 3.7-17% on both), and trying both
 /// levels on whole pages of 1 MiB took 4% of the seed-scale convert's CPU time.
 const LEVEL_TRIAL_BYTES: usize = 256 << 10;
 
+/// The levels of a chunk's data pages and of its dictionary page, at `asked` (above 1), when
+/// the start of the first data page (`trial` bytes) compresses to `slow` bytes at `asked` and to
+/// `fast` at level 1 (see [`compress_all`]).
+fn judged_levels(asked: i32, trial: usize, slow: usize, fast: usize) -> (i32, i32) {
+    if (slow as f64) < (1.0 - LEVEL_GAIN) * fast as f64 {
+        return (asked, asked);
+    }
+    // Keys that look random: even level 1 may gain next to nothing.
+    let stored = (fast as f64) > (1.0 - STORE_GAIN) * trial as f64;
+    (if stored { STORE_LEVEL } else { 1 }, asked.min(NOISY_DICTIONARY_LEVEL))
+}
+
 /// The pages of a chunk (the dictionary page first) compressed with zstd at `level`, side by
 /// side on the machine's cores (or as many threads as [`with_compress_threads`] allows). When
 /// `level` saves less than [`LEVEL_GAIN`] over level 1 on the start of the first data page
-/// ([`LEVEL_TRIAL_BYTES`]), the data pages use level 1. The dictionary page always uses
-/// `level`: a large one (a noisy metric's sorted values, whose keys gain nothing) is 5% smaller
-/// than at level 1, for the time of one page.
+/// ([`LEVEL_TRIAL_BYTES`]), the data pages use level 1, or [`STORE_LEVEL`] when level 1 saves
+/// less than [`STORE_GAIN`] there, and the dictionary page at most
+/// [`NOISY_DICTIONARY_LEVEL`]; otherwise every page uses `level`. A large dictionary page (a
+/// noisy metric's sorted values, whose keys gain nothing) is 5% smaller at level 3 than at
+/// level 1, for the time of one page.
 fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
     // One zstd context per thread, for all its pages: a new one per page (`zstd::bulk::compress`)
     // allocated and cleared its tables every time (5% of the convert's page faults).
@@ -683,6 +713,7 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
     let mut z = compressor()?;
     let asked = level.compression_level();
     let mut level = asked;
+    let mut dictionary_level = asked;
     // The level is judged on the start of page 1 (the first data page); the page itself is
     // kept when that start is all of it.
     let mut first_data = None;
@@ -691,16 +722,13 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
         let trial = &pages[1][..pages[1].len().min(LEVEL_TRIAL_BYTES)];
         let slow = compress(&mut z, trial, level)?;
         let fast = compress(&mut z, trial, 1)?;
-        let gains = (slow.len() as f64) < (1.0 - LEVEL_GAIN) * fast.len() as f64;
-        if !gains {
-            level = 1;
-        }
-        first_data = whole.then_some(if gains { slow } else { fast });
+        (level, dictionary_level) = judged_levels(asked, trial.len(), slow.len(), fast.len());
+        first_data = whole.then_some(if level == asked { slow } else { fast });
     }
     let todo: Vec<usize> = (0..pages.len())
         .filter(|&i| !(i == 1 && first_data.is_some()))
         .collect();
-    let level_of = |i: usize| if i == 0 { asked } else { level };
+    let level_of = |i: usize| if i == 0 { dictionary_level } else { level };
     let mut out: Vec<Option<Bytes>> = vec![None; pages.len()];
     if let Some(b) = first_data {
         out[1] = Some(b);
@@ -1206,10 +1234,31 @@ mod tests {
             .collect();
         assert_ne!(z(&noisy[1], 9), z(&noisy[1], 1), "the levels must differ on these pages for this test to mean something");
         let got = compress_all(&noisy, ZstdLevel::try_new(9).unwrap()).unwrap();
-        assert_eq!(got[0].as_ref(), z(&noisy[0], 9), "the dictionary page: level 9");
+        assert_eq!(got[0].as_ref(), z(&noisy[0], 3), "the dictionary page: level 3");
         for (page, bytes) in noisy.iter().zip(&got).skip(1) {
             assert_eq!(bytes.as_ref(), z(page, 1), "noisy data pages: level 1");
         }
+        // Random bytes: level 1 saves nothing; the data pages are stored.
+        let random_pages: Vec<Vec<u8>> = (0..4).map(|_| random(1 << 18)).collect();
+        let trial = &random_pages[1][..LEVEL_TRIAL_BYTES];
+        assert!(z(trial, 1).len() as f64 > (1.0 - STORE_GAIN) * trial.len() as f64);
+        let got = compress_all(&random_pages, ZstdLevel::try_new(9).unwrap()).unwrap();
+        assert_eq!(got[0].as_ref(), z(&random_pages[0], 3), "the dictionary page: level 3");
+        // The first data page, the trial's whole, keeps its level 1 bytes.
+        assert_eq!(got[1].as_ref(), z(&random_pages[1], 1));
+        for (page, bytes) in random_pages.iter().zip(&got).skip(2) {
+            assert_eq!(bytes.as_ref(), z(page, STORE_LEVEL), "random data pages: the store level");
+        }
+        // zstd stores such pages at level 1 too; the choice itself, by hand: level 7 gains
+        // 1% over level 1 or more (then used for all), level 1 2% over the bytes or more.
+        assert_eq!(judged_levels(7, 1000, 900, 910), (7, 7));
+        assert_eq!(judged_levels(7, 1000, 902, 910), (1, 3));
+        assert_eq!(judged_levels(7, 1000, 975, 979), (1, 3));
+        assert_eq!(judged_levels(7, 1000, 981, 981), (STORE_LEVEL, 3));
+        assert_eq!(judged_levels(2, 1000, 990, 990), (STORE_LEVEL, 2));
+        // At a level below 3 the dictionary page keeps it.
+        let got = compress_all(&random_pages, ZstdLevel::try_new(2).unwrap()).unwrap();
+        assert_eq!(got[0].as_ref(), z(&random_pages[0], 2));
         // Pages of 512 KiB of text: words from a vocabulary of 300, the first ones far more
         // often, which level 9's search matches better than level 1's.
         let vocabulary: Vec<Vec<u8>> = (0..300)
