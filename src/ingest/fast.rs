@@ -1802,6 +1802,38 @@ mod tests {
             assert_eq!(general, want, "arrow-csv in chunks of {chunk}");
             assert_eq!(decoded_rows("r.csv", csv, super::super::Format::Csv, true, chunk), want, "chunks of {chunk}");
         }
+        // Numbers that change by one and keep their length: the previous row's bytes only
+        // in part (across a 9, into more digits, down, negative, with a fraction, with
+        // another end, with an exponent).
+        let csv = "token_position,layer,l2_distance\n\
+7,0,1.5\n\
+8,1,1.6\n\
+9,2,2.5\n\
+10,3,2.6\r\n\
+11,4,2.7\r\n\
+12,5,2.7\n\
+11,-3,-2\n\
+12,-2,-1\n\
+13,-1,0\n\
+98,0,1\n\
+99,1,2\n\
+100,1,3\n\
+101,1,3.\n\
+102,1,4.\n\
+103,1,5\n\
+104,1,1e-05\n\
+105,1,2e-05\n\
+106,1,2e-05\n";
+        let want = [
+            "7|0|1.5", "8|1|1.6", "9|2|2.5", "10|3|2.6", "11|4|2.7", "12|5|2.7", "11|-3|-2.0",
+            "12|-2|-1.0", "13|-1|0.0", "98|0|1.0", "99|1|2.0", "100|1|3.0", "101|1|3.0",
+            "102|1|4.0", "103|1|5.0", "104|1|0.00001", "105|1|0.00002", "106|1|0.00002",
+        ];
+        for chunk in [1, 5, 64 << 10] {
+            let general = decoded_rows("r.csv", csv, super::super::Format::Csv, false, chunk);
+            assert_eq!(general, want, "arrow-csv in chunks of {chunk}");
+            assert_eq!(decoded_rows("r.csv", csv, super::super::Format::Csv, true, chunk), want, "chunks of {chunk}");
+        }
     }
 
     #[test]
