@@ -101,8 +101,9 @@ struct ConvertArgs {
     no_round: bool,
     /// zstd compression level (1-22). The default, 7, writes result files within 0.6% of
     /// level 9's size in about two thirds of its time. A column chunk whose first data page
-    /// (its first 256 KiB) this level shrinks by under 1% more than level 1 (a noisy metric) is
-    /// written at level 1.
+    /// (its first 256 KiB) this level shrinks by under 1% more than level 1 (a noisy metric) has
+    /// its data pages written at level 1 (stored when level 1 saves under 2%) and its dictionary
+    /// page at level 3 at most.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i32).range(1..=22))]
     level: i32,
     /// Row order within each generation step.
