@@ -65,9 +65,18 @@ pub enum RowOrder {
 }
 
 impl RowOrder {
+    /// The coordinate of the order's innermost loop: what counts up along a run of rows.
+    fn innermost(self) -> Along {
+        match self {
+            RowOrder::VariantLayerPosition | RowOrder::LayerVariantPosition => Along::Position,
+            RowOrder::LayerPositionVariant => Along::Variant,
+            RowOrder::PositionVariantLayer => Along::Layer,
+        }
+    }
+
     /// Whether the innermost loop of the order is the position (runs count positions up).
     pub fn runs_along_positions(self) -> bool {
-        matches!(self, RowOrder::VariantLayerPosition | RowOrder::LayerVariantPosition)
+        self.innermost() == Along::Position
     }
 }
 
@@ -195,6 +204,19 @@ enum ColumnKind {
     Metric(usize),
     Prompt,
     ConfigPrompt,
+}
+
+impl ColumnKind {
+    /// The coordinates of a row its value changes with (metrics: all).
+    fn depends(self) -> &'static [Along] {
+        match self {
+            ColumnKind::Step | ColumnKind::Prompt | ColumnKind::ConfigPrompt => &[],
+            ColumnKind::Layer => &[Along::Layer],
+            ColumnKind::Token | ColumnKind::Position => &[Along::Position],
+            ColumnKind::Variant => &[Along::Variant],
+            ColumnKind::Metric(_) => &[Along::Variant, Along::Layer, Along::Position],
+        }
+    }
 }
 
 /// The narrowest signed integer type holding `min..=max`.
@@ -1095,12 +1117,17 @@ enum KeyVec {
     U8(Vec<u8>),
     U16(Vec<u16>),
     U32(Vec<u32>),
+    /// Runs of one key (`(key, rows)`, [`dictionary::NULL_KEY`]: no value), for a column that
+    /// keeps its value along the order's runs ([`dictionary::encode_chunk_runs`]).
+    Runs(Vec<(u32, u32)>),
 }
 
 impl KeyVec {
-    /// Keys into a dictionary of `entries` entries.
-    fn for_entries(entries: usize) -> KeyVec {
-        if entries <= <u8 as Key>::LIMIT {
+    /// Keys into a dictionary of `entries` entries, kept as runs with `runs`.
+    fn for_entries(entries: usize, runs: bool) -> KeyVec {
+        if runs {
+            KeyVec::Runs(Vec::new())
+        } else if entries <= <u8 as Key>::LIMIT {
             KeyVec::U8(Vec::new())
         } else if entries <= <u16 as Key>::LIMIT {
             KeyVec::U16(Vec::new())
@@ -1115,6 +1142,27 @@ impl KeyVec {
             KeyVec::U8(v) => v.reserve(rows),
             KeyVec::U16(v) => v.reserve(rows),
             KeyVec::U32(v) => v.reserve(rows),
+            KeyVec::Runs(_) => {}
+        }
+    }
+
+    /// Add a run of `rows` rows of `key` to runs, joined to the last run when it has the same.
+    fn push_run(runs: &mut Vec<(u32, u32)>, rows: usize, key: Option<u32>) {
+        let key = key.unwrap_or(dictionary::NULL_KEY);
+        let mut rows = rows;
+        while rows > 0 {
+            match runs.last_mut() {
+                Some((k, n)) if *k == key && *n < u32::MAX => {
+                    let add = rows.min((u32::MAX - *n) as usize);
+                    *n += add as u32;
+                    rows -= add;
+                }
+                _ => {
+                    let add = rows.min(u32::MAX as usize);
+                    runs.push((key, add as u32));
+                    rows -= add;
+                }
+            }
         }
     }
 
@@ -1124,6 +1172,7 @@ impl KeyVec {
             KeyVec::U8(v) => v.extend(std::iter::repeat_n(u8::of(key), rows)),
             KeyVec::U16(v) => v.extend(std::iter::repeat_n(u16::of(key), rows)),
             KeyVec::U32(v) => v.extend(std::iter::repeat_n(u32::of(key), rows)),
+            KeyVec::Runs(runs) => Self::push_run(runs, rows, key),
         }
     }
 
@@ -1133,6 +1182,7 @@ impl KeyVec {
             KeyVec::U8(v) => v.extend(keys.map(u8::of)),
             KeyVec::U16(v) => v.extend(keys.map(u16::of)),
             KeyVec::U32(v) => v.extend(keys.map(u32::of)),
+            KeyVec::Runs(runs) => keys.for_each(|k| Self::push_run(runs, 1, k)),
         }
     }
 
@@ -1164,6 +1214,7 @@ impl KeyVec {
             KeyVec::U8(v) => dictionary::encode_chunk(descr, entries, v, level),
             KeyVec::U16(v) => dictionary::encode_chunk(descr, entries, v, level),
             KeyVec::U32(v) => dictionary::encode_chunk(descr, entries, v, level),
+            KeyVec::Runs(runs) => dictionary::encode_chunk_runs(descr, entries, runs, level),
         }
     }
 }
@@ -1217,7 +1268,12 @@ impl ColumnJob<'_> {
             }
             ColumnKind::Position | ColumnKind::Metric(_) => None,
         };
-        let mut keys = KeyVec::for_entries(entries.as_ref().map_or(0, Entries::len));
+        // A column whose value stays the same along the order's runs (a step, a prompt; a layer
+        // or a variant where positions count up) is kept and written as runs: row by row,
+        // each such column took 3-6 ms of the seed-scale write.
+        let depends = self.kind.depends();
+        let runs = !depends.contains(&self.options.order.unwrap_or_default().innermost());
+        let mut keys = KeyVec::for_entries(entries.as_ref().map_or(0, Entries::len), runs);
         let rows: u64 = group.iter().map(|c| c.rows).sum();
         keys.reserve(if entries.is_some() { rows as usize } else { 0 });
         // A metric's values when they are written plain.
@@ -1235,16 +1291,16 @@ impl ColumnJob<'_> {
             match self.kind {
                 ColumnKind::Step => keys.extend_rows(cells.rows as usize, Some(cells.step as u32)),
                 ColumnKind::Layer => plan.walk_runs(cube, cells, self.options, |_p, v, l, pos, along, len| {
-                    keys.extend_run((v, l, pos), along, len, &[Along::Layer], |(_, l, _)| Some((l * stride) as u32))
+                    keys.extend_run((v, l, pos), along, len, depends, |(_, l, _)| Some((l * stride) as u32))
                 }),
                 ColumnKind::Token => plan.walk_runs(cube, cells, self.options, |p, v, l, pos, along, len| {
                     let tokens = &plan.token_keys[p];
-                    keys.extend_run((v, l, pos), along, len, &[Along::Position], |(_, _, pos)| {
+                    keys.extend_run((v, l, pos), along, len, depends, |(_, _, pos)| {
                         tokens[pos].map(|k| k as u32)
                     })
                 }),
                 ColumnKind::Position if entries.is_some() => plan.walk_runs(cube, cells, self.options, |_p, v, l, pos, along, len| {
-                    keys.extend_run((v, l, pos), along, len, &[Along::Position], |(_, _, pos)| Some(pos as u32))
+                    keys.extend_run((v, l, pos), along, len, depends, |(_, _, pos)| Some(pos as u32))
                 }),
                 ColumnKind::Position => {
                     positions.reserve(cells.rows as usize);
@@ -1257,14 +1313,14 @@ impl ColumnJob<'_> {
                     });
                 }
                 ColumnKind::Variant => plan.walk_runs(cube, cells, self.options, |_p, v, l, pos, along, len| {
-                    keys.extend_run((v, l, pos), along, len, &[Along::Variant], |(v, _, _)| Some(v as u32))
+                    keys.extend_run((v, l, pos), along, len, depends, |(v, _, _)| Some(v as u32))
                 }),
                 ColumnKind::Prompt => plan.walk_runs(cube, cells, self.options, |p, v, l, pos, along, len| {
-                    keys.extend_run((v, l, pos), along, len, &[], |_| Some(p as u32))
+                    keys.extend_run((v, l, pos), along, len, depends, |_| Some(p as u32))
                 }),
                 ColumnKind::ConfigPrompt => plan.walk_runs(cube, cells, self.options, |p, v, l, pos, along, len| {
                     let key = plan.config_keys[p].map(|k| k as u32);
-                    keys.extend_run((v, l, pos), along, len, &[], |_| key)
+                    keys.extend_run((v, l, pos), along, len, depends, |_| key)
                 }),
                 ColumnKind::Metric(m) => {
                     let metric_rows = metric_rows(cube, m, cells.step, self.options);

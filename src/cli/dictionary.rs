@@ -907,6 +907,74 @@ impl DataPages<'_> {
     }
 }
 
+impl DataPages<'_> {
+    /// [`Self::encode`] for runs of one key (`(key, rows)`, [`NULL_KEY`]: no value): each
+    /// page's definition levels and indices written as RLE runs, one per run (the hybrid
+    /// encoding lets an RLE run have any length; a run across a page end is cut there).
+    fn encode_runs(&self, runs: &[(u32, u32)], add_page: &mut impl FnMut(Vec<u8>, Option<(u32, u32)>, i64)) {
+        let value_bytes = usize::from(self.width).div_ceil(8);
+        let mut runs = runs.iter().copied().filter(|&(_, n)| n > 0).peekable();
+        // What is left of the run at hand.
+        let mut current: Option<(u32, u32)> = None;
+        loop {
+            if current.is_none() {
+                current = runs.next();
+            }
+            let Some(_) = current else { break };
+            // One page: its runs (key, rows), at most `page_rows` rows.
+            let mut page: Vec<(u32, u32)> = Vec::new();
+            let mut room = self.page_rows;
+            while room > 0 {
+                let Some((k, n)) = current.take().or_else(|| runs.next()) else { break };
+                let take = (n as usize).min(room) as u32;
+                match page.last_mut() {
+                    Some((last, m)) if *last == k => *m += take,
+                    _ => page.push((k, take)),
+                }
+                room -= take as usize;
+                if take < n {
+                    current = Some((k, n - take));
+                }
+            }
+            let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
+            let mut buf = Vec::new();
+            if self.nullable {
+                buf.extend_from_slice(&[0; 4]);
+                let mut levels: Vec<(u8, u32)> = Vec::new();
+                for &(k, n) in &page {
+                    let level = u8::from(k != NULL_KEY);
+                    match levels.last_mut() {
+                        Some((l, m)) if *l == level => *m += n,
+                        _ => levels.push((level, n)),
+                    }
+                }
+                for (level, n) in levels {
+                    put_uleb(&mut buf, u64::from(n) << 1);
+                    buf.push(level);
+                }
+                let len = (buf.len() - 4) as u32;
+                buf[..4].copy_from_slice(&len.to_le_bytes());
+            }
+            buf.push(self.width);
+            // Indices of the rows with a value: adjacent runs around a null run may hold the
+            // same index, and stay two RLE runs (valid, and rare).
+            for &(k, n) in &page {
+                if k == NULL_KEY {
+                    page_nulls += i64::from(n);
+                    continue;
+                }
+                let r = self.rank[k as usize];
+                lo = lo.min(r);
+                hi = hi.max(r);
+                let stored = self.slots.map_or(r, |s| s[r as usize]);
+                put_uleb(&mut buf, u64::from(n) << 1);
+                buf.extend_from_slice(&stored.to_le_bytes()[..value_bytes]);
+            }
+            add_page(buf, (lo <= hi).then_some((lo, hi)), page_nulls);
+        }
+    }
+}
+
 /// Write one column chunk: `keys` (one per row, [`NULL_KEY`] for no value) into `entries`,
 /// dictionary-encoded as the module docs say, zstd at `level`. Text and integer dictionaries
 /// keep only the entries some key uses; a float dictionary (a metric's, built from its values)
@@ -918,6 +986,58 @@ pub fn encode_chunk<K: Key>(
     descr: &ColumnDescPtr,
     entries: &Entries<'_>,
     keys: &[K],
+    level: ZstdLevel,
+) -> Result<(Bytes, ColumnCloseResult)> {
+    encode_keys(descr, entries, Keys::Rows(keys), level)
+}
+
+/// [`encode_chunk`] from runs of one key (`(key, rows)`, [`NULL_KEY`] for no value): a column
+/// that holds one value for many rows in a row (a step, a layer, a variant) is counted and
+/// written run by run, each run an RLE run of its page, never row by row. Text and integer
+/// dictionaries only.
+pub fn encode_chunk_runs(
+    descr: &ColumnDescPtr,
+    entries: &Entries<'_>,
+    runs: &[(u32, u32)],
+    level: ZstdLevel,
+) -> Result<(Bytes, ColumnCloseResult)> {
+    if matches!(entries, Entries::Float(_)) {
+        return Err(ParquetError::General(format!("{}: a float dictionary from runs", descr.name())));
+    }
+    encode_keys(descr, entries, Keys::<u32>::Runs(runs), level)
+}
+
+/// A chunk's keys: one per row, or runs.
+#[derive(Clone, Copy)]
+enum Keys<'a, K> {
+    Rows(&'a [K]),
+    Runs(&'a [(u32, u32)]),
+}
+
+impl<K: Key> Keys<'_, K> {
+    fn rows(&self) -> usize {
+        match self {
+            Keys::Rows(keys) => keys.len(),
+            Keys::Runs(runs) => runs.iter().map(|&(_, n)| n as usize).sum(),
+        }
+    }
+
+    /// Each key with its number of rows, in order (`K::NULL`: no value).
+    #[inline(always)]
+    fn each(&self, mut f: impl FnMut(K, u64)) {
+        match self {
+            Keys::Rows(keys) => keys.iter().for_each(|&k| f(k, 1)),
+            Keys::Runs(runs) => runs.iter().for_each(|&(k, n)| {
+                f(if k == NULL_KEY { K::NULL } else { K::of(Some(k)) }, u64::from(n))
+            }),
+        }
+    }
+}
+
+fn encode_keys<K: Key>(
+    descr: &ColumnDescPtr,
+    entries: &Entries<'_>,
+    keys: Keys<'_, K>,
     level: ZstdLevel,
 ) -> Result<(Bytes, ColumnCloseResult)> {
     let n = entries.len();
@@ -936,19 +1056,19 @@ pub fn encode_chunk<K: Key>(
         // gives the entries used, whether there are nulls, and keys outside the dictionary.
         let mut table = vec![false; KEY_TABLE];
         let seen: &mut [bool; KEY_TABLE] = table.as_mut_slice().try_into().expect("table size");
-        for &k in keys {
-            seen[k.index() % KEY_TABLE] = true;
-        }
+        keys.each(|k, _| seen[k.index() % KEY_TABLE] = true);
         for (i, &s) in seen.iter().enumerate().filter(|(_, &s)| s) {
             match used.get_mut(i) {
                 Some(u) => *u = s,
-                None if i == K::NULL.index() => {
-                    nulls = keys.iter().filter(|&&k| k == K::NULL).count() as u64
-                }
+                None if i == K::NULL.index() => keys.each(|k, rows| {
+                    if k == K::NULL {
+                        nulls += rows;
+                    }
+                }),
                 None => return Err(outside(i)),
             }
         }
-    } else if matches!(entries, Entries::Float(_)) {
+    } else if let (Entries::Float(_), Keys::Rows(keys)) = (entries, keys) {
         // A metric's dictionary holds the values of its rows only: every entry is used. The
         // keys are checked as a whole (the count of nulls, the largest key). With 16-bit
         // indices (known now: every entry is used), each entry's rows are counted on the way.
@@ -972,12 +1092,19 @@ pub fn encode_chunk<K: Key>(
             return Err(outside(largest - 1));
         }
     } else {
-        for &k in keys {
+        let mut outside_key = None;
+        keys.each(|k, rows| {
             if k == K::NULL {
-                nulls += 1;
+                nulls += rows;
             } else {
-                *used.get_mut(k.index()).ok_or_else(|| outside(k.index()))? = true;
+                match used.get_mut(k.index()) {
+                    Some(u) => *u = true,
+                    None => outside_key = Some(k.index()),
+                }
             }
+        });
+        if let Some(k) = outside_key {
+            return Err(outside(k));
         }
     }
     let nullable = descr.max_def_level() > 0;
@@ -1017,13 +1144,11 @@ pub fn encode_chunk<K: Key>(
                     counts[r] = rows[i as usize];
                 }
             }
-            None => {
-                for &k in keys {
-                    if k != K::NULL {
-                        counts[rank[k.index()] as usize] += 1;
-                    }
+            None => keys.each(|k, rows| {
+                if k != K::NULL {
+                    counts[rank[k.index()] as usize] += rows;
                 }
-            }
+            }),
         }
         interleaved_slots(&counts)
     });
@@ -1083,11 +1208,13 @@ pub fn encode_chunk<K: Key>(
             }
         }
     };
-    match width {
-        8 => pages.encode::<K, u8>(keys, &mut add_page),
-        16 => pages.encode::<K, u16>(keys, &mut add_page),
-        _ => pages.encode::<K, u32>(keys, &mut add_page),
+    match (keys, width) {
+        (Keys::Rows(keys), 8) => pages.encode::<K, u8>(keys, &mut add_page),
+        (Keys::Rows(keys), 16) => pages.encode::<K, u16>(keys, &mut add_page),
+        (Keys::Rows(keys), _) => pages.encode::<K, u32>(keys, &mut add_page),
+        (Keys::Runs(runs), _) => pages.encode_runs(runs, &mut add_page),
     }
+    let rows = keys.rows();
     let compressed_pages = compress_all(&plain_pages, level)?;
 
     let mut sink = TrackedWrite::new(Vec::new());
@@ -1106,7 +1233,7 @@ pub fn encode_chunk<K: Key>(
                 is_sorted: slots.is_none(),
             }
         } else {
-            let rows = page_rows.min(keys.len() - rows_before);
+            let rows = page_rows.min(rows - rows_before);
             rows_before += rows;
             Page::DataPage {
                 buf,
@@ -1172,14 +1299,14 @@ pub fn encode_chunk<K: Key>(
         ])
         .set_total_compressed_size(compressed)
         .set_total_uncompressed_size(uncompressed)
-        .set_num_values(keys.len() as i64)
+        .set_num_values(rows as i64)
         .set_data_page_offset(data_offset.unwrap_or(dictionary_offset))
         .set_dictionary_page_offset(Some(dictionary_offset))
         .set_statistics(entries.statistics(bounds, nulls))
         .build()?;
     let close = ColumnCloseResult {
         bytes_written,
-        rows_written: keys.len() as u64,
+        rows_written: rows as u64,
         metadata,
         bloom_filter: None,
         column_index: column_index
@@ -1452,6 +1579,60 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(index.offset_index(0).unwrap().page_locations().len(), 1);
+    }
+
+    #[test]
+    fn runs_read_back_as_their_rows() {
+        // A nullable text column (8-bit indices) and an integer column of 300 entries (16-bit
+        // indices, slots by use), from runs that cross the page ends, meet a run of the same
+        // key, hold no rows, and have no value; read back by arrow-rs as the same rows, with
+        // the same statistics and page index as the chunk written row by row.
+        let big = DATA_PAGE_BYTES as u32;
+        let text_runs = vec![(2, 3), (NULL_KEY, 2), (0, big - 2), (0, 5), (3, 0), (3, big / 2), (NULL_KEY, 1), (1, 10)];
+        let rows: u32 = text_runs.iter().map(|r| r.1).sum();
+        // Every one of the 300 entries used (600 rows), then long runs.
+        let mut int_runs: Vec<(u32, u32)> = (0..300).rev().map(|k| (k, 1 + k % 3)).collect();
+        int_runs.extend([(150, big / 2 - 600), (7, rows - big / 2)]);
+        let expand = |runs: &[(u32, u32)]| -> Vec<u32> {
+            runs.iter().flat_map(|&(k, n)| std::iter::repeat_n(k, n as usize)).collect()
+        };
+        let text = || Entries::Text(vec!["b", "a", "c", "d"]);
+        let ints = || Entries::Int32((0..300).collect());
+        let message = "message m { optional binary t (UTF8); required int32 n; }";
+        let level = ZstdLevel::try_new(3).unwrap();
+        let schema = Arc::new(parse_message_type(message).unwrap());
+        let mut file = SerializedFileWriter::new(Vec::new(), schema, Arc::new(WriterProperties::new())).unwrap();
+        let mut rg = file.next_row_group().unwrap();
+        for (i, (entries, runs)) in [(text(), &text_runs), (ints(), &int_runs)].into_iter().enumerate() {
+            let (bytes, close) = encode_chunk_runs(&file_descr(message, i), &entries, runs, level).unwrap();
+            rg.append_column(&bytes, close).unwrap();
+        }
+        rg.close().unwrap();
+        let (from_runs, runs_meta) = read_back(Bytes::from(file.into_inner().unwrap()));
+        let (from_rows, rows_meta) =
+            write_and_read(message, &[(text(), expand(&text_runs)), (ints(), expand(&int_runs))]);
+        assert_eq!(from_runs, from_rows);
+        // By hand: the first rows, the nulls, a row past the first page.
+        let t = from_runs.column(0).as_string::<i32>();
+        assert_eq!(t.len(), rows as usize);
+        assert_eq!(t.iter().take(6).collect::<Vec<_>>(), [Some("c"), Some("c"), Some("c"), None, None, Some("b")]);
+        assert_eq!(t.null_count(), 3);
+        assert_eq!(t.value(big as usize + 10), "d");
+        let n = from_runs.column(1).as_primitive::<Int32Type>();
+        assert_eq!((n.value(0), n.value(2), n.value(3), n.value(600), n.value(rows as usize - 1)), (299, 299, 298, 150, 7));
+        for c in 0..2 {
+            let (a, b) = (runs_meta.row_group(0).column(c), rows_meta.row_group(0).column(c));
+            assert_eq!(a.statistics(), b.statistics(), "column {c}: statistics");
+            assert_eq!(a.num_values(), b.num_values());
+            let (ia, ib) = (runs_meta.page_index_for_row_group(0), rows_meta.page_index_for_row_group(0));
+            let first_rows_a: Vec<i64> =
+                ia.offset_index(c).unwrap().page_locations().iter().map(|p| p.first_row_index).collect();
+            let first_rows_b: Vec<i64> =
+                ib.offset_index(c).unwrap().page_locations().iter().map(|p| p.first_row_index).collect();
+            assert_eq!(first_rows_a, first_rows_b, "column {c}: pages");
+            assert!(first_rows_a.len() >= 2, "the runs must cross a page end for this test to mean something");
+            assert_eq!(format!("{:?}", ia.column_index(c)), format!("{:?}", ib.column_index(c)), "column {c}: column index");
+        }
     }
 
     #[test]
