@@ -790,7 +790,7 @@ pub const TRIAL_LAYER_STRIDE: usize = 3;
 /// noisy metrics are written at level 1 or stored anyway ([`dictionary`]'s level trial), and
 /// level 7 on every page of every sample took most of the trials' time. On eight files (the
 /// real fixture as Parquet and CSV, seed-scale and 20-step synthetic CSV, a 34-variant Parquet
-/// file, three generated shapes with 2–34 variants, 1–3 prompts, 24–40 layers) the trials
+/// file, three generated shapes with 2–10 variants, 1–3 prompts, 24–40 layers) the trials
 /// chose the same order and row groups at level 1 as at level 7, in 22–45% less time (the
 /// seed-scale CSV: 14.5 → 10.9 ms; the 34-variant file: 90 → 70 ms). A sample of every sixth
 /// layer instead was faster still, but chose one row group per step for a 24-layer file,
