@@ -905,27 +905,21 @@ impl DataPages<'_> {
             add_page(buf, (!indices.is_empty()).then_some((lo, hi)), page_nulls);
         }
     }
-}
 
-impl DataPages<'_> {
     /// [`Self::encode`] for runs of one key (`(key, rows)`, [`NULL_KEY`]: no value): each
     /// page's definition levels and indices written as RLE runs, one per run (the hybrid
     /// encoding lets an RLE run have any length; a run across a page end is cut there).
     fn encode_runs(&self, runs: &[(u32, u32)], add_page: &mut impl FnMut(Vec<u8>, Option<(u32, u32)>, i64)) {
         let value_bytes = usize::from(self.width).div_ceil(8);
-        let mut runs = runs.iter().copied().filter(|&(_, n)| n > 0).peekable();
-        // What is left of the run at hand.
-        let mut current: Option<(u32, u32)> = None;
-        loop {
-            if current.is_none() {
-                current = runs.next();
-            }
-            let Some(_) = current else { break };
+        let mut runs = runs.iter().copied().filter(|&(_, n)| n > 0);
+        // What is left of a run that the last page cut.
+        let mut rest: Option<(u32, u32)> = None;
+        while let Some(first) = rest.take().or_else(|| runs.next()) {
             // One page: its runs (key, rows), at most `page_rows` rows.
             let mut page: Vec<(u32, u32)> = Vec::new();
             let mut room = self.page_rows;
-            while room > 0 {
-                let Some((k, n)) = current.take().or_else(|| runs.next()) else { break };
+            let mut next = Some(first);
+            while let Some((k, n)) = next {
                 let take = (n as usize).min(room) as u32;
                 match page.last_mut() {
                     Some((last, m)) if *last == k => *m += take,
@@ -933,8 +927,10 @@ impl DataPages<'_> {
                 }
                 room -= take as usize;
                 if take < n {
-                    current = Some((k, n - take));
+                    rest = Some((k, n - take));
+                    break;
                 }
+                next = if room > 0 { runs.next() } else { None };
             }
             let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
             let mut buf = Vec::new();
@@ -1099,7 +1095,9 @@ fn encode_keys<K: Key>(
             } else {
                 match used.get_mut(k.index()) {
                     Some(u) => *u = true,
-                    None => outside_key = Some(k.index()),
+                    None => {
+                        outside_key.get_or_insert(k.index());
+                    }
                 }
             }
         });
