@@ -1760,10 +1760,6 @@ mod tests {
         }
     }
 
-    /// Records the one-pass path reads and those it leaves to the field splitter, mixed: a
-    /// text that extends the previous one, a quoted new text after an unquoted one, empty
-    /// fields, `\r\n` endings, numbers it does not take (`+1`, `1.`, `.5`, 17 digits), an
-    /// extra text column. Expected values written by hand.
     #[test]
     fn csv_numbers_read_again_from_their_bytes_keep_their_values() {
         // Fields that repeat the previous row's bytes, and fields that differ from them only
@@ -1836,6 +1832,10 @@ mod tests {
         }
     }
 
+    /// Records the one-pass path reads and those it leaves to the field splitter, mixed: a
+    /// text that extends the previous one, a quoted new text after an unquoted one, empty
+    /// fields, `\r\n` endings, numbers it does not take (`+1`, `1.`, `.5`, 17 digits), an
+    /// extra text column. Expected values written by hand.
     #[test]
     fn csv_direct_rows_and_their_exceptions() {
         let csv = b"layer,token_position,token_masked,l2_distance,note,variant\r\n\
