@@ -158,15 +158,15 @@ export function writeReport(results, outPath, jsonRel) {
     L.push('## CLI: JSON / CSV → Parquet')
     L.push('')
     if (!results.convert.cli) L.push('`target/release/mask-impact convert` was not available in this run: only the pandas recipe is timed.\n')
-    L.push('`mask-impact convert` against the seed note\'s pandas recipe (bench/pandas_convert.py: `read_json`/`read_csv`/`read_parquet`, float32, categories, zstd) on the same input, their runs alternating, each with the input just read once (in the page cache); wall time and peak RSS from `/usr/bin/time -v`. Median wall time of the runs (all runs listed) and the largest peak RSS: 3 runs of ours; 3 of pandas where its first run takes under 15 s, else one.')
+    L.push('`mask-impact convert` against the seed note\'s pandas recipe (bench/pandas_convert.py: `read_json`/`read_csv`/`read_parquet`, float32, categories, zstd) on the same input, their runs alternating, each with the input just read once (in the page cache); wall time, CPU time (user + system, all threads; `/usr/bin/time` counts it in steps of 10 ms) and peak RSS from `/usr/bin/time -v`. Shown: the run of median wall time with its CPU time (the wall time of every run listed) and the largest peak RSS; 3 runs of ours; 3 of pandas where its first run takes under 15 s, else one.')
     const re = results.convert.retimed
     if (re) L.push(`\nThis section was timed again on its own (\`node bench/run.mjs --cli-only=…\`, both tools) at ${re.date} (commit ${re.commit}, load average ${re.loadAverage.map((x) => x.toFixed(1)).join(', ')}), after the run above.`)
     L.push('')
-    L.push('| input | tool | wall | runs | peak RSS | output | command |')
-    L.push('|---|---|---:|---|---:|---:|---|')
+    L.push('| input | tool | wall | CPU | runs | peak RSS | output | command |')
+    L.push('|---|---|---:|---:|---|---:|---:|---|')
     for (const c of results.convert.runs) {
       const all = c.wallMsAll?.length > 1 ? c.wallMsAll.map(fmtMs).join(', ') : String(c.runs ?? 1)
-      L.push(`| \`${c.file}\` | ${c.tool === 'ours' ? 'mask-impact convert' : 'pandas'} | ${c.ok ? fmtMs(c.wallMs) : `failed: ${(c.error ?? '').replace(/\|/g, '\\|').slice(0, 120)}`} | ${all} | ${fmtBytes(c.peakRssBytes)} | ${fmtBytes(c.outBytes)} | \`${c.command}\` |`)
+      L.push(`| \`${c.file}\` | ${c.tool === 'ours' ? 'mask-impact convert' : 'pandas'} | ${c.ok ? fmtMs(c.wallMs) : `failed: ${(c.error ?? '').replace(/\|/g, '\\|').slice(0, 120)}`} | ${c.ok && c.cpuMs != null ? fmtMs(c.cpuMs) : '–'} | ${all} | ${fmtBytes(c.peakRssBytes)} | ${fmtBytes(c.outBytes)} | \`${c.command}\` |`)
     }
     L.push('')
   }

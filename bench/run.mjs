@@ -416,9 +416,14 @@ function timeCommand(cmd, args, outPath) {
   const r = spawnSync('/usr/bin/time', ['-v', cmd, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 })
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6
   const rss = r.stderr.match(/Maximum resident set size \(kbytes\): (\d+)/)
+  const user = r.stderr.match(/User time \(seconds\): ([\d.]+)/)
+  const sys = r.stderr.match(/System time \(seconds\): ([\d.]+)/)
   return {
     command: [cmd, ...args].map((a) => path.isAbsolute(a) ? path.relative(ROOT, a) : a).join(' '),
     ok: r.status === 0, wallMs, peakRssBytes: rss ? Number(rss[1]) * 1024 : null,
+    // CPU time of all the process's threads (user + system): on 2 cores, wall time is at
+    // best half of it for a tool that keeps both busy.
+    cpuMs: user && sys ? (Number(user[1]) + Number(sys[1])) * 1000 : null,
     outBytes: fs.existsSync(outPath) ? fs.statSync(outPath).size : null,
     error: r.status === 0 ? undefined : r.stderr.split('\n').filter((l) => l && !l.startsWith('\t')).slice(-3).join(' '),
   }
