@@ -344,6 +344,11 @@ impl Entries<'_> {
         }
     }
 
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Order of two entries as Parquet sorts the column (floats by value, text bytewise).
     fn cmp(&self, a: usize, b: usize) -> Ordering {
         match self {

@@ -194,7 +194,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
     let mut maxs = vec![f64::NEG_INFINITY; nm];
     for (p, prompt) in cube.prompts.iter().enumerate() {
         let n = prompt.n_positions();
-        for s in 0..ns {
+        for (s, missing) in missing_by_step.iter_mut().enumerate() {
             for v in 0..nv {
                 for l in 0..nl {
                     let at = cube.cell(p, s, v, l);
@@ -202,8 +202,8 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
                     for pos in 0..n {
                         grid_cells += 1;
                         let mut any = false;
-                        for m in 0..nm {
-                            let x = rows[m][pos];
+                        for (m, row) in rows.iter().enumerate() {
+                            let x = row[pos];
                             if !x.is_nan() {
                                 any = true;
                                 let x = x as f64;
@@ -216,7 +216,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
                         if any {
                             with_data += 1;
                         } else {
-                            missing_by_step[s] += 1;
+                            *missing += 1;
                         }
                     }
                 }

@@ -162,10 +162,8 @@ impl ColumnMap {
     /// Every column name the cube needs, in no particular order (for a projection).
     pub fn names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = vec![self.layer.as_str(), self.position.as_str()];
-        for o in [&self.step, &self.token, &self.variant, &self.prompt, &self.config_prompt] {
-            if let Some(n) = o {
-                v.push(n.as_str());
-            }
+        for n in [&self.step, &self.token, &self.variant, &self.prompt, &self.config_prompt].into_iter().flatten() {
+            v.push(n.as_str());
         }
         v.extend(self.metrics.iter().map(|s| s.as_str()));
         v

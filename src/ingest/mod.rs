@@ -273,6 +273,8 @@ impl Ingest {
                         file: self.file.clone(),
                     });
                 }
+                // One range: the first bytes, to tell the format.
+                #[allow(clippy::single_range_in_vec_init)]
                 Ok(Poll::NeedsData(vec![0..self.file_len.min(SNIFF_BYTES)]))
             }
             State::Parquet(p) => p.poll(&mut self.builder),

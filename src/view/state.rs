@@ -370,25 +370,26 @@ impl ViewState {
     /// (else the first), metric `l2_distance` when present (else the first), layers view, first
     /// layer, row normalisation, position 0 excluded, linear scale, `reds`.
     pub fn for_cube(cube: &Cube) -> Self {
-        let mut s = ViewState::default();
-        s.step = StepSelection::One(cube.steps.first().copied().unwrap_or(0));
-        s.variant = if cube.variant_index("Full").is_some() {
-            "Full".to_string()
-        } else {
-            cube.variants.first().cloned().unwrap_or_default()
-        };
-        s.metric = if cube.metric_index("l2_distance").is_some() {
-            "l2_distance".to_string()
-        } else {
-            cube.metrics.first().map(|m| m.name.clone()).unwrap_or_default()
-        };
-        s.layer = cube.layers.first().copied().unwrap_or(0);
-        s.prompt = if cube.prompts.len() > 1 {
-            cube.prompts.first().map(|p| p.name.clone())
-        } else {
-            None
-        };
-        s
+        ViewState {
+            step: StepSelection::One(cube.steps.first().copied().unwrap_or(0)),
+            variant: if cube.variant_index("Full").is_some() {
+                "Full".to_string()
+            } else {
+                cube.variants.first().cloned().unwrap_or_default()
+            },
+            metric: if cube.metric_index("l2_distance").is_some() {
+                "l2_distance".to_string()
+            } else {
+                cube.metrics.first().map(|m| m.name.clone()).unwrap_or_default()
+            },
+            layer: cube.layers.first().copied().unwrap_or(0),
+            prompt: if cube.prompts.len() > 1 {
+                cube.prompts.first().map(|p| p.name.clone())
+            } else {
+                None
+            },
+            ..ViewState::default()
+        }
     }
 
     /// Parse a URL hash (with or without the leading `#`) leniently: unknown keys are ignored,
