@@ -73,7 +73,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let seeded = seed_corpus(&corpus, exts)?;
         eprintln!("xtask fuzz: {target} for {seconds} s ({seeded} seed files)");
         let status = Command::new("cargo")
-            .current_dir(&root())
+            .current_dir(root())
             .env("RUSTC_BOOTSTRAP", "1")
             .args(["fuzz", "run", "--fuzz-dir", "fuzz", target])
             .arg(&corpus)
