@@ -1681,7 +1681,9 @@ mod tests {
         for n in 0..=20 {
             for from in 0..8 {
                 let a = &text[from..from + n];
-                assert!(same_bytes(a, &a.to_vec()));
+                // The same bytes at another address.
+                let copy = a.to_vec();
+                assert!(same_bytes(a, &copy));
                 assert!(!same_bytes(a, &text[from..from + n + 1]));
                 // One byte changed anywhere makes them differ.
                 for k in 0..n {
@@ -1899,11 +1901,11 @@ mod tests {
                 assert_eq!(got, tokens.map(Some), "{name}");
                 assert_eq!(cube.duplicates, 0, "{name}");
                 for layer in 0..3 {
-                    for v in 0..3 {
+                    for (v, variant) in variants.iter().enumerate() {
                         let at = cube.cell(0, 0, v, layer);
                         let values: Vec<_> = (0..4).map(|i| cube.value(0, at, i)).collect();
                         let want: Vec<_> = (0..4).map(|i| Some(l2(layer, i, v) as f32)).collect();
-                        assert_eq!(values, want, "{name} layer {layer} variant {}", variants[v]);
+                        assert_eq!(values, want, "{name} layer {layer} variant {variant}");
                     }
                 }
             }

@@ -386,8 +386,13 @@ e2e!(an_early_view_shows_what_the_hash_asks_for, |b, env| {
             for position in 0..5_000i64 {
                 for variant in ["Full", "Attn", "Head_0"] {
                     let x = early_l2(step, layer, position, variant);
-                    (s.push(step), l.push(layer), t.push(format!("t{position}")), p.push(position), v.push(variant));
-                    (l2.push(x as f32), cos.push((x / 1000.0) as f32));
+                    s.push(step);
+                    l.push(layer);
+                    t.push(format!("t{position}"));
+                    p.push(position);
+                    v.push(variant);
+                    l2.push(x as f32);
+                    cos.push((x / 1000.0) as f32);
                 }
             }
         }
