@@ -1343,16 +1343,32 @@ impl ColumnJob<'_> {
                         }
                         batch.clear();
                     };
-                    plan.walk(cube, cells, self.options, |p, v, l, pos| {
-                        let row = metric_rows[p][v * nl + l];
-                        // Position-major orders take each value from another row: the
-                        // hardware sees no stream to prefetch.
-                        if let Some(ahead) = row.get(pos + PREFETCH_POSITIONS) {
-                            dictionary::prefetch(ahead);
+                    plan.walk_runs(cube, cells, self.options, |p, v, l, pos, along, len| {
+                        if along == Along::Position {
+                            // A run along positions is a slice of one row.
+                            let mut rest = &metric_rows[p][v * nl + l][pos..pos + len];
+                            while !rest.is_empty() {
+                                let (now, later) = rest.split_at((batch_rows - batch.len()).min(rest.len()));
+                                batch.extend_from_slice(now);
+                                rest = later;
+                                if batch.len() >= batch_rows {
+                                    take(&mut batch);
+                                }
+                            }
+                            return;
                         }
-                        batch.push(row[pos]);
-                        if batch.len() >= batch_rows {
-                            take(&mut batch);
+                        for i in 0..len {
+                            let (v, l, pos) = along.step((v, l, pos), i);
+                            let row = metric_rows[p][v * nl + l];
+                            // Position-major orders take each value from another row: the
+                            // hardware sees no stream to prefetch.
+                            if let Some(ahead) = row.get(pos + PREFETCH_POSITIONS) {
+                                dictionary::prefetch(ahead);
+                            }
+                            batch.push(row[pos]);
+                            if batch.len() >= batch_rows {
+                                take(&mut batch);
+                            }
                         }
                     });
                     if !batch.is_empty() {
