@@ -73,7 +73,6 @@ impl RowOrder {
             RowOrder::PositionVariantLayer => Along::Layer,
         }
     }
-
 }
 
 /// The orders [`choose_layout`] tries.
@@ -1143,9 +1142,8 @@ impl KeyVec {
     }
 
     /// Add a run of `rows` rows of `key` to runs, joined to the last run when it has the same.
-    fn push_run(runs: &mut Vec<(u32, u32)>, rows: usize, key: Option<u32>) {
+    fn push_run(runs: &mut Vec<(u32, u32)>, mut rows: usize, key: Option<u32>) {
         let key = key.unwrap_or(dictionary::NULL_KEY);
-        let mut rows = rows;
         while rows > 0 {
             match runs.last_mut() {
                 Some((k, n)) if *k == key && *n < u32::MAX => {

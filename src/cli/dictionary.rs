@@ -130,6 +130,23 @@ fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// Append one RLE run of the hybrid encoding: `rows` times `value`, stored in `value_bytes`
+/// bytes (the bit width rounded up to bytes).
+fn put_rle_run(out: &mut Vec<u8>, rows: u64, value: u32, value_bytes: usize) {
+    put_uleb(out, rows << 1);
+    out.extend_from_slice(&value.to_le_bytes()[..value_bytes]);
+}
+
+/// Append what `levels` writes after its length in bytes (4, little-endian): a V1 data page's
+/// definition levels.
+fn put_length_prefixed(out: &mut Vec<u8>, levels: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    levels(out);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
 /// Decode `count` values of the RLE / bit-packed hybrid encoding at `width` bits.
 pub fn decode_hybrid(data: &[u8], width: u8, count: usize) -> Result<Vec<u32>> {
     if width > 32 {
@@ -244,8 +261,7 @@ pub fn encode_hybrid<T: HybridValue>(values: &[T], width: u8, out: &mut Vec<u8>)
         }
         if run >= 8 {
             flush(out, &values[pending..i]);
-            put_uleb(out, (run as u64) << 1);
-            out.extend_from_slice(&v.to_u32().to_le_bytes()[..value_bytes]);
+            put_rle_run(out, run as u64, v.to_u32(), value_bytes);
             i += run;
             pending = i;
         } else {
@@ -893,17 +909,15 @@ impl DataPages<'_> {
             let mut buf = Vec::with_capacity(page.len() * size_of::<I>() + 64);
             if self.nullable {
                 // V1 pages: definition levels (RLE, width 1) after their length in bytes.
-                buf.extend_from_slice(&[0; 4]);
-                if page_nulls == 0 && page.len() >= 8 {
-                    // One run of 1s, as `encode_hybrid` writes it.
-                    put_uleb(&mut buf, (page.len() as u64) << 1);
-                    buf.push(1);
-                } else {
-                    levels.resize(page.len(), 1);
-                    encode_hybrid(&levels, 1, &mut buf);
-                }
-                let len = (buf.len() - 4) as u32;
-                buf[..4].copy_from_slice(&len.to_le_bytes());
+                put_length_prefixed(&mut buf, |buf| {
+                    if page_nulls == 0 && page.len() >= 8 {
+                        // One run of 1s, as `encode_hybrid` writes it.
+                        put_rle_run(buf, page.len() as u64, 1, 1);
+                    } else {
+                        levels.resize(page.len(), 1);
+                        encode_hybrid(&levels, 1, buf);
+                    }
+                });
             }
             buf.push(self.width);
             encode_hybrid(&indices, self.width, &mut buf);
@@ -940,21 +954,19 @@ impl DataPages<'_> {
             let (mut lo, mut hi, mut page_nulls) = (u32::MAX, 0u32, 0i64);
             let mut buf = Vec::new();
             if self.nullable {
-                buf.extend_from_slice(&[0; 4]);
-                let mut levels: Vec<(u8, u32)> = Vec::new();
+                let mut levels: Vec<(u32, u32)> = Vec::new();
                 for &(k, n) in &page {
-                    let level = u8::from(k != NULL_KEY);
+                    let level = u32::from(k != NULL_KEY);
                     match levels.last_mut() {
                         Some((l, m)) if *l == level => *m += n,
                         _ => levels.push((level, n)),
                     }
                 }
-                for (level, n) in levels {
-                    put_uleb(&mut buf, u64::from(n) << 1);
-                    buf.push(level);
-                }
-                let len = (buf.len() - 4) as u32;
-                buf[..4].copy_from_slice(&len.to_le_bytes());
+                put_length_prefixed(&mut buf, |buf| {
+                    for (level, n) in levels {
+                        put_rle_run(buf, u64::from(n), level, 1);
+                    }
+                });
             }
             buf.push(self.width);
             // Indices of the rows with a value: adjacent runs around a null run may hold the
@@ -968,8 +980,7 @@ impl DataPages<'_> {
                 lo = lo.min(r);
                 hi = hi.max(r);
                 let stored = self.slots.map_or(r, |s| s[r as usize]);
-                put_uleb(&mut buf, u64::from(n) << 1);
-                buf.extend_from_slice(&stored.to_le_bytes()[..value_bytes]);
+                put_rle_run(&mut buf, u64::from(n), stored, value_bytes);
             }
             add_page(buf, (lo <= hi).then_some((lo, hi)), page_nulls);
         }
