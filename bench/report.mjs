@@ -80,6 +80,7 @@ export function writeReport(results, outPath, jsonRel) {
   L.push(`- ${m.nproc} cores, ${m.cpu}, ${(m.memoryBytes / 1024 ** 3).toFixed(0)} GiB memory, ${m.kernel}`)
   L.push(`- ${m.browser} (headless, \`${CHROMIUM_FLAGS}\`, fresh \`--user-data-dir\`), driven by puppeteer-core ${m.packages['puppeteer-core']} from Node ${m.node}`)
   L.push(`- baselines from npm (bench/package-lock.json): apache-arrow ${m.packages['apache-arrow']}, parquet-wasm ${m.packages['parquet-wasm']}, hyparquet ${m.packages.hyparquet}, hyparquet-compressors ${m.packages['hyparquet-compressors']}; bundled and minified with esbuild, served from 127.0.0.1 like our page`)
+  if (m.python) L.push(`- the pandas recipe: Python ${m.python.python}, pandas ${m.python.pandas}, pyarrow ${m.python.pyarrow}, numpy ${m.python.numpy} (as installed here; \`cargo xtask bench\` installs the newest from PyPI where they are missing)`)
   if (m.loadAverage) L.push(`- load average (1, 5, 15 min) at the start: ${m.loadAverage.map((x) => x.toFixed(1)).join(', ')}; at the end: ${(results.loadAverageEnd ?? []).map((x) => x.toFixed(1)).join(', ')} — above ${m.nproc}, other processes were competing for the cores and every figure is slower and noisier than on an idle machine`)
   L.push(`- tree: commit ${m.commit}${m.dirty ? ' (with uncommitted changes)' : ''}, run at ${m.date}, took ${(results.elapsedS / 60).toFixed(1)} min; raw results: \`${jsonRel}\` (git-ignored)`)
   L.push('')
@@ -164,10 +165,21 @@ export function writeReport(results, outPath, jsonRel) {
     L.push('')
     L.push('| input | tool | wall | CPU | runs | peak RSS | output | command |')
     L.push('|---|---|---:|---:|---|---:|---:|---|')
+    const py = results.machine.python
+    const old = results.convert.pandas2
+    const toolName = { ours: 'mask-impact convert', pandas: py ? `pandas ${py.pandas}` : 'pandas', pandas2: old ? `pandas ${old.pandas}` : 'pandas 2' }
     for (const c of results.convert.runs) {
       const all = c.wallMsAll?.length > 1 ? c.wallMsAll.map(fmtMs).join(', ') : String(c.runs ?? 1)
-      L.push(`| \`${c.file}\` | ${c.tool === 'ours' ? 'mask-impact convert' : 'pandas'} | ${c.ok ? fmtMs(c.wallMs) : `failed: ${(c.error ?? '').replace(/\|/g, '\\|').slice(0, 120)}`} | ${c.ok && c.cpuMs != null ? fmtMs(c.cpuMs) : '–'} | ${all} | ${fmtBytes(c.peakRssBytes)} | ${fmtBytes(c.outBytes)} | \`${c.command}\` |`)
+      L.push(`| \`${c.file}\` | ${toolName[c.tool] ?? c.tool} | ${c.ok ? fmtMs(c.wallMs) : `failed: ${(c.error ?? '').replace(/\|/g, '\\|').slice(0, 120)}`} | ${c.ok && c.cpuMs != null ? fmtMs(c.cpuMs) : '–'} | ${all} | ${fmtBytes(c.peakRssBytes)} | ${fmtBytes(c.outBytes)} | \`${c.command}\` |`)
     }
+    L.push('')
+    const ratios = (tool) => [...new Set(results.convert.runs.map((r) => r.file))].flatMap((file) => {
+      const o = results.convert.runs.find((r) => r.file === file && r.tool === 'ours' && r.ok)
+      const p = results.convert.runs.find((r) => r.file === file && r.tool === tool && r.ok)
+      return o && p ? [`\`${file}\` ${(p.wallMs / o.wallMs).toFixed(1)}×${o.cpuMs && p.cpuMs ? ` (CPU time ${(p.cpuMs / o.cpuMs).toFixed(1)}×)` : ''}`] : []
+    })
+    if (ratios('pandas').length) L.push(`Ours against the installed ${toolName.pandas} (what the targets below judge), wall time: ${ratios('pandas').join('; ')}.`)
+    if (ratios('pandas2').length) L.push(`\nAgainst ${toolName.pandas2} in a venv (\`target/bench-pandas2\`: the last pandas before 3.0, whose text columns are Python objects; context, not a target): ${ratios('pandas2').join('; ')}.`)
     L.push('')
   }
 

@@ -454,9 +454,24 @@ function convertResult(file, tool, runs) {
   return { file, tool, ...mid, peakRssBytes: peak || mid.peakRssBytes, runs: runs.length, wallMsAll: runs.map((r) => r.wallMs) }
 }
 
+/** The Python of pandas 2.2 (`target/bench-pandas2`, a venv that `cargo xtask bench` makes):
+ *  the last pandas before 3.0, whose text columns are Python objects (pandas 3 holds them as
+ *  Arrow strings, and runs the recipe on the seed-scale CSV about 3 times faster). Timed beside the
+ *  installed pandas on the CSV and Parquet inputs, for context: the targets are judged against
+ *  the installed one. */
+const PANDAS2_PYTHON = path.join(ROOT, 'target/bench-pandas2/bin/python')
+
+function pandas2() {
+  if (!fs.existsSync(PANDAS2_PYTHON)) return null
+  const r = spawnSync(PANDAS2_PYTHON, ['-c', 'import pandas, pyarrow; print(pandas.__version__, pyarrow.__version__)'], { encoding: 'utf8' })
+  const [pandas, pyarrow] = (r.stdout ?? '').trim().split(' ')
+  return r.status === 0 && pyarrow ? { python: PANDAS2_PYTHON, pandas, pyarrow } : null
+}
+
 function benchCli(files, { pandas = () => true } = {}) {
   const cli = cliBinary()
-  const out = { cli: cli ? path.relative(ROOT, cli) : null, runs: [] }
+  const old = pandas2()
+  const out = { cli: cli ? path.relative(ROOT, cli) : null, pandas2: old && { pandas: old.pandas, pyarrow: old.pyarrow }, runs: [] }
   const outDir = path.join(DATA, 'convert')
   fs.mkdirSync(outDir, { recursive: true })
   for (const f of convertInputs(files)) {
@@ -467,7 +482,8 @@ function benchCli(files, { pandas = () => true } = {}) {
     // converted file usually is: the figures compare work, not the disk. The two tools' runs
     // alternate, so that both meet the same machine (this one is shared and its speed moves).
     const warm = () => spawnSync('cat', [f.path], { stdio: 'ignore' })
-    const oursRuns = [], pandasRuns = []
+    const oursRuns = [], pandasRuns = [], pandas2Runs = []
+    const pandas2Out = path.join(outDir, `${f.id}.pandas2.parquet`)
     for (let i = 0; i < CONVERT_RUNS; i++) {
       if (cli) {
         warm()
@@ -479,21 +495,35 @@ function benchCli(files, { pandas = () => true } = {}) {
         warm()
         pandasRuns.push(timeCommand('python3', [path.join(BENCH, 'pandas_convert.py'), f.path, pandasOut], pandasOut))
       }
+      const again2 = i === 0 || (pandas2Runs[0]?.ok && pandas2Runs[0].wallMs < PANDAS_REPEAT_BELOW_MS)
+      if (old && pandas(f) && f.format !== 'json' && again2) {
+        warm()
+        pandas2Runs.push(timeCommand(old.python, [path.join(BENCH, 'pandas_convert.py'), f.path, pandas2Out], pandas2Out))
+      }
     }
     if (oursRuns.length) out.runs.push(convertResult(f.id, 'ours', oursRuns))
     if (pandasRuns.length) out.runs.push(convertResult(f.id, 'pandas', pandasRuns))
+    if (pandas2Runs.length) out.runs.push(convertResult(f.id, 'pandas2', pandas2Runs))
   }
   return out
 }
 
 // ---------------------------------------------------------------------------------------------
 
+/** The versions of the Python stack that the pandas recipe runs on (its speed moves with
+ *  them: pandas 3 reads text columns as Arrow strings, where pandas 2 made Python objects). */
+function pythonStack() {
+  const r = spawnSync('python3', ['-c', 'import sys, numpy, pandas, pyarrow; print(sys.version.split()[0], numpy.__version__, pandas.__version__, pyarrow.__version__)'], { encoding: 'utf8' })
+  const [python, numpy, pandas, pyarrow] = (r.stdout ?? '').trim().split(' ')
+  return r.status === 0 && pyarrow ? { python, numpy, pandas, pyarrow } : null
+}
+
 function machine(browserVersion) {
   const cpus = os.cpus()
   const git = (args) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
   return {
     nproc: cpus.length, cpu: cpus[0]?.model, memoryBytes: os.totalmem(), kernel: `${os.type()} ${os.release()}`,
-    browser: browserVersion, node: process.version,
+    browser: browserVersion, node: process.version, python: pythonStack(),
     packages: Object.fromEntries(['apache-arrow', 'parquet-wasm', 'hyparquet', 'hyparquet-compressors', 'puppeteer-core'].map((p) => [p, JSON.parse(fs.readFileSync(path.join(BENCH, 'node_modules', p, 'package.json'), 'utf8')).version])),
     commit: git(['rev-parse', '--short', 'HEAD']), dirty: git(['status', '--porcelain', '--', 'src', 'www', 'Cargo.toml']).length > 0,
     date: new Date().toISOString(), loadAverage: os.loadavg(),
@@ -505,8 +535,9 @@ function machine(browserVersion) {
 function cliOnly(json) {
   const results = JSON.parse(fs.readFileSync(json, 'utf8'))
   // Keeps saved pandas timings; times the CLI (and pandas for the inputs without one).
-  const saved = results.convert?.runs.filter((r) => r.tool === 'pandas') ?? []
+  const saved = results.convert?.runs.filter((r) => r.tool !== 'ours') ?? []
   const fresh = benchCli(results.files, { pandas: (f) => !saved.some((r) => r.file === f.id) })
+  fresh.pandas2 ??= results.convert?.pandas2 ?? null
   fresh.runs = [...fresh.runs, ...saved].sort((a, b) => a.file.localeCompare(b.file) || a.tool.localeCompare(b.tool))
   fresh.retimed = { date: new Date().toISOString(), commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim(), loadAverage: os.loadavg() }
   results.convert = fresh

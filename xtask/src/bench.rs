@@ -6,7 +6,8 @@
 //!    `hyparquet-compressors`, the driver `puppeteer-core`, the bundler `esbuild`; pinned by
 //!    `bench/package-lock.json`);
 //! 2. python3 with pandas + pyarrow (the users' writer, for the data files and the conversion
-//!    baseline), installed with pip when missing;
+//!    baseline), installed with pip when missing, and pandas 2.2 in a venv
+//!    (`target/bench-pandas2`), timed beside it for context;
 //! 3. the data generator `bench/synth` (`mask_impact::synth` → Parquet), release build in
 //!    `target/bench-synth`;
 //! 4. our page (`cargo xtask dist` → `dist/`) and the CLI (`cargo build --release`);
@@ -41,6 +42,31 @@ pub fn run(args: &[String]) -> Result<()> {
         .unwrap_or(false);
     if !have_pandas {
         run_command(Command::new("python3").args(["-m", "pip", "install", "--quiet", "pandas", "pyarrow"]))?;
+    }
+
+    // pandas 2.2 in a venv of its own, timed beside the installed pandas for context (pandas 3
+    // runs the recipe on CSV about 3 times faster). Without it (no venv module, no network) the
+    // bench goes on and says so.
+    step("bench: pandas 2.2 in a venv (target/bench-pandas2), for context");
+    let venv = root.join("target/bench-pandas2");
+    let venv_python = venv.join("bin/python");
+    let have_pandas2 = venv_python.exists()
+        && Command::new(&venv_python)
+            .args(["-c", "import pandas, pyarrow; assert pandas.__version__.startswith('2.2')"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    if !have_pandas2 {
+        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map(|s| s.success()).unwrap_or(false)
+            && Command::new(&venv_python)
+                .args(["-m", "pip", "install", "--quiet", "pandas==2.2.3", "pyarrow"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+        if !made {
+            eprintln!("bench: pandas 2.2 could not be installed in {}; its timings are left out", venv.display());
+            let _ = std::fs::remove_dir_all(&venv);
+        }
     }
 
     step("bench: data generator (bench/synth, release)");
