@@ -18,6 +18,49 @@ pub const MAX_POSITION: i64 = 1 << 22;
 /// The most metric values (cells × metrics) a cube may hold: 1.6 GB of `f32`.
 pub const MAX_CELLS: usize = 400_000_000;
 
+/// Reorder `values` (rows of `np` values, row `i` at `i * np`) where they are, so that dense
+/// row `d` holds the row `rows[d]` (`u32::MAX`: none, NaN). Each row is wanted by at most one
+/// dense row; the values may hold fewer rows than `rows` (they are then extended with NaN
+/// rows, which the dense rows without one take) but not rows no dense row wants.
+fn reorder_rows(values: &mut Vec<f32>, rows: &[u32], np: usize) {
+    let held = values.len() / np.max(1);
+    debug_assert!(held <= rows.len());
+    // Where each held row goes; the dense rows without a row take the added NaN rows, in order.
+    let mut to = vec![usize::MAX; rows.len()];
+    let mut spare = held;
+    for (d, &r) in rows.iter().enumerate() {
+        match r {
+            u32::MAX => {
+                to[spare] = d;
+                spare += 1;
+            }
+            r => to[r as usize] = d,
+        }
+    }
+    values.resize(rows.len() * np, f32::NAN);
+    // Each cycle of the permutation: the row in hand goes to its place, and the row found there
+    // is taken in hand, until the cycle comes back to where it started.
+    let mut done = vec![false; rows.len()];
+    let (mut hand, mut found) = (vec![0f32; np], vec![0f32; np]);
+    for start in 0..rows.len() {
+        if done[start] || to[start] == start {
+            continue;
+        }
+        hand.copy_from_slice(&values[start * np..(start + 1) * np]);
+        let mut at = to[start];
+        while at != start {
+            let place = &mut values[at * np..(at + 1) * np];
+            found.copy_from_slice(place);
+            place.copy_from_slice(&hand);
+            std::mem::swap(&mut hand, &mut found);
+            done[at] = true;
+            at = to[at];
+        }
+        values[start * np..(start + 1) * np].copy_from_slice(&hand);
+        done[start] = true;
+    }
+}
+
 /// Known column names.
 const STEP: &str = "generation_step";
 const LAYER: &str = "layer";
@@ -867,9 +910,14 @@ impl CubeBuilder {
         self.stride = stride;
     }
 
-    /// Lay the data out densely and return the cube.
-    pub fn finish(self) -> Result<Cube, CubeError> {
-        self.snapshot()
+    /// Lay the data out densely and return the cube. Where the blocks of the arena are the dense
+    /// layout's rows in another order (one prompt, a block as wide as its positions: the usual
+    /// case), each metric's arena is reordered where it is and becomes the cube's values, rather
+    /// than copied into fresh memory: the seed-scale CSV's 2 × 15 MB copy took 12-15 ms of the
+    /// convert (mostly the page faults of the new memory), and held both layouts at once.
+    pub fn finish(mut self) -> Result<Cube, CubeError> {
+        let arena = std::mem::take(&mut self.arena);
+        self.cube_of(&Subset::default(), Some(arena))
     }
 
     /// The cube of the rows read so far, leaving the builder as it is (to show a first view
@@ -897,6 +945,12 @@ impl CubeBuilder {
     /// whole took tens of milliseconds for one picture). The steps, layers, prompts and
     /// positions are those of every row read.
     pub fn snapshot_of(&self, subset: &Subset) -> Result<Cube, CubeError> {
+        self.cube_of(subset, None)
+    }
+
+    /// The cube of `subset`, its values laid out from the builder's arena, or from `owned` (the
+    /// arena, taken by [`finish`](Self::finish)), reordered in place where it can be.
+    fn cube_of(&self, subset: &Subset, owned: Option<Vec<Vec<f32>>>) -> Result<Cube, CubeError> {
         let file = self.sources.join(", ");
         if self.blocks.is_empty() {
             return Err(CubeError::Empty { file });
@@ -980,33 +1034,63 @@ impl CubeBuilder {
                 + layer_index(b.layer);
             prompt_rows[prompt_slot[b.prompt as usize]].1[row] = id as u32;
         }
-        // Each metric's values in the dense layout, written once, front to back (no fill
-        // first); the metrics side by side where there are threads (the CLI: this is the
-        // passage from reading to writing, where nothing else runs).
-        let stride = self.stride;
-        let lay_out = |arena: &Vec<f32>| -> Float32Array {
-            let mut values = Vec::with_capacity(total);
-            for (np, rows) in &prompt_rows {
-                for &id in rows {
-                    match id {
-                        u32::MAX => values.resize(values.len() + np, f32::NAN),
-                        id => {
-                            let at = id as usize * stride;
-                            values.extend_from_slice(&arena[at..at + np]);
+        // The arena reordered where it is (see `finish`): every metric, one prompt, blocks as
+        // wide as its positions.
+        let in_place = owned.is_some()
+            && kept.len() == self.metric_names.len()
+            && prompt_rows.len() == 1
+            && prompt_rows[0].0 == self.stride
+            && prompt_rows[0].1.iter().filter(|&&id| id != u32::MAX).count() == self.blocks.len();
+        let laid_out: Vec<Float32Array> = match owned {
+            Some(owned) if in_place => {
+                let rows = &prompt_rows[0].1;
+                let np = self.stride;
+                let reorder = |mut values: Vec<f32>| -> Float32Array {
+                    reorder_rows(&mut values, rows, np);
+                    super::metric_values(values)
+                };
+                #[cfg(not(target_arch = "wasm32"))]
+                let laid_out = std::thread::scope(|scope| {
+                    let reorder = &reorder;
+                    let handles: Vec<_> = owned.into_iter().map(|a| scope.spawn(move || reorder(a))).collect();
+                    handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+                });
+                #[cfg(target_arch = "wasm32")]
+                let laid_out = owned.into_iter().map(reorder).collect();
+                laid_out
+            }
+            owned => {
+                // Each metric's values in the dense layout, written once, front to back (no
+                // fill first); the metrics side by side where there are threads (the CLI: this
+                // is the passage from reading to writing, where nothing else runs).
+                let arena: &[Vec<f32>] = owned.as_deref().unwrap_or(&self.arena);
+                let stride = self.stride;
+                let lay_out = |arena: &Vec<f32>| -> Float32Array {
+                    let mut values = Vec::with_capacity(total);
+                    for (np, rows) in &prompt_rows {
+                        for &id in rows {
+                            match id {
+                                u32::MAX => values.resize(values.len() + np, f32::NAN),
+                                id => {
+                                    let at = id as usize * stride;
+                                    values.extend_from_slice(&arena[at..at + np]);
+                                }
+                            }
                         }
                     }
-                }
+                    super::metric_values(values)
+                };
+                #[cfg(not(target_arch = "wasm32"))]
+                let laid_out = std::thread::scope(|scope| {
+                    let lay_out = &lay_out;
+                    let handles: Vec<_> = kept.iter().map(|&m| &arena[m]).map(|a| scope.spawn(move || lay_out(a))).collect();
+                    handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+                });
+                #[cfg(target_arch = "wasm32")]
+                let laid_out = kept.iter().map(|&m| lay_out(&arena[m])).collect();
+                laid_out
             }
-            super::metric_values(values)
         };
-        #[cfg(not(target_arch = "wasm32"))]
-        let laid_out: Vec<Float32Array> = std::thread::scope(|scope| {
-            let lay_out = &lay_out;
-            let handles: Vec<_> = kept.iter().map(|&m| &self.arena[m]).map(|a| scope.spawn(move || lay_out(a))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-        });
-        #[cfg(target_arch = "wasm32")]
-        let laid_out: Vec<Float32Array> = kept.iter().map(|&m| lay_out(&self.arena[m])).collect();
         let metrics = kept
             .iter()
             .map(|&m| self.metric_names[m].clone())
@@ -1051,6 +1135,66 @@ mod tests {
     use super::*;
     use arrow_array::record_batch;
     use arrow_schema::Field;
+
+    fn rows_of(values: &[f32], np: usize) -> Vec<Vec<Option<f32>>> {
+        values.chunks(np).map(|r| r.iter().map(|v| (!v.is_nan()).then_some(*v)).collect()).collect()
+    }
+
+    #[test]
+    fn rows_reordered_in_place_land_where_the_dense_layout_wants_them() {
+        // Rows A B C of 2 values; dense rows: C, none, A, B (worked out by hand).
+        let mut values = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        reorder_rows(&mut values, &[2, u32::MAX, 0, 1], 2);
+        assert_eq!(
+            rows_of(&values, 2),
+            vec![vec![Some(5.0), Some(6.0)], vec![None, None], vec![Some(1.0), Some(2.0)], vec![Some(3.0), Some(4.0)]]
+        );
+        // Already in place: unchanged.
+        let mut values = vec![1.0, 2.0, 3.0];
+        reorder_rows(&mut values, &[0, 1, 2], 1);
+        assert_eq!(values, vec![1.0, 2.0, 3.0]);
+        // Two cycles: (0 1) swapped, (2 3 4) rotated.
+        let mut values = vec![10.0, 11.0, 12.0, 13.0, 14.0];
+        reorder_rows(&mut values, &[1, 0, 4, 2, 3], 1);
+        assert_eq!(values, vec![11.0, 10.0, 14.0, 12.0, 13.0]);
+    }
+
+    mod reorder {
+        use super::{reorder_rows, rows_of};
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Reordering in place gives what copying each dense row's block into fresh memory
+            /// gives (the layout `snapshot` makes): any order of the held rows, with empty
+            /// dense rows anywhere.
+            #[test]
+            fn rows_reordered_in_place_match_a_copy(
+                (order, gaps) in (0usize..24).prop_flat_map(|held| (
+                    Just((0..held as u32).collect::<Vec<u32>>()).prop_shuffle(),
+                    proptest::collection::vec(0..=held, 0..6),
+                )),
+                np in 1usize..5,
+            ) {
+                let held = order.len();
+                let mut rows = order.clone();
+                for &g in gaps.iter().rev() {
+                    rows.insert(g.min(rows.len()), u32::MAX);
+                }
+                // Held row i has the values i * 100 + j.
+                let values: Vec<f32> = (0..held * np).map(|k| ((k / np) * 100 + k % np) as f32).collect();
+                let mut copied = Vec::new();
+                for &r in &rows {
+                    match r {
+                        u32::MAX => copied.extend(std::iter::repeat_n(f32::NAN, np)),
+                        r => copied.extend_from_slice(&values[r as usize * np..(r as usize + 1) * np]),
+                    }
+                }
+                let mut in_place = values.clone();
+                reorder_rows(&mut in_place, &rows, np);
+                prop_assert_eq!(rows_of(&in_place, np), rows_of(&copied, np));
+            }
+        }
+    }
 
     fn build(batches: &[RecordBatch]) -> Result<Cube, CubeError> {
         let mut b = CubeBuilder::new();
