@@ -173,9 +173,8 @@ export function writeReport(results, outPath, jsonRel) {
       L.push(`| \`${c.file}\` | ${toolName[c.tool] ?? c.tool} | ${c.ok ? fmtMs(c.wallMs) : `failed: ${(c.error ?? '').replace(/\|/g, '\\|').slice(0, 120)}`} | ${c.ok && c.cpuMs != null ? fmtMs(c.cpuMs) : '–'} | ${all} | ${fmtBytes(c.peakRssBytes)} | ${fmtBytes(c.outBytes)} | \`${c.command}\` |`)
     }
     L.push('')
-    const ratios = (tool) => [...new Set(results.convert.runs.map((r) => r.file))].flatMap((file) => {
-      const o = results.convert.runs.find((r) => r.file === file && r.tool === 'ours' && r.ok)
-      const p = results.convert.runs.find((r) => r.file === file && r.tool === tool && r.ok)
+    const ratios = (tool) => convertFiles(results).flatMap((file) => {
+      const o = convertRun(results, file, 'ours'), p = convertRun(results, file, tool)
       return o && p ? [`\`${file}\` ${(p.wallMs / o.wallMs).toFixed(1)}×${o.cpuMs && p.cpuMs ? ` (CPU time ${(p.cpuMs / o.cpuMs).toFixed(1)}×)` : ''}`] : []
     })
     if (ratios('pandas').length) L.push(`Ours against the installed ${toolName.pandas} (what the targets below judge), wall time: ${ratios('pandas').join('; ')}.`)
@@ -204,6 +203,10 @@ export function writeReport(results, outPath, jsonRel) {
   fs.writeFileSync(outPath, L.join('\n'))
 }
 
+/** The inputs of the convert runs, in order; one tool's successful run on one of them. */
+const convertFiles = (results) => [...new Set(results.convert.runs.map((r) => r.file))]
+const convertRun = (results, file, tool) => results.convert.runs.find((r) => r.file === file && r.tool === tool && r.ok)
+
 const CHROMIUM_FLAGS = '--headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update --no-first-run'
 
 function targets(results, rows, get) {
@@ -223,8 +226,8 @@ function targets(results, rows, get) {
     L.push(`| open → painted ≥ ${factor}× faster than ${READER_NAMES[reader]} (same Parquet files) | ${parts.join('; ') || '–'} | ${mark(oks.length ? oks.every(Boolean) : null)} |`)
   }
   if (results.convert) {
-    const run = (file, tool) => results.convert.runs.find((r) => r.file === file && r.tool === tool && r.ok)
-    const files = [...new Set(results.convert.runs.map((r) => r.file))]
+    const run = (file, tool) => convertRun(results, file, tool)
+    const files = convertFiles(results)
     for (const format of ['csv', 'json']) {
       const parts = [], oks = []
       for (const file of files.filter((f) => f.endsWith(`.${format}`))) {

@@ -462,10 +462,8 @@ function convertResult(file, tool, runs) {
 const PANDAS2_PYTHON = path.join(ROOT, 'target/bench-pandas2/bin/python')
 
 function pandas2() {
-  if (!fs.existsSync(PANDAS2_PYTHON)) return null
-  const r = spawnSync(PANDAS2_PYTHON, ['-c', 'import pandas, pyarrow; print(pandas.__version__, pyarrow.__version__)'], { encoding: 'utf8' })
-  const [pandas, pyarrow] = (r.stdout ?? '').trim().split(' ')
-  return r.status === 0 && pyarrow ? { python: PANDAS2_PYTHON, pandas, pyarrow } : null
+  const stack = fs.existsSync(PANDAS2_PYTHON) ? pythonStack(PANDAS2_PYTHON) : null
+  return stack && { ...stack, executable: PANDAS2_PYTHON }
 }
 
 function benchCli(files, { pandas = () => true } = {}) {
@@ -498,7 +496,7 @@ function benchCli(files, { pandas = () => true } = {}) {
       const again2 = i === 0 || (pandas2Runs[0]?.ok && pandas2Runs[0].wallMs < PANDAS_REPEAT_BELOW_MS)
       if (old && pandas(f) && f.format !== 'json' && again2) {
         warm()
-        pandas2Runs.push(timeCommand(old.python, [path.join(BENCH, 'pandas_convert.py'), f.path, pandas2Out], pandas2Out))
+        pandas2Runs.push(timeCommand(old.executable, [path.join(BENCH, 'pandas_convert.py'), f.path, pandas2Out], pandas2Out))
       }
     }
     if (oursRuns.length) out.runs.push(convertResult(f.id, 'ours', oursRuns))
@@ -510,10 +508,11 @@ function benchCli(files, { pandas = () => true } = {}) {
 
 // ---------------------------------------------------------------------------------------------
 
-/** The versions of the Python stack that the pandas recipe runs on (its speed moves with
- *  them: pandas 3 reads text columns as Arrow strings, where pandas 2 made Python objects). */
-function pythonStack() {
-  const r = spawnSync('python3', ['-c', 'import sys, numpy, pandas, pyarrow; print(sys.version.split()[0], numpy.__version__, pandas.__version__, pyarrow.__version__)'], { encoding: 'utf8' })
+/** The versions of the Python stack that the pandas recipe runs on with `python` (its speed
+ *  moves with them: pandas 3 reads text columns as Arrow strings, where pandas 2 made Python
+ *  objects). */
+function pythonStack(executable = 'python3') {
+  const r = spawnSync(executable, ['-c', 'import sys, numpy, pandas, pyarrow; print(sys.version.split()[0], numpy.__version__, pandas.__version__, pyarrow.__version__)'], { encoding: 'utf8' })
   const [python, numpy, pandas, pyarrow] = (r.stdout ?? '').trim().split(' ')
   return r.status === 0 && pyarrow ? { python, numpy, pandas, pyarrow } : null
 }

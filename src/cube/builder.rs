@@ -61,6 +61,19 @@ fn reorder_rows(values: &mut Vec<f32>, rows: &[u32], np: usize) {
     }
 }
 
+/// `f` of each metric's `items`, side by side on a thread each where there are threads (the
+/// CLI: this is the passage from reading to writing, where nothing else runs), else in turn.
+fn each_metric<T: Send>(items: Vec<T>, f: impl Fn(T) -> Float32Array + Sync) -> Vec<Float32Array> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items.into_iter().map(|item| scope.spawn(move || f(item))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    #[cfg(target_arch = "wasm32")]
+    items.into_iter().map(f).collect()
+}
+
 /// Known column names.
 const STEP: &str = "generation_step";
 const LAYER: &str = "layer";
@@ -1036,36 +1049,24 @@ impl CubeBuilder {
         }
         // The arena reordered where it is (see `finish`): every metric, one prompt, blocks as
         // wide as its positions.
-        let in_place = owned.is_some()
-            && kept.len() == self.metric_names.len()
+        let in_place = kept.len() == self.metric_names.len()
             && prompt_rows.len() == 1
             && prompt_rows[0].0 == self.stride
             && prompt_rows[0].1.iter().filter(|&&id| id != u32::MAX).count() == self.blocks.len();
         let laid_out: Vec<Float32Array> = match owned {
             Some(owned) if in_place => {
-                let rows = &prompt_rows[0].1;
-                let np = self.stride;
-                let reorder = |mut values: Vec<f32>| -> Float32Array {
-                    reorder_rows(&mut values, rows, np);
+                let (np, rows) = &prompt_rows[0];
+                each_metric(owned, |mut values: Vec<f32>| {
+                    reorder_rows(&mut values, rows, *np);
                     super::metric_values(values)
-                };
-                #[cfg(not(target_arch = "wasm32"))]
-                let laid_out = std::thread::scope(|scope| {
-                    let reorder = &reorder;
-                    let handles: Vec<_> = owned.into_iter().map(|a| scope.spawn(move || reorder(a))).collect();
-                    handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-                });
-                #[cfg(target_arch = "wasm32")]
-                let laid_out = owned.into_iter().map(reorder).collect();
-                laid_out
+                })
             }
             owned => {
                 // Each metric's values in the dense layout, written once, front to back (no
-                // fill first); the metrics side by side where there are threads (the CLI: this
-                // is the passage from reading to writing, where nothing else runs).
+                // fill first).
                 let arena: &[Vec<f32>] = owned.as_deref().unwrap_or(&self.arena);
                 let stride = self.stride;
-                let lay_out = |arena: &Vec<f32>| -> Float32Array {
+                each_metric(kept.iter().map(|&m| &arena[m]).collect(), |arena: &Vec<f32>| {
                     let mut values = Vec::with_capacity(total);
                     for (np, rows) in &prompt_rows {
                         for &id in rows {
@@ -1079,16 +1080,7 @@ impl CubeBuilder {
                         }
                     }
                     super::metric_values(values)
-                };
-                #[cfg(not(target_arch = "wasm32"))]
-                let laid_out = std::thread::scope(|scope| {
-                    let lay_out = &lay_out;
-                    let handles: Vec<_> = kept.iter().map(|&m| &arena[m]).map(|a| scope.spawn(move || lay_out(a))).collect();
-                    handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-                });
-                #[cfg(target_arch = "wasm32")]
-                let laid_out = kept.iter().map(|&m| lay_out(&arena[m])).collect();
-                laid_out
+                })
             }
         };
         let metrics = kept

@@ -15,7 +15,7 @@
 //!    parameters and generator source), serves `dist/` and the baseline pages on 127.0.0.1,
 //!    drives headless Chromium, times the CLI against pandas and writes `BENCHMARKS.md`.
 
-use crate::util::{cargo, has_flag, on_path, repo_root, run as run_command, step};
+use crate::util::{cargo, has_flag, on_path, repo_root, run as run_command, step, succeeds};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
@@ -35,12 +35,7 @@ pub fn run(args: &[String]) -> Result<()> {
     run_command(Command::new("npm").args(["ci", "--prefix", "bench", "--no-audit", "--no-fund"]))?;
 
     step("bench: python3 with pandas + pyarrow");
-    let have_pandas = Command::new("python3")
-        .args(["-c", "import pandas, pyarrow"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !have_pandas {
+    if !succeeds(Command::new("python3").args(["-c", "import pandas, pyarrow"])) {
         run_command(Command::new("python3").args(["-m", "pip", "install", "--quiet", "pandas", "pyarrow"]))?;
     }
 
@@ -51,18 +46,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let venv = root.join("target/bench-pandas2");
     let venv_python = venv.join("bin/python");
     let have_pandas2 = venv_python.exists()
-        && Command::new(&venv_python)
-            .args(["-c", "import pandas, pyarrow; assert pandas.__version__.startswith('2.2')"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+        && succeeds(Command::new(&venv_python).args(["-c", "import pandas, pyarrow; assert pandas.__version__.startswith('2.2')"]));
     if !have_pandas2 {
-        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map(|s| s.success()).unwrap_or(false)
-            && Command::new(&venv_python)
-                .args(["-m", "pip", "install", "--quiet", "pandas==2.2.3", "pyarrow"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
+        let made = succeeds(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            && succeeds(Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", "pandas==2.2.3", "pyarrow"]));
         if !made {
             eprintln!("bench: pandas 2.2 could not be installed in {}; its timings are left out", venv.display());
             let _ = std::fs::remove_dir_all(&venv);

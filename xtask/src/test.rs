@@ -96,12 +96,7 @@ fn make_fixtures(script: &Path) -> Result<()> {
     let requirements = script.with_file_name("requirements.txt");
     if requirements.exists() {
         util::run(Command::new(python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(&requirements))?;
-    } else if !Command::new(python)
-        .args(["-c", "import pyarrow, pandas"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-    {
+    } else if !util::succeeds(Command::new(python).args(["-c", "import pyarrow, pandas"])) {
         eprintln!("installing the Python modules pyarrow and pandas for the fixture script");
         util::run(Command::new(python).args(["-m", "pip", "install", "--quiet", "pyarrow", "pandas"]))?;
     }

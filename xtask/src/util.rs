@@ -25,6 +25,11 @@ pub fn step(what: &str) {
     eprintln!("\n==> {what}");
 }
 
+/// Whether `command` starts and exits with success (a probe: nothing echoed, no error).
+pub fn succeeds(command: &mut Command) -> bool {
+    command.status().is_ok_and(|s| s.success())
+}
+
 /// Runs `command` in the repository root, echoing it; fails when it exits non-zero.
 pub fn run(command: &mut Command) -> Result<()> {
     command.current_dir(repo_root());
