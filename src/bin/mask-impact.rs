@@ -260,8 +260,9 @@ fn progress_bar(total: u64, quiet: bool, bytes: bool) -> ProgressBar {
     bar
 }
 
-/// Read inputs with a progress bar of bytes and rows.
-fn load_with_progress(inputs: &[PathBuf], quiet: bool) -> Result<Loaded> {
+/// Read inputs with a progress bar of bytes and rows, metric values rounded to `decimals` as
+/// they are read.
+fn load_with_progress(inputs: &[PathBuf], decimals: Option<u32>, quiet: bool) -> Result<Loaded> {
     let total: u64 = inputs
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
@@ -270,7 +271,8 @@ fn load_with_progress(inputs: &[PathBuf], quiet: bool) -> Result<Loaded> {
     let bar = progress_bar(total, quiet, true);
     bar.set_prefix("reading");
     let mut last_rows = u64::MAX;
-    let loaded = load(inputs, |p: &LoadProgress| {
+    let rounding = decimals.map(mask_impact::cube::Rounding::new);
+    let loaded = load(inputs, rounding, |p: &LoadProgress| {
         bar.set_position(p.bytes_read);
         if p.rows != last_rows {
             last_rows = p.rows;
@@ -385,7 +387,7 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
             );
         }
         let started = Instant::now();
-        let loaded = load_with_progress(&inputs, args.quiet)?;
+        let loaded = load_with_progress(&inputs, options.decimals, args.quiet)?;
         let cube = &loaded.cube;
         let plan = Plan::new(&loaded, partitioned);
         let read_seconds = started.elapsed().as_secs_f64();
@@ -560,7 +562,7 @@ fn print_size_table(table: &[SizeRow]) {
 }
 
 fn run_inspect(args: InspectArgs) -> Result<()> {
-    let loaded = load_with_progress(std::slice::from_ref(&args.file), args.quiet)?;
+    let loaded = load_with_progress(std::slice::from_ref(&args.file), None, args.quiet)?;
     let parquet = match loaded.formats.first() {
         Some(Format::Parquet) => Some(inspect::parquet_info(&args.file)?),
         _ => None,
@@ -849,7 +851,7 @@ fn run_render(args: RenderArgs) -> Result<()> {
             args.output.display()
         );
     }
-    let loaded = load_with_progress(std::slice::from_ref(&args.file), args.quiet)?;
+    let loaded = load_with_progress(std::slice::from_ref(&args.file), None, args.quiet)?;
     let cube = &loaded.cube;
     let mut state = ViewState::for_cube(cube);
     let view = match args.view {

@@ -37,7 +37,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::dictionary::{self, Entries, FloatDictionary, Key};
 use super::{CliError, Loaded};
-use crate::cube::Cube;
+use crate::cube::{Cube, Rounding};
 
 /// Column names written (the names the viewer and the Python side use).
 pub const STEP: &str = "generation_step";
@@ -121,7 +121,9 @@ pub const FLOAT_DICTIONARY_BYTES: usize = 4 << 20;
 /// Options of a conversion.
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
-    /// Round metrics to this many decimals; `None` keeps the `float32` value as read.
+    /// Round metrics to this many decimals ([`Rounding`]: as the pandas recipe does);
+    /// `None` keeps the `float32` value as read. A cube read from float64 values (CSV, JSON)
+    /// should have been rounded as it was read ([`load`](super::load)), not only here.
     pub decimals: Option<u32>,
     /// zstd compression level (1–22).
     pub zstd_level: i32,
@@ -640,30 +642,26 @@ impl Plan {
     }
 }
 
-/// Rounds to a number of decimals (half away from zero), through `f64`.
+/// [`Rounding`] of the cube's `f32` metric values, when decimals are asked. Values rounded so
+/// already, as [`load`](super::load) rounds them for `convert`, stay as they are: the `f32`
+/// nearest to a value of `d` decimals rounds to that value again. Where the `f32` spacing is
+/// under `10^-d`, it is within half of it of the value; where it is over (never equal: a power
+/// of two), it is the only `f32` within half a spacing of whatever it rounds to.
 struct Rounder {
-    scale: Option<f64>,
+    rounding: Option<Rounding>,
 }
 
 impl Rounder {
     fn new(decimals: Option<u32>) -> Rounder {
         Rounder {
-            scale: decimals.map(|d| 10f64.powi(d as i32)),
+            rounding: decimals.map(Rounding::new),
         }
     }
 
     fn apply(&self, v: f32) -> f32 {
-        match self.scale {
-            Some(s) if v.is_finite() => {
-                let r = ((v as f64) * s).round() / s;
-                // -0.0 reads as a surprise in spreadsheets.
-                if r == 0.0 {
-                    0.0
-                } else {
-                    r as f32
-                }
-            }
-            _ => v,
+        match self.rounding {
+            Some(r) => r.to_f32(v as f64),
+            None => v,
         }
     }
 }
@@ -1503,7 +1501,7 @@ mod tests {
             }
         }
         std::fs::write(&path, csv).unwrap();
-        let loaded = super::super::load(&[path], |_| {}).unwrap();
+        let loaded = super::super::load(&[path], None, |_| {}).unwrap();
         let plan = Plan::new(&loaded, false);
         for row_groups in [RowGroups::PerStep, RowGroups::WholeSteps { max_rows: 1000 }] {
             let options = ConvertOptions {
@@ -1600,7 +1598,7 @@ mod tests {
             }
         }
         std::fs::write(&path, csv).unwrap();
-        let loaded = super::super::load(&[path], |_| {}).unwrap();
+        let loaded = super::super::load(&[path], None, |_| {}).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let cube = &loaded.cube;
         let plan = Plan::new(&loaded, false);

@@ -116,9 +116,11 @@ impl Loaded {
     }
 }
 
-/// Read `paths` into one cube. `progress` is called after each chunk read.
+/// Read `paths` into one cube, its metric values rounded to `rounding` as they are read (see
+/// [`Rounding`](crate::cube::Rounding)). `progress` is called after each chunk read.
 pub fn load(
     paths: &[PathBuf],
+    rounding: Option<crate::cube::Rounding>,
     mut progress: impl FnMut(&LoadProgress),
 ) -> Result<Loaded, CliError> {
     let input_bytes = paths
@@ -130,7 +132,7 @@ pub fn load(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let bytes_total = input_bytes.iter().sum();
-    let mut builder = CubeBuilder::new();
+    let mut builder = CubeBuilder::new().with_rounding(rounding);
     let mut columns = Vec::new();
     let mut formats = Vec::new();
     let mut bytes_before = 0u64;
@@ -311,11 +313,14 @@ fn load_text(
                     return Ok((columns, threads));
                 }
                 Err(parallel::NotSplit::Unsplittable) => {}
-                Err(parallel::NotSplit::Failed) => *builder = CubeBuilder::new(),
+                Err(parallel::NotSplit::Failed) => {
+                    *builder = CubeBuilder::new().with_rounding(builder.rounding())
+                }
             }
         }
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<TextMessage>(4);
+    let wide_metrics = builder.wants_wide_metrics();
     // The batches' buffers go back to the decoder once they are in the cube.
     let pool = ingest::BufferPool::new();
     std::thread::scope(|scope| {
@@ -326,8 +331,9 @@ fn load_text(
                 file: decode_name.clone(),
                 tx: Tx::Bounded(tx),
             };
-            let mut decoder =
-                ingest::TextDecoder::new(&decode_name, len, format).with_buffer_pool(decode_pool);
+            let mut decoder = ingest::TextDecoder::new(&decode_name, len, format)
+                .with_buffer_pool(decode_pool)
+                .with_wide_metrics(wide_metrics);
             let read_err = |e: std::io::Error| IngestError::Read {
                 file: decode_name.clone(),
                 message: e.to_string(),

@@ -205,21 +205,21 @@ impl Cutter<'_> {
     }
 }
 
-/// Decode one segment, sending schema, batches, progress and (last) its end to `tx`.
+/// Decode one segment with the decoder `new_decoder` makes for its length, sending schema,
+/// batches, progress and (last) its end to `tx`.
 fn decode_segment(
     name: &str,
     map: &memmap2::Mmap,
     header: &[u8],
     segment: &Segment,
     format: Format,
-    pool: &ingest::BufferPool,
+    new_decoder: impl Fn(u64) -> ingest::TextDecoder,
     tx: Sender<TextMessage>,
 ) {
     let bytes = &map[segment.range.clone()];
     super::map_pages(map, segment.range.clone());
     let len = header.len() + segment.prefix.len() + bytes.len() + segment.suffix.len();
-    let mut decoder =
-        ingest::TextDecoder::new(name, len as u64, format).with_buffer_pool(pool.clone());
+    let mut decoder = new_decoder(len as u64);
     let mut sink = ChannelSink {
         file: name.to_string(),
         tx: super::Tx::Unbounded(tx),
@@ -286,6 +286,7 @@ pub fn load(
     }
     // The batches' buffers go back to the decoders once they are in the cube.
     let pool = ingest::BufferPool::new();
+    let wide_metrics = builder.wants_wide_metrics();
     std::thread::scope(|scope| {
         // Segment k goes to worker k % threads; each segment has its own channel back, read
         // in file order. At most `threads + 1` segments are out at a time.
@@ -294,8 +295,13 @@ pub fn load(
             let (tx, rx) = channel::<(Segment, Sender<TextMessage>)>();
             let (header, pool) = (header, &pool);
             scope.spawn(move || {
+                let new_decoder = |len| {
+                    ingest::TextDecoder::new(name, len, format)
+                        .with_buffer_pool(pool.clone())
+                        .with_wide_metrics(wide_metrics)
+                };
                 for (segment, out) in rx {
-                    decode_segment(name, map, header, &segment, format, pool, out);
+                    decode_segment(name, map, header, &segment, format, new_decoder, out);
                 }
             });
             workers.push(tx);

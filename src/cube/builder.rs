@@ -11,7 +11,7 @@ use arrow_array::{
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Schema};
 
-use super::{variant_order, Cube, CubeError, Metric, Prompt, Subset};
+use super::{variant_order, Cube, CubeError, Metric, Prompt, Rounding, Subset};
 
 /// The largest token position the cube accepts (positions are laid out densely from 0).
 pub const MAX_POSITION: i64 = 1 << 22;
@@ -316,6 +316,8 @@ pub struct CubeBuilder {
     ended_steps: std::collections::HashSet<i64>,
     /// Rows expected in all (a hint for reserving memory).
     expected_rows: u64,
+    /// How metric values are rounded as they are put in (see [`CubeBuilder::with_rounding`]).
+    rounding: Option<Rounding>,
 }
 
 impl Default for CubeBuilder {
@@ -583,7 +585,28 @@ impl CubeBuilder {
             last_step: None,
             ended_steps: std::collections::HashSet::new(),
             expected_rows: 0,
+            rounding: None,
         }
+    }
+
+    /// Round every metric value to `rounding` as it is put in, before it becomes `f32` (see
+    /// [`Rounding`]): `convert` does, the viewer does not. Text decoders feeding this builder
+    /// then keep metric values as float64 ([`CubeBuilder::wants_wide_metrics`]).
+    pub fn with_rounding(mut self, rounding: Option<Rounding>) -> CubeBuilder {
+        self.rounding = rounding;
+        self
+    }
+
+    /// How metric values are rounded as they are put in.
+    pub fn rounding(&self) -> Option<Rounding> {
+        self.rounding
+    }
+
+    /// Whether metric values should reach [`CubeBuilder::push_batch`] as read (float64 where
+    /// the file has them so), rather than already narrowed to `f32`: true when the builder
+    /// rounds them.
+    pub fn wants_wide_metrics(&self) -> bool {
+        self.rounding.is_some()
     }
 
     /// Rows read so far.
@@ -899,8 +922,14 @@ impl CubeBuilder {
         for (m, values) in metrics.iter().enumerate() {
             let arena = &mut self.arena[src.metric_ids[m]];
             match values {
-                MetricValues::F32(a) => scatter(arena, &cell, a, |v| v, &mut repeated),
-                MetricValues::F64(a) => scatter(arena, &cell, a, |v| v as f32, &mut repeated),
+                MetricValues::F32(a) => match self.rounding {
+                    None => scatter(arena, &cell, a, |v| v, &mut repeated),
+                    Some(r) => scatter(arena, &cell, a, |v| r.to_f32(v as f64), &mut repeated),
+                },
+                MetricValues::F64(a) => match self.rounding {
+                    None => scatter(arena, &cell, a, |v| v as f32, &mut repeated),
+                    Some(r) => scatter(arena, &cell, a, |v| r.to_f32(v), &mut repeated),
+                },
             }
         }
         self.duplicates += repeated.iter().filter(|&&r| r).count() as u64;
@@ -1281,6 +1310,47 @@ mod tests {
         // The NaN step is step 0; position 2.9 is 2; 0.1 as f32.
         assert_eq!(cube.value(l2, cube.cell(0, 0, 0, 2), 2), Some(0.1f32));
         assert_eq!(cube.value(kl, cube.cell(0, 0, 0, 2), 2), Some(4.0));
+    }
+
+    /// With a rounding, metric values are rounded before they become `f32`, Float64 and Float32
+    /// sources alike; without, they are narrowed as read. Expectations by hand (and as
+    /// `numpy.round(x, 4)` then `astype("float32")` gives them).
+    #[test]
+    fn metric_values_are_rounded_before_they_narrow() {
+        let x = 12.147_349_957_180_065; // as f32: 12.147350311…, which rounds to 12.1474
+        let wide = record_batch!(
+            ("layer", Int64, [0, 0, 0, 0]),
+            ("token_position", Int64, [0, 1, 2, 3]),
+            ("l2_distance", Float64, [Some(x), Some(0.03125), None, Some(-0.00001)])
+        )
+        .unwrap();
+        let narrow = record_batch!(
+            ("layer", Int64, [1, 1]),
+            ("token_position", Int64, [0, 1]),
+            ("l2_distance", Float32, [Some(1.23456f32), Some(0.03125f32)])
+        )
+        .unwrap();
+        let values = |rounding: Option<Rounding>| {
+            let mut b = CubeBuilder::new().with_rounding(rounding);
+            assert_eq!(b.wants_wide_metrics(), rounding.is_some());
+            for (file, batch) in [("a.csv", &wide), ("b.parquet", &narrow)] {
+                b.begin_source(file, &batch.schema()).unwrap();
+                b.push_batch(batch).unwrap();
+            }
+            let cube = b.finish().unwrap();
+            // Each file without a prompt column is a prompt of its own.
+            assert_eq!(cube.prompts.len(), 2);
+            let at = |file: usize, pos: usize| cube.value(0, cube.cell(file, 0, 0, file), pos);
+            (0..4).map(|p| at(0, p)).chain((0..2).map(|p| at(1, p))).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            values(Some(Rounding::new(4))),
+            [Some(12.1473f32), Some(0.0312), None, Some(0.0), Some(1.2346), Some(0.0312)]
+        );
+        assert_eq!(
+            values(None),
+            [Some(x as f32), Some(0.03125), None, Some(-0.00001), Some(1.23456), Some(0.03125)]
+        );
     }
 
     #[test]

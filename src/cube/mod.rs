@@ -163,6 +163,72 @@ pub(crate) fn metric_values(values: Vec<f32>) -> Float32Array {
     Float32Array::new(values.into(), nulls)
 }
 
+/// Metric values rounded to a number of decimal places, as the seed note's pandas recipe
+/// rounds them (`Series.round(d)`, which is NumPy's `round`: `x × 10^d` rounded to the
+/// nearest integer, ties to even, then divided by `10^d`, in float64), before they become
+/// `f32`. A value read as float64 (CSV, JSON, a DOUBLE column) is rounded before it is
+/// narrowed: narrowing first and rounding the `f32` would round twice and can end one unit of
+/// the last decimal away (12.14734995… → 12.147350311… → 12.1474, where pandas gives 12.1473).
+/// An `f32` value is rounded as its float64 widening; pandas would round a float32 column in
+/// float32 arithmetic, whose product `x × 10^d` is itself rounded to 24 bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rounding {
+    decimals: u32,
+    scale: f64,
+}
+
+impl Rounding {
+    /// Rounding to `decimals` places.
+    pub fn new(decimals: u32) -> Rounding {
+        Rounding {
+            decimals,
+            scale: 10f64.powi(decimals as i32),
+        }
+    }
+
+    /// The number of decimal places.
+    pub fn decimals(&self) -> u32 {
+        self.decimals
+    }
+
+    /// `x` rounded; NaN, infinities and values too large to scale as they are, and a value
+    /// rounding to zero +0.0 (a -0.0 reads as a surprise in spreadsheets).
+    #[inline]
+    pub fn apply(&self, x: f64) -> f64 {
+        let y = x * self.scale;
+        if !y.is_finite() {
+            return x;
+        }
+        let r = round_ties_even(y) / self.scale;
+        if r == 0.0 {
+            0.0
+        } else {
+            r
+        }
+    }
+
+    /// `x` rounded, then narrowed to `f32`.
+    #[inline]
+    pub fn to_f32(&self, x: f64) -> f32 {
+        self.apply(x) as f32
+    }
+}
+
+/// `y` rounded to an integer, ties to even. Below 2^51 in magnitude, adding and subtracting
+/// 1.5 × 2^52 does it in two instructions (the sum's unit in the last place is 1, and IEEE
+/// rounding is to nearest, ties to even); `f64::round_ties_even` is a library call on the
+/// baseline x86-64 target.
+#[inline]
+fn round_ties_even(y: f64) -> f64 {
+    const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 × 2^52
+    if y.abs() < 2_251_799_813_685_248.0 {
+        // 2^51
+        (y + SHIFT) - SHIFT
+    } else {
+        y.round_ties_even()
+    }
+}
+
 /// Coordinates of one heatmap row: a (prompt, step, variant, layer) as indexes into the axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RowAt {
@@ -318,6 +384,48 @@ pub fn variant_order(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounding_is_numpys() {
+        // Expectations worked by hand (and as `numpy.round(x, 4)` gives them).
+        let r = Rounding::new(4);
+        assert_eq!(r.apply(1.23456), 1.2346);
+        // Rounded as read: narrowing to f32 first (12.147350311…) would give 12.1474.
+        assert_eq!(r.to_f32(12.147_349_957_180_065), 12.1473f32);
+        // Ties go to the even neighbour: 0.03125 × 10^4 = 312.5 exactly → 312.
+        assert_eq!(r.apply(0.03125), 0.0312);
+        assert_eq!(r.apply(-0.03125), -0.0312);
+        // 0.03135 × 10^4 is 313.50000000000006 in float64: not a tie.
+        assert_eq!(r.apply(0.03135), 0.0314);
+        let whole = Rounding::new(0);
+        assert_eq!([0.5, 1.5, 2.5, -2.5, 3.49].map(|x| whole.apply(x)), [0.0, 2.0, 2.0, -2.0, 3.0]);
+        // Zero without a sign; NaN, infinities and unscalable values unchanged.
+        assert!(r.apply(-0.00001).is_sign_positive() && r.apply(-0.00001) == 0.0);
+        assert!(r.apply(f64::NAN).is_nan());
+        assert_eq!(r.apply(f64::NEG_INFINITY), f64::NEG_INFINITY);
+        assert_eq!(r.apply(1e305), 1e305);
+        // Between 2^51 and 2^52 (after scaling) the library rounding takes over.
+        assert_eq!(whole.apply(2_251_799_813_685_248.5), 2_251_799_813_685_248.0);
+        assert_eq!(whole.apply(2_251_799_813_685_249.5), 2_251_799_813_685_250.0);
+        assert_eq!(r.decimals(), 4);
+    }
+
+    proptest::proptest! {
+        /// The `f32` of a rounded value rounds to itself (the writer rounds what `load` rounded
+        /// already): where the `f32` spacing is under `10^-d` the `f32` is within half of it of
+        /// the value, where it is over, the only `f32` within half a spacing of what it rounds to.
+        #[test]
+        fn rounding_an_f32_of_a_rounded_value_changes_nothing(
+            x in proptest::num::f64::NORMAL | proptest::num::f64::ZERO,
+            scale in -8i32..12,
+            decimals in 0u32..=9,
+        ) {
+            let x = x.clamp(-1e30, 1e30) * 10f64.powi(scale) % 1e9;
+            let r = Rounding::new(decimals);
+            let q = r.to_f32(x);
+            proptest::prop_assert_eq!(r.to_f32(q as f64).to_bits(), q.to_bits(), "x {}", x);
+        }
+    }
 
     #[test]
     fn variants_sort_numerically() {

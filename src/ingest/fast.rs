@@ -655,14 +655,16 @@ impl FastText {
     ///
     /// A Float64 column comes out as the cube takes it when the cube's [`ColumnMap`] of
     /// `schema` gives it a role: Int64 for the step, layer and position, Float32 for a metric
-    /// (each value converted as the cube would convert it); any other stays Float64. The
-    /// cube finds its columns by name: with two columns of one name, all stay Float64.
+    /// (each value converted as the cube would convert it) unless `wide_metrics`; any other
+    /// stays Float64. The cube finds its columns by name: with two columns of one name, all
+    /// stay Float64.
     pub(super) fn new(
         file: &str,
         layout: Layout,
         schema: &SchemaRef,
         batch_rows: usize,
         pool: &BufferPool,
+        wide_metrics: bool,
     ) -> Option<FastText> {
         let names: std::collections::HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let roles = ColumnMap::from_schema(file, schema).ok().filter(|_| names.len() == schema.fields().len());
@@ -670,7 +672,7 @@ impl FastText {
             Some(r) if [r.step.as_deref(), Some(&r.layer), Some(&r.position)].contains(&Some(name)) => {
                 Numbers::I64(Vec::new())
             }
-            Some(r) if r.metrics.iter().any(|m| m == name) => Numbers::F32(Vec::new()),
+            Some(r) if !wide_metrics && r.metrics.iter().any(|m| m == name) => Numbers::F32(Vec::new()),
             _ => Numbers::F64(Vec::new()),
         };
         let mut columns = Vec::new();
@@ -2033,7 +2035,7 @@ mod tests {
                 .to_vec(),
         ));
         let pool = BufferPool::new();
-        let mut fast = FastText::new("t.csv", Layout::Csv(b','), &schema, 4, &pool).unwrap();
+        let mut fast = FastText::new("t.csv", Layout::Csv(b','), &schema, 4, &pool, false).unwrap();
         let mut text = String::from("index,layer,token_position,variant,l2_distance\n");
         // A layer of 2.75 is layer 2 (truncated, as the cube's conversion does).
         for r in 0..14 {

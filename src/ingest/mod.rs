@@ -362,6 +362,7 @@ impl Ingest {
                         let mut text = TextSource::new(&self.file, self.file_len, format);
                         text.set_chunk_bytes(self.text_chunk_bytes);
                         text.set_fast_path(self.text_fast_path);
+                        text.set_wide_metrics(self.builder.wants_wide_metrics());
                         State::Text(Box::new(text))
                     }
                 };

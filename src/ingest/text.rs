@@ -81,6 +81,9 @@ pub struct TextDecoder {
     null_words: bool,
     /// Whether the fast decoder may be used (see [`TextDecoder::with_fast_path`]).
     fast_path: bool,
+    /// Whether the fast decoder keeps metric values as float64 (see
+    /// [`TextDecoder::with_wide_metrics`]).
+    wide_metrics: bool,
     /// CSV: data records read by the fast decoder before the general one took over, plus the
     /// header (added to the general decoder's line numbers in messages); 0 otherwise.
     line_offset: u64,
@@ -376,6 +379,11 @@ impl TextSource {
         self.decoder.fast_path = fast;
     }
 
+    /// See [`TextDecoder::with_wide_metrics`].
+    pub fn set_wide_metrics(&mut self, wide: bool) {
+        self.decoder.wide_metrics = wide;
+    }
+
     pub fn bytes_read(&self) -> u64 {
         self.decoder.bytes_read()
     }
@@ -453,6 +461,7 @@ impl TextDecoder {
             delimiter: b',',
             null_words: false,
             fast_path: true,
+            wide_metrics: false,
             line_offset: 0,
             pool: BufferPool::new(),
         }
@@ -469,6 +478,14 @@ impl TextDecoder {
     /// everything with arrow-csv / arrow-json (tests compare the two).
     pub fn with_fast_path(mut self, fast: bool) -> TextDecoder {
         self.fast_path = fast;
+        self
+    }
+
+    /// Whether the fast decoder hands metric values over as float64 (`true`: for a builder
+    /// that rounds them, [`CubeBuilder::wants_wide_metrics`]) or already narrowed to `f32`
+    /// (`false`, the default: as the cube keeps them, half the memory).
+    pub fn with_wide_metrics(mut self, wide: bool) -> TextDecoder {
+        self.wide_metrics = wide;
         self
     }
 
@@ -675,7 +692,7 @@ impl TextDecoder {
                 };
                 sink.begin(&schema)?;
                 self.schema = Some(schema.clone());
-                match FastText::new(&self.file, Layout::Json, &schema, BATCH_ROWS, &self.pool).filter(|_| self.fast_path) {
+                match FastText::new(&self.file, Layout::Json, &schema, BATCH_ROWS, &self.pool, self.wide_metrics).filter(|_| self.fast_path) {
                     Some(f) => Decoder::Fast(Box::new(f)),
                     None => self.general(true)?,
                 }
@@ -688,7 +705,7 @@ impl TextDecoder {
                 self.delimiter = delim;
                 self.null_words = null_words;
                 let fast = (!null_words && self.fast_path)
-                    .then(|| FastText::new(&self.file, Layout::Csv(delim), &schema, BATCH_ROWS, &self.pool))
+                    .then(|| FastText::new(&self.file, Layout::Csv(delim), &schema, BATCH_ROWS, &self.pool, self.wide_metrics))
                     .flatten();
                 match fast {
                     Some(f) => Decoder::Fast(Box::new(f)),

@@ -179,6 +179,18 @@ def compare(src, out, decimals, what):
             )
         worst = np.max(np.abs(a - b) - tol) if len(a) else -1
         check(worst <= 0, f"{what}: {m}: a value differs by more than the rounding (excess {worst})")
+        # Exactly the seed note's recipe (`round(d)`, then float32) on the values as read in
+        # float64: a text file's values rounded before they become float32, not after (which
+        # rounds twice, one unit of the last decimal off now and then). A float32 source is
+        # rounded as its float64 widening (pandas rounds a float32 column in float32
+        # arithmetic, which is itself off now and then).
+        want = (a if decimals is None else np.round(a, decimals)).astype("float32")
+        off = want != b.astype("float32")
+        check(
+            not off.any(),
+            f"{what}: {m}: {off.sum()} of {len(a)} values are not numpy.round(x, {decimals}) as "
+            f"float32, e.g. {a[off][:3]} -> {b[off][:3]}, expected {want[off][:3]}",
+        )
 
 
 def check_parquet_layout(path, expect_step_column=True):
