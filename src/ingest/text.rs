@@ -299,9 +299,18 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
             )));
         };
         if records == 0 && !obj.is_empty() && obj.values().all(|v| v.is_object() || v.is_array()) {
-            return Err(err(
-                "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but this looks like a table stored by column (pandas `orient=\"columns\"`); write it with `df.to_json(path, orient=\"records\")`".into(),
-            ));
+            // pandas' other orients: `split` ({"columns": […], "index": […], "data": [[…]]}),
+            // `index` (an object of rows keyed by row label), `columns` (of columns by name).
+            let (how, orient) = if obj.contains_key("columns") && obj.contains_key("data") {
+                ("as column names and rows of values", "split")
+            } else if obj.keys().all(|k| k.parse::<i64>().is_ok()) {
+                ("by row label", "index")
+            } else {
+                ("by column", "columns")
+            };
+            return Err(err(format!(
+                "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but this looks like a table stored {how} (pandas `orient=\"{orient}\"`); write it with `df.to_json(path, orient=\"records\")`"
+            )));
         }
         for (k, v) in &obj {
             let i = match names.iter().position(|n| n == k) {
