@@ -196,6 +196,42 @@ fn convert_wide_dictionaries_round_trip() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// CSV and JSON compressed with gzip (as pandas writes `results.csv.gz`; here two members) or
+/// zstd convert to the values of the plain files; a compressed Parquet file and a cut gzip
+/// stream are refused, the file named, nothing written.
+#[test]
+fn convert_compressed_text_inputs() {
+    let dir = scratch("compressed");
+    python_check(&["make-input", s(&dir)]);
+    for plain in ["in.csv", "in.json"] {
+        python_check(&["gzip", s(&dir.join(plain)), s(&dir.join(format!("{plain}.gz")))]);
+    }
+    let jsonl = std::fs::read(dir.join("in.jsonl")).unwrap();
+    std::fs::write(dir.join("in.jsonl.zst"), zstd::encode_all(&jsonl[..], 3).unwrap()).unwrap();
+    for (input, plain) in [("in.csv.gz", "in.csv"), ("in.json.gz", "in.json"), ("in.jsonl.zst", "in.jsonl")] {
+        let out = dir.join(format!("{input}.parquet"));
+        let o = run_ok(&["convert", s(&dir.join(input)), "-o", s(&out), "--json"]);
+        let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(table[0]["rows"], 5 * 4 * (12 + 13 + 14) - 1, "{input}");
+        python_check(&["roundtrip", s(&dir.join(plain)), s(&out), "4"]);
+    }
+    let refused = |input: &Path, expect: &str| {
+        let out = dir.join("refused.parquet");
+        let o = run(&["convert", s(input), "-o", s(&out)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{} converted", input.display());
+        assert!(err.contains(s(input)) && err.contains(expect), "{err}");
+        assert!(!out.exists());
+    };
+    let gz = std::fs::read(dir.join("in.csv.gz")).unwrap();
+    let cut = dir.join("cut.csv.gz");
+    std::fs::write(&cut, &gz[..gz.len() / 4]).unwrap();
+    refused(&cut, "cannot decompress it (gzip)");
+    let parquet_gz = dir.join("in.parquet.gz");
+    python_check(&["gzip", s(&dir.join("in.csv.gz.parquet")), s(&parquet_gz)]);
+    refused(&parquet_gz, "gzip-compressed Parquet file");
+}
+
 #[test]
 fn convert_partitioned_by_step() {
     let dir = scratch("partition");

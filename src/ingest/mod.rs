@@ -84,10 +84,10 @@ pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
         (b"\xff\xd8\xff", "a JPEG image"),
         (b"GIF8", "a GIF image"),
         (b"PK\x03\x04", "a ZIP archive"),
-        (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
+        (b"\x1f\x8b", "a gzip-compressed file (decompress it first; `mask-impact convert` reads it as it is)"),
         (b"%PDF", "a PDF document"),
         (b"ARROW1", "an Arrow IPC file"),
-        (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (decompress it first)"),
+        (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (decompress it first; `mask-impact convert` reads it as it is)"),
         (b"RIFF", "a RIFF (image/audio) file"),
     ];
     for (magic, what) in MAGICS {

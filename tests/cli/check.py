@@ -392,6 +392,17 @@ def generate(path, fmt, steps, layers, positions, heads, grid, prompts):
         check(v.notna().all() and (v >= 0).all(), f"{m}: missing or negative values")
 
 
+def gzip_file(src, out):
+    """`src` gzip-compressed into `out` as two members (as `cat a.gz b.gz` makes, or pigz)."""
+    import gzip
+
+    data = open(src, "rb").read()
+    half = len(data) // 2
+    with open(out, "wb") as f:
+        f.write(gzip.compress(data[:half]))
+        f.write(gzip.compress(data[half:]))
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     {
@@ -403,6 +414,7 @@ def main(argv):
         "partitioned": partitioned,
         "inspect": inspect,
         "generate": generate,
+        "gzip": gzip_file,
     }[cmd](*args)
     print(f"ok: {cmd}")
 
