@@ -508,6 +508,13 @@ fn bad_input_is_reported_and_leaves_no_partial_output() {
     assert!(err.contains("line 52"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
     assert_eq!(listing(&dir), ["bad.csv", "bad.parquet"]);
+    // A folder (or a pipe) as the input is refused before anything is read.
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let o = run(&["convert", s(&sub), "-o", s(&out)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("sub: not a regular file"), "{err}");
+    std::fs::remove_dir(&sub).unwrap();
     // A good conversion replaces it, and leaves nothing else behind.
     let good = dir.join("good.csv");
     std::fs::write(&good, csv.lines().take(51).collect::<Vec<_>>().join("\n")).unwrap();
