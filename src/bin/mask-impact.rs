@@ -86,7 +86,8 @@ enum PartitionBy {
 
 #[derive(clap::Args)]
 struct ConvertArgs {
-    /// Input files: Parquet, CSV, JSON records or JSON Lines.
+    /// Input files: Parquet, CSV, JSON records or JSON Lines (CSV and JSON also gzip- or
+    /// zstd-compressed: `results.csv.gz`).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output file (several inputs are merged into it), or an existing folder (each input is
