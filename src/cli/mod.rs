@@ -143,12 +143,7 @@ pub fn load(
     let mut bytes_before = 0u64;
     let mut decode_threads = 1;
     for (file_index, path) in paths.iter().enumerate() {
-        let codec = Codec::of(path)?;
-        let format = match codec {
-            Some(codec) => Some(codec.text_format(path)?),
-            None => text_format(path, input_bytes[file_index])?,
-        };
-        if let Some(format) = format {
+        if let Some((format, codec)) = text_format(path, input_bytes[file_index])? {
             // The first file may be split over several decoding threads (a failed attempt
             // then starts the cube again).
             let split = file_index == 0 && codec.is_none();
@@ -204,9 +199,10 @@ pub fn load(
     })
 }
 
-/// The format of `path` when it is CSV or JSON (read by [`load_text`]); `None` for Parquet and
-/// for what the ingest reports as an error itself (empty files, unknown content).
-fn text_format(path: &Path, len: u64) -> Result<Option<Format>, CliError> {
+/// The format of `path` when it is CSV or JSON (read by [`load_text`]), and how it is
+/// compressed; `None` for Parquet and for what the ingest reports as an error itself (empty
+/// files, unknown content). A compressed file must hold CSV or JSON.
+fn text_format(path: &Path, len: u64) -> Result<Option<(Format, Option<Codec>)>, CliError> {
     use std::io::Read;
     if len == 0 {
         return Ok(None);
@@ -215,8 +211,11 @@ fn text_format(path: &Path, len: u64) -> Result<Option<Format>, CliError> {
     File::open(path)
         .and_then(|f| f.take(ingest::SNIFF_BYTES).read_to_end(&mut head))
         .map_err(|e| CliError::io(path, e))?;
+    if let Some(codec) = Codec::of(&head) {
+        return Ok(Some((codec.text_format(path)?, Some(codec))));
+    }
     Ok(match ingest::sniff(&path.display().to_string(), &head) {
-        Ok(f @ (Format::Csv | Format::Json)) => Some(f),
+        Ok(f @ (Format::Csv | Format::Json)) => Some((f, None)),
         _ => None,
     })
 }
@@ -229,20 +228,15 @@ enum Codec {
 }
 
 impl Codec {
-    /// The compression of `path`, from its first bytes; `None` for an uncompressed file.
-    fn of(path: &Path) -> Result<Option<Codec>, CliError> {
-        use std::io::Read;
-        let mut head = Vec::new();
-        File::open(path)
-            .and_then(|f| f.take(4).read_to_end(&mut head))
-            .map_err(|e| CliError::io(path, e))?;
-        Ok(if head.starts_with(b"\x1f\x8b") {
+    /// The compression of a file that starts with `head`; `None` for an uncompressed file.
+    fn of(head: &[u8]) -> Option<Codec> {
+        if head.starts_with(ingest::GZIP_MAGIC) {
             Some(Codec::Gzip)
-        } else if head.starts_with(b"\x28\xb5\x2f\xfd") {
+        } else if head.starts_with(ingest::ZSTD_MAGIC) {
             Some(Codec::Zstd)
         } else {
             None
-        })
+        }
     }
 
     fn name(self) -> &'static str {

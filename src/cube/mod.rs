@@ -173,7 +173,7 @@ pub(crate) fn metric_values(values: Vec<f32>) -> Float32Array {
 /// float32 arithmetic, whose product `x × 10^d` is itself rounded to 24 bits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rounding {
-    decimals: u32,
+    /// `10^d`.
     scale: f64,
 }
 
@@ -181,14 +181,8 @@ impl Rounding {
     /// Rounding to `decimals` places.
     pub fn new(decimals: u32) -> Rounding {
         Rounding {
-            decimals,
             scale: 10f64.powi(decimals as i32),
         }
-    }
-
-    /// The number of decimal places.
-    pub fn decimals(&self) -> u32 {
-        self.decimals
     }
 
     /// `x` rounded; NaN, infinities and values too large to scale as they are, and a value
@@ -407,7 +401,6 @@ mod tests {
         // Between 2^51 and 2^52 (after scaling) the library rounding takes over.
         assert_eq!(whole.apply(2_251_799_813_685_248.5), 2_251_799_813_685_248.0);
         assert_eq!(whole.apply(2_251_799_813_685_249.5), 2_251_799_813_685_250.0);
-        assert_eq!(r.decimals(), 4);
     }
 
     proptest::proptest! {

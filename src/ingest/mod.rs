@@ -65,6 +65,11 @@ pub enum IngestError {
     Cancelled { file: String },
 }
 
+/// The first bytes of a gzip stream (RFC 1952).
+pub const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
+/// The first bytes of a zstd frame (RFC 8878).
+pub const ZSTD_MAGIC: &[u8] = b"\x28\xb5\x2f\xfd";
+
 /// Recognise the format from the first bytes (the name is used only to word errors).
 pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
     let not = |what: &str| IngestError::NotData {
@@ -84,10 +89,10 @@ pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
         (b"\xff\xd8\xff", "a JPEG image"),
         (b"GIF8", "a GIF image"),
         (b"PK\x03\x04", "a ZIP archive"),
-        (b"\x1f\x8b", "a gzip-compressed file (decompress it first; `mask-impact convert` reads it as it is)"),
+        (GZIP_MAGIC, "a gzip-compressed file (decompress it first; `mask-impact convert` reads it as it is)"),
         (b"%PDF", "a PDF document"),
         (b"ARROW1", "an Arrow IPC file"),
-        (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (decompress it first; `mask-impact convert` reads it as it is)"),
+        (ZSTD_MAGIC, "a zstd-compressed file (decompress it first; `mask-impact convert` reads it as it is)"),
         (b"RIFF", "a RIFF (image/audio) file"),
     ];
     for (magic, what) in MAGICS {
