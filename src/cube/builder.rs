@@ -6,10 +6,10 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{
-    Array, ArrayRef, DictionaryArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+    Array, ArrayRef, DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow_buffer::NullBuffer;
-use arrow_schema::{DataType, Schema};
+use arrow_schema::{DataType, Field, Schema};
 
 use super::{variant_order, Cube, CubeError, Metric, Prompt, Rounding, Subset};
 
@@ -283,6 +283,8 @@ struct Source {
     metric_ids: Vec<usize>,
     /// Prompt used for rows without a prompt name.
     default_prompt: u32,
+    /// Columns from the file's path, added to each of its batches.
+    path_columns: Vec<PathColumn>,
 }
 
 /// Builds a [`Cube`] from record batches of one or more files.
@@ -564,6 +566,127 @@ fn file_stem(file: &str) -> String {
     }
 }
 
+/// The folder name of a Hive-style partition whose value is null (pyarrow, Spark).
+const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// The partition keys in the folders of a file's path, as pyarrow, polars, DuckDB and Spark
+/// write a dataset partitioned by a column (and `mask-impact convert --partition-by`):
+/// `results/generation_step=3/part-0.parquet` gives `[("generation_step", "3")]`, values
+/// percent-decoded (`None`: the null partition). They are the `KEY=VALUE` folders that hold
+/// the file, outermost first; a folder of another name above them is the dataset, whose name
+/// comes second (`results`), if the path names it.
+pub fn hive_partitions(path: &str) -> (Vec<(String, Option<String>)>, Option<String>) {
+    let mut folders: Vec<&str> = path.split(['/', '\\']).collect();
+    folders.pop(); // the file's own name
+    let mut keys = Vec::new();
+    while let Some((key, value)) = folders.last().and_then(|f| f.split_once('=')).filter(|(k, _)| !k.is_empty()) {
+        let value = (value != HIVE_NULL).then(|| percent_decoded(value));
+        keys.push((percent_decoded(key), value));
+        folders.pop();
+    }
+    keys.reverse();
+    let dataset = folders.last().filter(|f| !keys.is_empty() && !f.is_empty()).map(|f| percent_decoded(f));
+    (keys, dataset)
+}
+
+/// `text` with each `%XX` replaced by its byte (as Hive escapes a partition value).
+fn percent_decoded(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A column a file gets from its path: a partition key (see [`hive_partitions`]) that names a
+/// column the cube knows and the file itself lacks, its value the same in every row.
+#[derive(Debug, Clone)]
+struct PathColumn {
+    name: String,
+    value: PathValue,
+}
+
+#[derive(Debug, Clone)]
+enum PathValue {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl PathColumn {
+    /// The path columns of `file`, whose own columns are `schema`.
+    fn of(file: &str, schema: &Schema) -> Result<Vec<PathColumn>, CubeError> {
+        let has = |name: &str| schema.fields().iter().any(|f| f.name().eq_ignore_ascii_case(name));
+        let mut columns: Vec<PathColumn> = Vec::new();
+        for (key, value) in hive_partitions(file).0 {
+            let Some(&role) = [STEP, LAYER, POSITION, TOKEN, VARIANT, PROMPT, CONFIG_PROMPT]
+                .iter()
+                .find(|r| r.eq_ignore_ascii_case(&key))
+            else {
+                continue;
+            };
+            if has(&key) {
+                continue;
+            }
+            let value = if [STEP, LAYER, POSITION].contains(&role) {
+                let number = value.as_deref().map(|v| {
+                    v.trim().parse::<i64>().map_err(|_| CubeError::OutOfRange {
+                        file: file.to_string(),
+                        message: format!(
+                            "its folder `{key}={v}` gives `{key}` to its rows, but `{v}` is not a whole number"
+                        ),
+                    })
+                });
+                PathValue::Int(number.transpose()?)
+            } else {
+                PathValue::Text(value)
+            };
+            // A key named twice (`step=1/step=2/f.parquet`): the innermost folder wins.
+            columns.retain(|c| !c.name.eq_ignore_ascii_case(&key));
+            columns.push(PathColumn { name: key, value });
+        }
+        Ok(columns)
+    }
+
+    fn field(&self) -> Field {
+        let data_type = match self.value {
+            PathValue::Int(_) => DataType::Int64,
+            PathValue::Text(_) => DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        };
+        Field::new(&self.name, data_type, true)
+    }
+
+    /// The column of `rows` rows.
+    fn array(&self, rows: usize) -> ArrayRef {
+        match &self.value {
+            PathValue::Int(Some(v)) => Arc::new(Int64Array::from_value(*v, rows)),
+            PathValue::Text(Some(v)) => Arc::new(DictionaryArray::<Int32Type>::new(
+                Int32Array::from_value(0, rows),
+                Arc::new(StringArray::from(vec![v.as_str()])),
+            )),
+            PathValue::Int(None) | PathValue::Text(None) => arrow_array::new_null_array(self.field().data_type(), rows),
+        }
+    }
+}
+
+/// `schema` with the fields of `path_columns` after its own.
+fn with_path_fields(schema: &Schema, path_columns: &[PathColumn]) -> Schema {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(path_columns.iter().map(PathColumn::field));
+    Schema::new(fields)
+}
+
 impl CubeBuilder {
     pub fn new() -> CubeBuilder {
         CubeBuilder {
@@ -650,8 +773,18 @@ impl CubeBuilder {
     }
 
     /// Start reading a file with this schema. Returns the columns it will use.
+    ///
+    /// A file in a partitioned dataset (`results/generation_step=3/part-0.parquet`) gets the
+    /// columns the cube knows that it lacks from its path's partition folders (see
+    /// [`hive_partitions`]), as pyarrow reads a dataset; the map names them too (a reader that
+    /// projects the file's columns by these names finds no such column in the file).
     pub fn begin_source(&mut self, file: &str, schema: &Schema) -> Result<ColumnMap, CubeError> {
-        let columns = ColumnMap::from_schema(file, schema)?;
+        let path_columns = PathColumn::of(file, schema)?;
+        let columns = if path_columns.is_empty() {
+            ColumnMap::from_schema(file, schema)?
+        } else {
+            ColumnMap::from_schema(file, &with_path_fields(schema, &path_columns))?
+        };
         let metric_ids = columns
             .metrics
             .iter()
@@ -664,13 +797,17 @@ impl CubeBuilder {
                 }
             })
             .collect();
-        let default_prompt = self.prompt_code(&file_stem(file));
+        // A dataset's files (columns from their path) are all one prompt unless they say
+        // otherwise: the dataset's name.
+        let dataset = hive_partitions(file).1.filter(|_| !path_columns.is_empty());
+        let default_prompt = self.prompt_code(&dataset.unwrap_or_else(|| file_stem(file)));
         self.sources.push(file.to_string());
         self.source = Some(Source {
             file: file.to_string(),
             columns: columns.clone(),
             metric_ids,
             default_prompt,
+            path_columns,
         });
         Ok(columns)
     }
@@ -695,7 +832,22 @@ impl CubeBuilder {
                 message: "push_batch called before begin_source".into(),
             });
         };
-        let result = self.push_batch_of(&source, batch);
+        let result = if source.path_columns.is_empty() {
+            self.push_batch_of(&source, batch)
+        } else {
+            // The batch's own schema, which may differ from the one the source began with in
+            // the types the builder accepts alike (a text decoder's Float64 layer column comes
+            // as Int64).
+            let schema = Arc::new(with_path_fields(&batch.schema(), &source.path_columns));
+            let mut columns = batch.columns().to_vec();
+            columns.extend(source.path_columns.iter().map(|c| c.array(batch.num_rows())));
+            RecordBatch::try_new(schema, columns)
+                .map_err(|e| CubeError::OutOfRange {
+                    file: source.file.clone(),
+                    message: format!("its rows do not match its first rows' columns: {e}"),
+                })
+                .and_then(|b| self.push_batch_of(&source, &b))
+        };
         self.source = Some(source);
         result
     }
@@ -1351,6 +1503,95 @@ mod tests {
             values(None),
             [Some(x as f32), Some(0.03125), None, Some(-0.00001), Some(1.23456), Some(0.03125)]
         );
+    }
+
+    #[test]
+    fn hive_partition_folders_are_read_from_paths() {
+        let some = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
+        assert_eq!(
+            hive_partitions("/data/run/generation_step=3/part-0.parquet"),
+            (vec![some("generation_step", "3")], Some("run".to_string()))
+        );
+        // Nested, Windows separators, percent escapes, the null partition; the folders' order
+        // kept.
+        assert_eq!(
+            hive_partitions(r"C:\out\res\prompt_name=a%2Fb%20c\generation_step=__HIVE_DEFAULT_PARTITION__\x.parquet"),
+            (
+                vec![some("prompt_name", "a/b c"), ("generation_step".to_string(), None)],
+                Some("res".to_string())
+            )
+        );
+        // A relative path from the dataset's own folder (a dropped folder's files); a file name
+        // with `=` is no folder; a `KEY=VALUE` folder above the dataset is not one of its
+        // partitions; no partition folders at all.
+        assert_eq!(hive_partitions("generation_step=0/part-0.parquet"), (vec![some("generation_step", "0")], None));
+        assert_eq!(hive_partitions("/d/a=b.parquet"), (vec![], None));
+        assert_eq!(hive_partitions("/x/lr=0.1/res/step=2/f.csv"), (vec![some("step", "2")], Some("res".to_string())));
+        assert_eq!(hive_partitions("results.parquet"), (vec![], None));
+        // `%` not followed by two hex digits stays as it is.
+        assert_eq!(percent_decoded("5%_x%4"), "5%_x%4");
+    }
+
+    /// Files of a dataset partitioned by step (no step column of their own) get their step
+    /// from their folder, as pyarrow's `read_table(folder)` gives it; the dataset's name is
+    /// their prompt. Unknown keys are not columns (`seed=3` is no metric), a file's own column
+    /// wins over its folder, and a step folder that is no number is an error naming both.
+    #[test]
+    fn partitioned_files_take_their_step_from_their_folder() {
+        let part = |l2: [f64; 2]| {
+            record_batch!(("layer", Int64, [0, 0]), ("token_position", Int64, [0, 1]), ("l2_distance", Float64, l2.to_vec())).unwrap()
+        };
+        let mut b = CubeBuilder::new();
+        for (file, l2) in [
+            ("/x/seed=3/res/generation_step=1/part-0.parquet", [1.0, 2.0]),
+            ("/x/seed=3/res/generation_step=0/part-0.parquet", [3.0, 4.0]),
+        ] {
+            let batch = part(l2);
+            let columns = b.begin_source(file, &batch.schema()).unwrap();
+            assert_eq!(columns.step.as_deref(), Some("generation_step"));
+            assert_eq!(columns.metrics, ["l2_distance"]);
+            b.push_batch(&batch).unwrap();
+        }
+        let cube = b.finish().unwrap();
+        assert_eq!(cube.steps, [0, 1]);
+        assert_eq!(cube.prompts.len(), 1);
+        assert_eq!(cube.prompts[0].name, "res");
+        let at = |step: usize, pos: usize| cube.value(0, cube.cell(0, step, 0, 0), pos);
+        assert_eq!([at(0, 0), at(0, 1), at(1, 0), at(1, 1)], [Some(3.0), Some(4.0), Some(1.0), Some(2.0)]);
+
+        // The file's own step column, and a prompt from the folder.
+        let own = record_batch!(
+            ("generation_step", Int64, [5]),
+            ("layer", Int64, [0]),
+            ("token_position", Int64, [0]),
+            ("l2_distance", Float64, [1.0])
+        )
+        .unwrap();
+        let mut b = CubeBuilder::new();
+        b.begin_source("d/prompt_name=hair/generation_step=9/f.parquet", &own.schema()).unwrap();
+        b.push_batch(&own).unwrap();
+        let cube = b.finish().unwrap();
+        assert_eq!(cube.steps, [5]);
+        assert_eq!(cube.prompts[0].name, "hair");
+
+        // A batch whose types differ from the schema the source began with, as a text
+        // decoder's (Float64 columns in the schema, Int64 keys in its batches).
+        let wide = record_batch!(("layer", Float64, [0.0]), ("token_position", Float64, [0.0]), ("l2_distance", Float64, [2.5])).unwrap();
+        let narrow = record_batch!(("layer", Int64, [0]), ("token_position", Int64, [1]), ("l2_distance", Float64, [3.5])).unwrap();
+        let mut b = CubeBuilder::new();
+        b.begin_source("ds/generation_step=4/part-0.csv", &wide.schema()).unwrap();
+        b.push_batch(&narrow).unwrap();
+        let cube = b.finish().unwrap();
+        assert_eq!((cube.steps.as_slice(), cube.value(0, cube.cell(0, 0, 0, 0), 1)), (&[4][..], Some(3.5)));
+
+        let batch = part([1.0, 2.0]);
+        let err = CubeBuilder::new().begin_source("d/generation_step=two/f.parquet", &batch.schema()).unwrap_err().to_string();
+        assert!(err.starts_with("d/generation_step=two/f.parquet: ") && err.contains("`generation_step=two`"), "{err}");
+        // Without partition folders a file's stem is still its prompt.
+        let mut b = CubeBuilder::new();
+        b.begin_source("/x/seed=3/run.parquet", &batch.schema()).unwrap();
+        b.push_batch(&batch).unwrap();
+        assert_eq!(b.finish().unwrap().prompts[0].name, "run");
     }
 
     #[test]
