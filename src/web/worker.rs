@@ -411,7 +411,7 @@ async fn drive_blob(
                 let mut reads = Vec::with_capacity(spans.len());
                 for r in &spans {
                     // Reads ahead of this one that were not asked for are dropped.
-                    let taken = ahead.iter().position(|(a, _)| a == r).and_then(|i| ahead.drain(..=i).last());
+                    let taken = ahead.iter().position(|(a, _)| a == r).and_then(|i| ahead.drain(..=i).next_back());
                     let read = match taken {
                         Some((_, f)) => f,
                         None => start_read(ingest, source, r).map_err(|m| ingest.read_error(m))?,
