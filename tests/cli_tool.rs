@@ -256,6 +256,20 @@ fn convert_partitioned_by_step() {
         "generation_step",
     ]);
     python_check(&["partitioned", s(&dir.join("in.csv")), s(&out), "4"]);
+    // The folder reads back (each file's step from its folder's name), as do the ones pyarrow
+    // writes partitioned by step and variant, as Parquet and as CSV.
+    let back = dir.join("back.parquet");
+    run_ok(&["convert", s(&out), "-o", s(&back)]);
+    python_check(&["roundtrip", s(&dir.join("in.csv")), s(&back), "4"]);
+    for format in ["parquet", "csv"] {
+        let theirs = dir.join(format!("theirs-{format}"));
+        python_check(&["hive", s(&dir.join("in.csv")), s(&theirs), format]);
+        run_ok(&["convert", s(&theirs), "-o", s(&back)]);
+        python_check(&["roundtrip", s(&dir.join("in.csv")), s(&back), "4"]);
+        let report = run_ok(&["inspect", s(&theirs), "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+        assert!(report["files"].as_array().is_some_and(|f| f.len() > 2), "{report}");
+    }
     assert!(
         !listing(&dir).iter().any(|n| n.starts_with('.')),
         "{:?}",
@@ -508,13 +522,22 @@ fn bad_input_is_reported_and_leaves_no_partial_output() {
     assert!(err.contains("line 52"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
     assert_eq!(listing(&dir), ["bad.csv", "bad.parquet"]);
-    // A folder (or a pipe) as the input is refused before anything is read.
+    // A folder without result files is refused before anything is read, naming it.
     let sub = dir.join("sub");
     std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("_SUCCESS"), b"").unwrap();
+    std::fs::write(sub.join("notes.txt"), b"not data").unwrap();
     let o = run(&["convert", s(&sub), "-o", s(&out)]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("sub: not a regular file"), "{err}");
-    std::fs::remove_dir(&sub).unwrap();
+    assert!(!o.status.success() && err.contains("sub: a folder with no result files"), "{err}");
+    std::fs::remove_dir_all(&sub).unwrap();
+    // A pipe is no file.
+    #[cfg(unix)]
+    {
+        let o = run(&["inspect", "/dev/stdin"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("not a regular file or folder"), "{err}");
+    }
     // A good conversion replaces it, and leaves nothing else behind.
     let good = dir.join("good.csv");
     std::fs::write(&good, csv.lines().take(51).collect::<Vec<_>>().join("\n")).unwrap();

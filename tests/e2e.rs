@@ -178,6 +178,51 @@ e2e!(warm_up_stays_out_of_sight_and_gives_way_to_a_file, |b, env| {
     check_small_cell(b, 0, 1, 4, "Full").await
 });
 
+// A folder dropped on the page opens as one dataset: its result files at any depth, each file's
+// step from its `generation_step=K` folder (the files have no step column, as pyarrow,
+// DuckDB and `mask-impact convert --partition-by` write a partitioned dataset), the other files
+// in it left out. A folder without result files is an error naming it; the data stays.
+e2e!(dropped_folder_opens_as_a_dataset, |b, env| {
+    let csv = small_csv("folder");
+    let (header, rows) = csv.split_once('\n').context("small_csv has a header")?;
+    // A row without its first field (the step: a plain number, never quoted).
+    let without_step = |line: &str| line.split_once(',').map(|(_, rest)| rest.to_string()).unwrap_or_default();
+    let root = env.data_dir.join("dropped_dataset");
+    let _ = std::fs::remove_dir_all(&root);
+    for step in 0..2 {
+        let folder = root.join(format!("generation_step={step}"));
+        std::fs::create_dir_all(&folder)?;
+        let mut part = without_step(header) + "\n";
+        for line in rows.lines().filter(|l| l.starts_with(&format!("{step},"))) {
+            part += &(without_step(line) + "\n");
+        }
+        std::fs::write(folder.join("part-0.csv"), part)?;
+    }
+    std::fs::write(root.join("_SUCCESS"), b"")?;
+    std::fs::write(root.join("notes.txt"), b"not a result file")?;
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    b.drop_paths(&[&root], 400.0, 400.0).await?;
+    b.wait_ready().await?;
+    for (step, variant) in [(1, "Full"), (1, "Attn"), (0, "Full")] {
+        update_hash(b, &[("step", &step.to_string()), ("variant", variant)]).await?;
+        check_small_cell(b, step, 2, 3, variant).await?;
+        check_small_cell(b, step, 1, 4, variant).await?;
+    }
+
+    let empty = env.data_dir.join("no_results_here");
+    std::fs::create_dir_all(&empty)?;
+    std::fs::write(empty.join("readme.txt"), b"nothing to read")?;
+    b.drop_paths(&[&empty], 400.0, 400.0).await?;
+    let status = b.wait_status(&["error"], harness::READY_TIMEOUT).await?;
+    ensure!(
+        status.text.contains("no_results_here") && status.text.contains("no result files"),
+        "an empty folder dropped: {:?}",
+        status.text
+    );
+    check_small_cell(b, 0, 2, 3, "Full").await
+});
+
 /// From a `file://` page, a CSV opens too (the page reads its chunks for the worker).
 async fn file_page_opens_a_csv(b: &Browser, env: &Env, name: &str) -> Result<()> {
     let path = write_data(env, name, small_csv("file").as_bytes())?;

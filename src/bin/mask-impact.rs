@@ -87,7 +87,8 @@ enum PartitionBy {
 #[derive(clap::Args)]
 struct ConvertArgs {
     /// Input files: Parquet, CSV, JSON records or JSON Lines (CSV and JSON also gzip- or
-    /// zstd-compressed: `results.csv.gz`).
+    /// zstd-compressed: `results.csv.gz`); or folders of them, such as a dataset partitioned
+    /// by step (`generation_step=3/part-0.parquet`: the step comes from the folder).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output file (several inputs are merged into it), or an existing folder (each input is
@@ -135,7 +136,7 @@ struct ConvertArgs {
 
 #[derive(clap::Args)]
 struct InspectArgs {
-    /// The result file (Parquet, CSV or JSON).
+    /// The result file (Parquet, CSV or JSON), or a folder of them (a partitioned dataset).
     file: PathBuf,
     /// Print the report as JSON.
     #[arg(long)]
@@ -197,7 +198,7 @@ enum ViewArg {
 
 #[derive(clap::Args)]
 struct RenderArgs {
-    /// The result file.
+    /// The result file, or a folder of them (a partitioned dataset).
     file: PathBuf,
     /// Generation step.
     #[arg(long)]
@@ -229,6 +230,13 @@ struct RenderArgs {
 }
 
 fn main() {
+    // Output piped into a command that stops reading (`| head`) ends the program quietly, as
+    // with other command-line tools, not in a panic (Rust ignores SIGPIPE).
+    #[cfg(unix)]
+    // SAFETY: sets the default action of one signal, before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert(a) => run_convert(a),
@@ -264,16 +272,12 @@ fn progress_bar(total: u64, quiet: bool, bytes: bool) -> ProgressBar {
 /// Read inputs with a progress bar of bytes and rows, metric values rounded to `decimals` as
 /// they are read.
 fn load_with_progress(inputs: &[PathBuf], decimals: Option<u32>, quiet: bool) -> Result<Loaded> {
-    let total: u64 = inputs
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let bar = progress_bar(total, quiet, true);
+    let bar = progress_bar(0, quiet, true);
     bar.set_prefix("reading");
     let mut last_rows = u64::MAX;
     let rounding = decimals.map(mask_impact::cube::Rounding::new);
     let loaded = load(inputs, rounding, |p: &LoadProgress| {
+        bar.set_length(p.bytes_total);
         bar.set_position(p.bytes_read);
         if p.rows != last_rows {
             last_rows = p.rows;
@@ -564,8 +568,8 @@ fn print_size_table(table: &[SizeRow]) {
 
 fn run_inspect(args: InspectArgs) -> Result<()> {
     let loaded = load_with_progress(std::slice::from_ref(&args.file), None, args.quiet)?;
-    let parquet = match loaded.formats.first() {
-        Some(Format::Parquet) => Some(inspect::parquet_info(&args.file)?),
+    let parquet = match (loaded.formats.first(), loaded.files.first()) {
+        (Some(Format::Parquet), Some(first)) => Some(inspect::parquet_info(first)?),
         _ => None,
     };
     let report = inspect::report(&args.file.display().to_string(), &loaded, parquet);
@@ -584,8 +588,15 @@ fn print_report(r: &inspect::Report) {
         Some(Format::Json) => "JSON",
         None => "unknown format",
     };
-    println!("{} ({format}, {})", r.file, human_bytes(r.bytes));
+    if r.files.len() > 1 {
+        println!("{} ({} files, {format} first, {})", r.file, r.files.len(), human_bytes(r.bytes));
+    } else {
+        println!("{} ({format}, {})", r.file, human_bytes(r.bytes));
+    }
     if let Some(p) = &r.parquet {
+        if let [first, _, ..] = r.files.as_slice() {
+            println!("first file: {first}");
+        }
         println!(
             "writer:     {}",
             p.created_by.as_deref().unwrap_or("(not recorded)")

@@ -95,6 +95,8 @@ impl Axis {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub file: String,
+    /// The files read: more than one for a folder (a dataset); `parquet` describes the first.
+    pub files: Vec<String>,
     pub format: Option<Format>,
     pub bytes: u64,
     pub parquet: Option<ParquetInfo>,
@@ -303,6 +305,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
     }
     Report {
         file: file.to_string(),
+        files: loaded.files.iter().map(|f| f.display().to_string()).collect(),
         format: loaded.formats.first().copied(),
         bytes: loaded.input_bytes.iter().sum(),
         parquet,

@@ -71,6 +71,8 @@ pub struct LoadProgress {
 #[derive(Debug)]
 pub struct Loaded {
     pub cube: Cube,
+    /// The files read, in order (a folder input's files: see [`input_files`]).
+    pub files: Vec<PathBuf>,
     /// The columns found in each input, in order.
     pub columns: Vec<ColumnMap>,
     /// The format of each input, in order.
@@ -117,25 +119,63 @@ impl Loaded {
     }
 }
 
-/// Read `paths` into one cube, its metric values rounded to `rounding` as they are read (see
-/// [`Rounding`](crate::cube::Rounding)). `progress` is called after each chunk read.
+/// The files that `paths` name: a file is itself; a folder is a dataset, as pyarrow, polars,
+/// DuckDB, Spark and `convert --partition-by` write one (`generation_step=3/part-0.parquet`,
+/// whose step the cube takes from the folder): the result files in it and its sub-folders
+/// ([`ingest::is_result_file_name`]), in path order. Each comes with its size.
+pub fn input_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>, CliError> {
+    fn walk(folder: &Path, files: &mut Vec<(PathBuf, u64)>) -> Result<(), CliError> {
+        let mut entries = std::fs::read_dir(folder)
+            .and_then(|d| d.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>())
+            .map_err(|e| CliError::io(folder, e))?;
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() && ingest::is_dataset_folder_name(&name) => walk(&path, files)?,
+                Ok(m) if m.is_file() && ingest::is_result_file_name(&name) => files.push((path, m.len())),
+                Ok(_) => {}
+                Err(e) => return Err(CliError::io(&path, e)),
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => files.push((p.clone(), m.len())),
+            Ok(m) if m.is_dir() => {
+                let before = files.len();
+                walk(p, &mut files)?;
+                if files.len() == before {
+                    return Err(CliError::io(
+                        p,
+                        "a folder with no result files (.parquet, .csv, .json, .jsonl) in it or its sub-folders",
+                    ));
+                }
+            }
+            // A pipe (`<(gzip -dc …)`) would be read from its middle after the first look.
+            Ok(_) => {
+                return Err(CliError::io(
+                    p,
+                    "not a regular file or folder (a pipe or device): give the path of a result file",
+                ))
+            }
+            Err(e) => return Err(CliError::io(p, e)),
+        }
+    }
+    Ok(files)
+}
+
+/// Read `paths` (files, or folders of them: see [`input_files`]) into one cube, its metric
+/// values rounded to `rounding` as they are read (see [`Rounding`](crate::cube::Rounding)).
+/// `progress` is called after each chunk read.
 pub fn load(
     paths: &[PathBuf],
     rounding: Option<crate::cube::Rounding>,
     mut progress: impl FnMut(&LoadProgress),
 ) -> Result<Loaded, CliError> {
-    let input_bytes = paths
-        .iter()
-        .map(|p| match std::fs::metadata(p) {
-            Ok(m) if m.is_file() => Ok(m.len()),
-            // A pipe (`<(gzip -dc …)`) would be read from its middle after the first look.
-            Ok(_) => Err(CliError::io(
-                p,
-                "not a regular file (a folder, pipe or device): give the path of a result file",
-            )),
-            Err(e) => Err(CliError::io(p, e)),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (paths, input_bytes): (Vec<PathBuf>, Vec<u64>) = input_files(paths)?.into_iter().unzip();
     let bytes_total = input_bytes.iter().sum();
     let mut builder = CubeBuilder::new().with_rounding(rounding);
     let mut columns = Vec::new();
@@ -191,6 +231,7 @@ pub fn load(
     let cube = builder.finish().map_err(IngestError::from)?;
     Ok(Loaded {
         cube,
+        files: paths,
         columns,
         formats,
         input_bytes,

@@ -70,6 +70,25 @@ pub const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 /// The first bytes of a zstd frame (RFC 8878).
 pub const ZSTD_MAGIC: &[u8] = b"\x28\xb5\x2f\xfd";
 
+/// Extensions of the files in a folder that are read as result files (compressed too).
+pub const RESULT_EXTENSIONS: [&str; 5] = ["parquet", "csv", "json", "jsonl", "ndjson"];
+
+/// Whether a file of this name, found in a folder (a dataset, as pyarrow, polars, DuckDB,
+/// Spark and `convert --partition-by` write one), is one of its result files: by its
+/// extension (see [`RESULT_EXTENSIONS`]; `.gz` or `.zst` after it too), not hidden and not
+/// named with a leading `_` (`_SUCCESS`, `_metadata`, `_common_metadata`).
+pub fn is_result_file_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
+    !name.starts_with(['.', '_']) && name.rsplit_once('.').is_some_and(|(_, ext)| RESULT_EXTENSIONS.contains(&ext))
+}
+
+/// Whether a folder of this name is walked for result files (not hidden, not `_`-named as
+/// Spark's `_temporary`).
+pub fn is_dataset_folder_name(name: &str) -> bool {
+    !name.starts_with(['.', '_'])
+}
+
 /// Recognise the format from the first bytes (the name is used only to word errors).
 pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
     let not = |what: &str| IngestError::NotData {
@@ -526,6 +545,18 @@ pub fn drive_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_files_in_folders_go_by_their_names() {
+        for name in ["part-0.parquet", "00000000.PARQUET", "part-00000-1b2c.c000.snappy.parquet", "a.csv.gz", "r.json", "r.jsonl.zst", "r.ndjson"] {
+            assert!(is_result_file_name(name), "{name}");
+        }
+        for name in ["_SUCCESS", "_metadata", "_common_metadata", ".part-0.parquet.crc", "notes.txt", "parquet", "image.png", "x.gz"] {
+            assert!(!is_result_file_name(name), "{name}");
+        }
+        assert!(is_dataset_folder_name("generation_step=3"));
+        assert!(!is_dataset_folder_name("_temporary") && !is_dataset_folder_name(".git"));
+    }
 
     #[test]
     // Lists of one range are meant: the ranges a caller asks for.

@@ -873,26 +873,42 @@ impl App {
     }
 
     fn open_files(&mut self, files: Vec<File>) {
-        let (images, data): (Vec<File>, Vec<File>) = files.into_iter().partition(is_image);
-        if let Some(img) = images.first() {
+        self.open_named_files(files.into_iter().map(|f| (f.name(), f)).collect());
+    }
+
+    /// Opens `files`, each named by its path (a dropped folder's files: the partition folders
+    /// of a dataset in their path give their rows a step; see `cube::hive_partitions`).
+    fn open_named_files(&mut self, files: Vec<NamedFile>) {
+        let (images, data): (Vec<NamedFile>, Vec<NamedFile>) = files.into_iter().partition(|(_, f)| is_image(f));
+        if let Some((_, img)) = images.first() {
             self.load_overlay(img);
         }
         if data.is_empty() {
             return;
         }
         self.mark("mi-load-start");
-        let names: Vec<String> = data.iter().map(|f| f.name()).collect();
+        let names: Vec<String> = data.iter().map(|(n, _)| n.clone()).collect();
         let blobs = Array::new();
         let name_arr = Array::new();
-        for f in &data {
+        for (name, f) in &data {
             blobs.push(f);
-            name_arr.push(&f.name().into());
+            name_arr.push(&name.into());
         }
         let req = self.open_request(blobs, name_arr);
-        let total: f64 = data.iter().map(|f| f.size()).sum();
-        self.new_job(names.clone(), Some(req), Vec::new());
-        self.set_status("loading", &format!("Opening {} ({})…", names.join(", "), human_bytes(total)), None);
+        let total: f64 = data.iter().map(|(_, f)| f.size()).sum();
+        let shown = match names.as_slice() {
+            [first, _, _, _, ..] => format!("{first} and {} more files", names.len() - 1),
+            _ => names.join(", "),
+        };
+        self.new_job(names, Some(req), Vec::new());
+        self.set_status("loading", &format!("Opening {shown} ({})…", human_bytes(total)), None);
         self.send_pending();
+    }
+
+    /// An error that ends no load (the previous data and view stay).
+    fn show_error(&mut self, msg: &str) {
+        let text = if self.data.is_some() { format!("{msg} (the previous data is still shown)") } else { msg.to_string() };
+        self.set_status("error", &text, None);
     }
 
     fn open_demo(&mut self) {
@@ -1923,11 +1939,24 @@ fn install_listeners(win: &Window, doc: &Document) -> Result<(), JsValue> {
     });
     on_active::<DragEvent>(doc, "drop", move |e| {
         e.prevent_default();
-        let files = file_list(e.data_transfer().and_then(|d| d.files()));
         with_app(|a| {
             let _ = a.ui.root.class_list().remove_1("dragging");
-            a.open_files(files);
         });
+        let dt = e.data_transfer();
+        // Dropped folders are walked for their result files (asynchronously; the entries must
+        // be taken while the drop event lasts).
+        let entries = dt.as_ref().map(dropped_entries).unwrap_or_default();
+        if entries.iter().any(web_sys::FileSystemEntry::is_directory) {
+            wasm_bindgen_futures::spawn_local(async move {
+                match files_of_entries(entries).await {
+                    Ok(files) => with_app(|a| a.open_named_files(files)),
+                    Err(msg) => with_app(|a| a.show_error(&msg)),
+                };
+            });
+            return;
+        }
+        let files = file_list(dt.and_then(|d| d.files()));
+        with_app(|a| a.open_files(files));
     });
     // Controls (delegated).
     for ev in ["change", "input"] {
@@ -2045,6 +2074,80 @@ fn install_listeners(win: &Window, doc: &Document) -> Result<(), JsValue> {
     observer_cb.forget();
     std::mem::forget(observer);
     Ok(())
+}
+
+/// A file opened by its path (a dropped folder's files: `run/generation_step=3/part-0.parquet`).
+type NamedFile = (String, File);
+
+/// The file-system entries of a drop's items (files and folders).
+fn dropped_entries(dt: &web_sys::DataTransfer) -> Vec<web_sys::FileSystemEntry> {
+    let items = dt.items();
+    (0..items.length())
+        .filter_map(|i| items.get(i))
+        .filter(|item| item.kind() == "file")
+        .filter_map(|item| item.webkit_get_as_entry().ok().flatten())
+        .collect()
+}
+
+/// The files of dropped `entries`, each named by its path: a file as it is; a folder walked,
+/// its sub-folders too, for its result files (`ingest::is_result_file_name`), in path order
+/// (`run/generation_step=3/part-0.parquet`). An error names the folder that holds none, or
+/// what could not be read.
+async fn files_of_entries(entries: Vec<web_sys::FileSystemEntry>) -> Result<Vec<NamedFile>, String> {
+    use wasm_bindgen_futures::JsFuture;
+    use web_sys::{FileSystemDirectoryEntry, FileSystemEntry, FileSystemFileEntry};
+    let path_of = |e: &FileSystemEntry| {
+        let p = e.full_path();
+        p.strip_prefix('/').map(str::to_string).unwrap_or(p)
+    };
+    let file_of = |entry: &FileSystemFileEntry| {
+        JsFuture::from(js_sys::Promise::new(&mut |resolve, reject| {
+            entry.file_with_callback_and_callback(&resolve, &reject);
+        }))
+    };
+    let mut files = Vec::new();
+    for top in entries {
+        let top_path = path_of(&top);
+        if !top.is_directory() {
+            let file = file_of(top.unchecked_ref()).await.map_err(|e| format!("{top_path}: cannot read it: {}", js_text(&e)))?;
+            files.push((top_path, file.unchecked_into()));
+            continue;
+        }
+        let mut found = Vec::new();
+        let mut folders: Vec<FileSystemDirectoryEntry> = vec![top.unchecked_into()];
+        while let Some(folder) = folders.pop() {
+            let reader = folder.create_reader();
+            // `readEntries` gives a folder's entries a batch at a time, then an empty batch.
+            loop {
+                let batch = JsFuture::from(js_sys::Promise::new(&mut |resolve, reject| {
+                    if let Err(e) = reader.read_entries_with_callback_and_callback(&resolve, &reject) {
+                        let _ = reject.call1(&JsValue::UNDEFINED, &e);
+                    }
+                }))
+                .await
+                .map_err(|e| format!("{}: cannot list the folder: {}", path_of(&folder), js_text(&e)))?;
+                let batch: Array = batch.unchecked_into();
+                if batch.length() == 0 {
+                    break;
+                }
+                for entry in batch.iter().map(JsCast::unchecked_into::<FileSystemEntry>) {
+                    if entry.is_directory() && crate::ingest::is_dataset_folder_name(&entry.name()) {
+                        folders.push(entry.unchecked_into());
+                    } else if entry.is_file() && crate::ingest::is_result_file_name(&entry.name()) {
+                        let path = path_of(&entry);
+                        let file = file_of(entry.unchecked_ref()).await.map_err(|e| format!("{path}: cannot read it: {}", js_text(&e)))?;
+                        found.push((path, file.unchecked_into::<File>()));
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            return Err(format!("{top_path}: a folder with no result files (.parquet, .csv, .json, .jsonl) in it or its sub-folders"));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 fn file_list(list: Option<web_sys::FileList>) -> Vec<File> {

@@ -12,6 +12,8 @@ Usage:
   check.py roundtrip SRC OUT DECIMALS      OUT (Parquet) holds SRC's values to the rounding
   check.py row-groups OUT N                OUT has N row groups, each holding whole steps
   check.py partitioned SRC DIR DECIMALS    DIR (Hive folder) holds SRC's values
+  check.py hive SRC DIR FORMAT             write SRC as a pyarrow dataset in DIR (parquet or
+                                           csv), partitioned by generation_step and variant
   check.py inspect FILE REPORT.json        the inspect report agrees with pyarrow
   check.py generate FILE FORMAT STEPS LAYERS POSITIONS HEADS GRID PROMPTS
 """
@@ -300,6 +302,19 @@ def partitioned(src_path, out_dir, decimals):
     compare(src, df, int(decimals), "duckdb hive")
 
 
+def hive(src_path, out_dir, fmt):
+    """SRC as pyarrow writes a dataset partitioned by step and variant (as Spark and DuckDB
+    lay one out too) in FORMAT (parquet or csv), with a marker file that is no data."""
+    t = pa.Table.from_pandas(read_source(src_path), preserve_index=False)
+    part = ds.partitioning(
+        pa.schema([("generation_step", t.schema.field("generation_step").type), ("variant", pa.string())]),
+        flavor="hive",
+    )
+    t = t.set_column(t.schema.get_field_index("variant"), "variant", pc.cast(t["variant"], pa.string()))
+    ds.write_dataset(t, out_dir, format=fmt, partitioning=part)
+    open(os.path.join(out_dir, "_SUCCESS"), "w").close()
+
+
 def inspect(path, report_path):
     with open(report_path) as fh:
         r = json.load(fh)
@@ -412,6 +427,7 @@ def main(argv):
         "roundtrip": roundtrip,
         "row-groups": row_groups,
         "partitioned": partitioned,
+        "hive": hive,
         "inspect": inspect,
         "generate": generate,
         "gzip": gzip_file,

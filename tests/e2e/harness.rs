@@ -97,6 +97,23 @@ where
     }
 }
 
+/// A DevTools protocol command, sent through chromedriver (`POST /session/{id}/goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({"cmd": self.cmd, "params": self.params}).to_string()))
+    }
+}
+
 /// A headless Chromium session.
 pub struct Browser {
     pub client: Client,
@@ -305,6 +322,28 @@ impl Browser {
             .context("the page has no input[type=file]")?;
         let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         input.send_keys(&path.to_string_lossy()).await.map_err(|e| anyhow!("send_keys({}): {e}", path.display()))
+    }
+
+    /// Drops `paths` (files or folders) on the page at client point `(x, y)`, as a user
+    /// dragging them from a file manager would: through the DevTools protocol
+    /// (`Input.dispatchDragEvent`, by chromedriver's `goog/cdp/execute`), so that the page gets
+    /// real file-system entries (a folder's `webkitGetAsEntry()` is a directory).
+    pub async fn drop_paths(&self, paths: &[&Path], x: f64, y: f64) -> Result<()> {
+        let files: Vec<String> = paths
+            .iter()
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()).to_string_lossy().into_owned())
+            .collect();
+        for kind in ["dragEnter", "dragOver", "drop"] {
+            let params = json!({
+                "type": kind, "x": x, "y": y,
+                "data": {"items": [], "files": files, "dragOperationsMask": 1},
+            });
+            self.client
+                .issue_cmd(Cdp { cmd: "Input.dispatchDragEvent", params })
+                .await
+                .map_err(|e| anyhow!("Input.dispatchDragEvent {kind} of {files:?}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Chooses `value` in `select[name=key]` (the control of hash key `key`).
