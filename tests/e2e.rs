@@ -178,6 +178,34 @@ e2e!(warm_up_stays_out_of_sight_and_gives_way_to_a_file, |b, env| {
     check_small_cell(b, 0, 1, 4, "Full").await
 });
 
+// A gzip- or zstd-compressed CSV (pandas writes `results.csv.gz` when the name says so) opens
+// with its text's values; a cut one is an error naming it, and the data stays.
+e2e!(compressed_csv_opens_as_its_text, |b, env| {
+    use std::io::Write;
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    let csv = small_csv("packed");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(csv.as_bytes())?;
+    let gz = gz.finish()?;
+    let zst = zstd::encode_all(csv.as_bytes(), 3)?;
+    for (name, bytes) in [("small.csv.gz", &gz), ("small.csv.zst", &zst)] {
+        let path = write_data(env, name, bytes)?;
+        upload_ready(b, &path).await.with_context(|| name.to_owned())?;
+        update_hash(b, &[("step", "1"), ("variant", "Attn")]).await?;
+        check_small_cell(b, 1, 2, 3, "Attn").await.with_context(|| name.to_owned())?;
+        update_hash(b, &[("step", "0"), ("variant", "Full")]).await?;
+        check_small_cell(b, 0, 1, 4, "Full").await.with_context(|| name.to_owned())?;
+    }
+    let cut = write_data(env, "cut.csv.gz", &gz[..gz.len() / 2])?;
+    let status = upload_and_wait(b, &cut).await?;
+    ensure!(
+        status.state == "error" && status.text.contains("cut.csv.gz") && status.text.contains("cannot decompress it (gzip)"),
+        "a cut gzip file: {status:?}"
+    );
+    check_small_cell(b, 0, 1, 4, "Full").await
+});
+
 // A folder dropped on the page opens as one dataset: its result files at any depth, each file's
 // step from its `generation_step=K` folder (the files have no step column, as pyarrow,
 // DuckDB and `mask-impact convert --partition-by` write a partitioned dataset), the other files

@@ -23,7 +23,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use crate::cube::{ColumnMap, Cube, CubeBuilder};
-use crate::ingest::{self, Format, IngestError};
+use crate::ingest::{self, Codec, Format, IngestError};
 
 /// What can go wrong in the command-line tool. Messages name the file.
 #[derive(Debug, thiserror::Error)]
@@ -261,32 +261,8 @@ fn text_format(path: &Path, len: u64) -> Result<Option<(Format, Option<Codec>)>,
     })
 }
 
-/// How a CSV or JSON input is compressed (read as a stream, by one decoding thread).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Codec {
-    Gzip,
-    Zstd,
-}
-
+/// How a CSV or JSON input is read when compressed: as a stream, by one decoding thread.
 impl Codec {
-    /// The compression of a file that starts with `head`; `None` for an uncompressed file.
-    fn of(head: &[u8]) -> Option<Codec> {
-        if head.starts_with(ingest::GZIP_MAGIC) {
-            Some(Codec::Gzip)
-        } else if head.starts_with(ingest::ZSTD_MAGIC) {
-            Some(Codec::Zstd)
-        } else {
-            None
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Codec::Gzip => "gzip",
-            Codec::Zstd => "zstd",
-        }
-    }
-
     /// The decompressed bytes of `input` (gzip: every member, as `gzip -d` reads
     /// concatenated files; zstd: every frame).
     fn reader<R: std::io::Read + Send + 'static>(self, input: R) -> std::io::Result<Box<dyn std::io::Read + Send>> {
@@ -305,23 +281,10 @@ impl Codec {
         File::open(path)
             .and_then(|f| self.reader(f))
             .and_then(|r| r.take(ingest::SNIFF_BYTES).read_to_end(&mut head))
-            .map_err(|e| self.read_error(&name, e))?;
+            .map_err(|e| self.error(&name, e))?;
         match ingest::sniff(&name, &head)? {
             f @ (Format::Csv | Format::Json) => Ok(f),
-            _ => Err(CliError::from(IngestError::Read {
-                file: name,
-                message: format!(
-                    "this is a {}-compressed Parquet file: decompress it first (Parquet compresses its own pages)",
-                    self.name()
-                ),
-            })),
-        }
-    }
-
-    fn read_error(self, file: &str, e: std::io::Error) -> IngestError {
-        IngestError::Read {
-            file: file.to_string(),
-            message: format!("cannot decompress it ({}): {e}", self.name()),
+            _ => Err(CliError::from(self.parquet_error(&name))),
         }
     }
 }
@@ -462,7 +425,9 @@ fn load_text(
                 file: decode_name.clone(),
                 tx: Tx::Bounded(tx),
             };
-            let mut decoder = ingest::TextDecoder::new(&decode_name, len, format)
+            // A compressed file's decompressed length is not known (`finish` tells the end).
+            let text_len = if codec.is_some() { u64::MAX } else { len };
+            let mut decoder = ingest::TextDecoder::new(&decode_name, text_len, format)
                 .with_buffer_pool(decode_pool)
                 .with_wide_metrics(wide_metrics);
             let read_err = |e: std::io::Error| IngestError::Read {
@@ -493,7 +458,7 @@ fn load_text(
                 let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
                 let counted = Counted { inner: f, read: read.clone() };
                 let stream_err = |e| match codec {
-                    Some(c) => c.read_error(&decode_name, e),
+                    Some(c) => c.error(&decode_name, e),
                     None => read_err(e),
                 };
                 let mut text: Box<dyn Read + Send> = match codec {

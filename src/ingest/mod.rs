@@ -15,6 +15,7 @@
 //! assert_eq!(cube.value(0, cube.cell(0, 0, 0, 0), 1), None);
 //! ```
 
+mod compressed;
 mod fast;
 mod parquet;
 mod text;
@@ -25,6 +26,7 @@ use bytes::Bytes;
 
 use crate::cube::{ColumnMap, Cube, CubeBuilder, CubeError};
 
+pub use self::compressed::{Codec, Inflater};
 pub use self::parquet::ParquetSource;
 pub use self::fast::BufferPool;
 pub use self::text::{BatchSink, TextDecoder, TextSource};
@@ -91,6 +93,11 @@ pub fn is_dataset_folder_name(name: &str) -> bool {
 
 /// Recognise the format from the first bytes (the name is used only to word errors).
 pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
+    sniff_as(file, file, head)
+}
+
+/// [`sniff`], the name `name` telling what the content does not (`file` named in errors).
+fn sniff_as(file: &str, name: &str, head: &[u8]) -> Result<Format, IngestError> {
     let not = |what: &str| IngestError::NotData {
         file: file.to_string(),
         what: what.to_string(),
@@ -108,10 +115,10 @@ pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
         (b"\xff\xd8\xff", "a JPEG image"),
         (b"GIF8", "a GIF image"),
         (b"PK\x03\x04", "a ZIP archive"),
-        (GZIP_MAGIC, "a gzip-compressed file (decompress it first; `mask-impact convert` reads it as it is)"),
+        (GZIP_MAGIC, "a gzip-compressed file (decompress it first)"),
         (b"%PDF", "a PDF document"),
         (b"ARROW1", "an Arrow IPC file"),
-        (ZSTD_MAGIC, "a zstd-compressed file (decompress it first; `mask-impact convert` reads it as it is)"),
+        (ZSTD_MAGIC, "a zstd-compressed file (decompress it first)"),
         (b"RIFF", "a RIFF (image/audio) file"),
     ];
     for (magic, what) in MAGICS {
@@ -123,7 +130,7 @@ pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
     let first = text.iter().copied().find(|b| !b.is_ascii_whitespace());
     let looks_binary = text.iter().take(4096).any(|&b| b == 0);
     if looks_binary {
-        if text.len() >= 4 && file.to_ascii_lowercase().ends_with(".parquet") {
+        if text.len() >= 4 && name.to_ascii_lowercase().ends_with(".parquet") {
             return Err(IngestError::Parquet {
                 file: file.to_string(),
                 message: "it does not start with the Parquet magic bytes `PAR1` (damaged, or not Parquet)".into(),
@@ -131,7 +138,7 @@ pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
         }
         return Err(not("this is a binary file of an unknown kind"));
     }
-    let lower = file.to_ascii_lowercase();
+    let lower = name.to_ascii_lowercase();
     match first {
         None => Err(IngestError::EmptyFile {
             file: file.to_string(),
@@ -302,7 +309,12 @@ impl Ingest {
                 Ok(Poll::NeedsData(vec![0..self.file_len.min(SNIFF_BYTES)]))
             }
             State::Parquet(p) => p.poll(&mut self.builder),
-            State::Text(t) => t.poll(&mut self.builder),
+            State::Text(t) => {
+                let poll = t.poll(&mut self.builder);
+                // A compressed file small enough to be told only at its end.
+                self.format = self.format.or_else(|| t.format());
+                poll
+            }
             State::Done => Ok(Poll::Finished),
         }
         .inspect(|p| {
@@ -368,6 +380,16 @@ impl Ingest {
         match &mut self.state {
             State::Sniffing => {
                 let head = data.first().cloned().unwrap_or_default();
+                if let Some(codec) = Codec::of(&head) {
+                    // Compressed CSV or JSON: the text source tells which from the first
+                    // decompressed bytes (and refuses compressed Parquet).
+                    let mut text = TextSource::compressed(&self.file, self.file_len, codec)?;
+                    text.set_chunk_bytes(self.text_chunk_bytes);
+                    text.set_fast_path(self.text_fast_path);
+                    text.set_wide_metrics(self.builder.wants_wide_metrics());
+                    self.state = State::Text(Box::new(text));
+                    return Ok(());
+                }
                 let format = sniff(&self.file, &head)?;
                 self.format = Some(format);
                 self.state = match format {
@@ -403,6 +425,9 @@ impl Ingest {
                 t.push(ranges, data, &mut self.builder)?;
                 if self.columns.is_none() {
                     self.columns = t.columns().cloned();
+                }
+                if self.format.is_none() {
+                    self.format = t.format();
                 }
                 Ok(())
             }
@@ -620,6 +645,70 @@ mod tests {
         assert_eq!(asked, vec![0..49, 0..12, 12..24, 24..36, 36..48, 48..49]);
         assert_eq!(predicted, vec![12..24, 24..36, 36..48, 48..49]);
         assert_eq!(ingest.finish().unwrap().rows_read, 2);
+    }
+
+    /// `bytes` read as `file` in chunks of `chunk` bytes, with its progress at the end.
+    fn read_in_chunks(file: &str, bytes: &[u8], chunk: u64) -> Result<(Cube, Progress, Option<Format>), IngestError> {
+        let bytes = Bytes::copy_from_slice(bytes);
+        let mut ingest = Ingest::new(file, bytes.len() as u64).with_text_chunk_bytes(chunk);
+        drive(&mut ingest, |r| Ok(bytes.slice(r.start as usize..r.end as usize)), |_| true)?;
+        let (progress, format) = (ingest.progress(), ingest.format());
+        Ok((ingest.finish()?, progress, format))
+    }
+
+    /// gzip (two members, as pigz writes) and zstd CSV and JSON read as their plain text,
+    /// in chunks that cut members and frames anywhere, a file shorter than the schema
+    /// sample too; progress counts the file's (compressed) bytes. Compressed Parquet, a cut
+    /// stream and compressed non-data are refused, naming the file.
+    #[test]
+    fn compressed_text_reads_as_its_plain_text() {
+        use std::io::Write;
+        let gzip = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let mut csv = String::from("generation_step,layer,token_masked,token_position,variant,l2_distance\n");
+        for i in 0..30_000 {
+            csv += &format!("{},{},\"t,{}\",{},{},{}.{:04}\n", i / 10_000, i % 4, i % 13, (i / 4) % 2500, ["Full", "Attn"][i % 2], i % 97, i % 9973);
+        }
+        let json = r#"[{"layer":0,"token_position":0,"token_masked":"a","l2_distance":1.5},{"layer":0,"token_position":1,"token_masked":"b","l2_distance":2.25}]"#;
+        for (name, plain) in [("r.csv", csv.as_bytes()), ("r.json", json.as_bytes())] {
+            let (want, _, want_format) = read_in_chunks(name, plain, 1 << 20).unwrap();
+            let (half, rest) = plain.split_at(plain.len() / 2);
+            for (suffix, compressed) in [
+                (".gz", [gzip(half), gzip(rest)].concat()),
+                (".zst", zstd::encode_all(plain, 3).unwrap()),
+            ] {
+                let file = format!("{name}{suffix}");
+                for chunk in [997, 1 << 20] {
+                    let (got, progress, format) = read_in_chunks(&file, &compressed, chunk).unwrap();
+                    assert_eq!(format, want_format, "{file}");
+                    assert_eq!(progress.bytes_read, compressed.len() as u64, "{file}");
+                    assert_eq!((got.rows_read, got.steps.clone(), got.variants.clone()), (want.rows_read, want.steps.clone(), want.variants.clone()), "{file}");
+                    assert!(got.metrics[0].values == want.metrics[0].values, "{file} in chunks of {chunk}");
+                }
+            }
+        }
+        // By hand: the JSON's second row, and a CSV row (i = 10_007: step 1, layer 3, token
+        // "t,10", position 1, Attn, 16.0034).
+        let (cube, ..) = read_in_chunks("r.json.zst", &zstd::encode_all(json.as_bytes(), 3).unwrap(), 7).unwrap();
+        assert_eq!((cube.value(0, cube.cell(0, 0, 0, 0), 1), cube.prompts[0].token(1)), (Some(2.25), Some("b")));
+        let (cube, ..) = read_in_chunks("r.csv.gz", &gzip(csv.as_bytes()), 4096).unwrap();
+        let attn = cube.variants.iter().position(|v| v == "Attn").unwrap();
+        assert_eq!(cube.value(0, cube.cell(0, 1, attn, 3), 1), Some(16.0034));
+
+        let refused = |file: &str, bytes: &[u8], says: &str| {
+            let err = read_in_chunks(file, bytes, 4096).map(|_| ()).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{file}: ")) && err.contains(says), "{file}: {err}");
+        };
+        refused("p.parquet.gz", &gzip(b"PAR1\x15\x04 rest of a parquet file PAR1"), "gzip-compressed Parquet file");
+        let whole = gzip(csv.as_bytes());
+        refused("cut.csv.gz", &whole[..whole.len() / 2], "cannot decompress it (gzip)");
+        let whole = zstd::encode_all(csv.as_bytes(), 3).unwrap();
+        refused("cut.csv.zst", &whole[..whole.len() - 3], "cannot decompress it (zstd)");
+        refused("img.png.gz", &gzip(b"\x89PNG\r\n\x1a\n and the rest"), "a PNG image");
+        refused("empty.csv.gz", &gzip(b""), "empty");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
 use super::fast::{BufferPool, FastText, Fed, Layout};
-use super::{Format, IngestError, Poll, TEXT_CHUNK_BYTES};
+use super::{Codec, Format, Inflater, IngestError, Poll, SNIFF_BYTES, TEXT_CHUNK_BYTES};
 use crate::cube::{ColumnMap, CubeBuilder};
 
 /// Rows per decoded batch.
@@ -98,6 +98,45 @@ pub struct TextSource {
     finished: bool,
     /// Size of the chunks asked for.
     chunk_bytes: u64,
+    /// A compressed file: read through a decompressor (the decoder then counts decompressed
+    /// bytes).
+    compressed: Option<Box<Compressed>>,
+}
+
+/// The compressed side of a [`TextSource`].
+struct Compressed {
+    codec: Codec,
+    inflater: Inflater,
+    /// Size of the (compressed) file, and how much of it has been taken.
+    file_len: u64,
+    taken: u64,
+    /// The first decompressed bytes, held until they tell CSV from JSON; `None` once told.
+    head: Option<Vec<u8>>,
+    /// Decompressed bytes on their way to the decoder (scratch).
+    out: Vec<u8>,
+}
+
+impl Compressed {
+    /// Decompressed bytes `out` to `decoder`: the first ones held until they tell the format
+    /// (`at_end`: there are no more).
+    fn feed(&mut self, decoder: &mut TextDecoder, out: &[u8], at_end: bool, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        let Some(head) = self.head.as_mut() else {
+            return decoder.push(out, sink);
+        };
+        head.extend_from_slice(out);
+        if (head.len() as u64) < SNIFF_BYTES && !at_end {
+            return Ok(());
+        }
+        let head = self.head.take().unwrap_or_default();
+        let file = &decoder.file;
+        // Told by the name without its compression suffix (`results.json.gz`).
+        let suffix = [".gz", ".zst"].iter().find(|x| file.to_ascii_lowercase().ends_with(*x)).map_or(0, |x| x.len());
+        match super::sniff_as(file, &file[..file.len() - suffix], &head)? {
+            Format::Parquet => return Err(self.codec.parquet_error(file)),
+            format => decoder.format = format,
+        }
+        decoder.push(&head, sink)
+    }
 }
 
 /// A [`BatchSink`] that feeds a [`CubeBuilder`].
@@ -375,6 +414,40 @@ impl TextSource {
             columns: None,
             finished: false,
             chunk_bytes: TEXT_CHUNK_BYTES,
+            compressed: None,
+        }
+    }
+
+    /// A source for the `codec`-compressed file `file` of `file_len` bytes, which must hold
+    /// CSV or JSON (told from its first decompressed bytes).
+    pub fn compressed(file: &str, file_len: u64, codec: Codec) -> Result<TextSource, IngestError> {
+        let inflater = Inflater::new(codec).map_err(|e| codec.error(file, e))?;
+        // The decompressed length is not known: the decoder learns the end from `finish`.
+        let mut source = TextSource::new(file, u64::MAX, Format::Csv);
+        source.compressed = Some(Box::new(Compressed {
+            codec,
+            inflater,
+            file_len,
+            taken: 0,
+            head: Some(Vec::new()),
+            out: Vec::new(),
+        }));
+        Ok(source)
+    }
+
+    /// The format, once known (a compressed file's, from its first decompressed bytes).
+    pub fn format(&self) -> Option<Format> {
+        match &self.compressed {
+            Some(c) if c.head.is_some() => None,
+            _ => Some(self.decoder.format),
+        }
+    }
+
+    /// The file's bytes taken so far, and its size.
+    fn position(&self) -> (u64, u64) {
+        match &self.compressed {
+            Some(c) => (c.taken, c.file_len),
+            None => (self.decoder.bytes_fed(), self.decoder.file_len),
         }
     }
 
@@ -393,8 +466,12 @@ impl TextSource {
         self.decoder.wide_metrics = wide;
     }
 
+    /// Bytes of the file read so far (a compressed file's compressed bytes).
     pub fn bytes_read(&self) -> u64 {
-        self.decoder.bytes_read()
+        match &self.compressed {
+            Some(c) => c.taken,
+            None => self.decoder.bytes_read(),
+        }
     }
 
     pub fn columns(&self) -> Option<&ColumnMap> {
@@ -404,7 +481,7 @@ impl TextSource {
     /// The `count` chunks after the one [`poll`](Self::poll) asks for (see
     /// [`Ingest::read_ahead`](super::Ingest::read_ahead)).
     pub(super) fn read_ahead(&self, count: usize) -> Vec<Range<u64>> {
-        let (next, file_len) = (self.decoder.bytes_fed(), self.decoder.file_len);
+        let (next, file_len) = self.position();
         (1..=count as u64)
             .map(|i| next.saturating_add(i.saturating_mul(self.chunk_bytes)))
             .take_while(|&start| start < file_len)
@@ -416,7 +493,7 @@ impl TextSource {
         if self.finished {
             return Ok(Poll::Finished);
         }
-        let (next, file_len) = (self.decoder.bytes_fed(), self.decoder.file_len);
+        let (next, file_len) = self.position();
         if next < file_len {
             let end = (next + self.chunk_bytes).min(file_len);
             // One range: the next chunk.
@@ -430,6 +507,12 @@ impl TextSource {
             columns: &mut self.columns,
             pool: self.decoder.pool.clone(),
         };
+        if let Some(c) = self.compressed.as_mut() {
+            let mut out = std::mem::take(&mut c.out);
+            out.clear();
+            c.inflater.finish(&mut out).map_err(|e| c.codec.error(&file, e))?;
+            c.feed(&mut self.decoder, &out, true, &mut sink)?;
+        }
         self.decoder.finish(&mut sink)?;
         self.finished = true;
         Ok(Poll::Finished)
@@ -449,14 +532,25 @@ impl TextSource {
             pool: self.decoder.pool.clone(),
         };
         for chunk in data {
-            self.decoder.push(&chunk, &mut sink)?;
+            let Some(c) = self.compressed.as_mut() else {
+                self.decoder.push(&chunk, &mut sink)?;
+                continue;
+            };
+            c.taken += chunk.len() as u64;
+            let mut out = std::mem::take(&mut c.out);
+            out.clear();
+            c.inflater.push(&chunk, &mut out).map_err(|e| c.codec.error(&file, e))?;
+            c.feed(&mut self.decoder, &out, false, &mut sink)?;
+            c.out = out;
         }
         Ok(())
     }
 }
 
 impl TextDecoder {
-    /// A decoder for the file `file` (a name, for messages) of `file_len` bytes.
+    /// A decoder for the file `file` (a name, for messages) of `file_len` bytes (`u64::MAX`
+    /// when not known, as for a stream being decompressed: [`finish`](Self::finish) then tells
+    /// the end).
     pub fn new(file: &str, file_len: u64, format: Format) -> TextDecoder {
         TextDecoder {
             file: file.to_string(),
@@ -601,6 +695,13 @@ impl TextDecoder {
 
     /// The end of the file: let the decoder finish its last record and hand over the rest.
     pub fn finish(&mut self, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        if self.decoder.is_none() && !self.head.is_empty() {
+            // A stream of unknown length (decompressed) that ended within the schema sample:
+            // the end is known now.
+            self.file_len = self.bytes_fed;
+            let head = std::mem::take(&mut self.head);
+            self.start_with(head, sink)?;
+        }
         if self.decoder.is_none() {
             return Err(match self.format {
                 Format::Json => IngestError::Json {

@@ -218,7 +218,7 @@ impl Ui {
         let file_input: HtmlInputElement = el(doc, "input", "visually-hidden", "").unchecked_into();
         file_input.set_type("file");
         file_input.set_multiple(true);
-        file_input.set_accept(".parquet,.csv,.json,.jsonl,.ndjson,image/*");
+        file_input.set_accept(".parquet,.csv,.json,.jsonl,.ndjson,.gz,.zst,image/*");
         attrs(&file_input, &[("aria-label", "Open result files"), ("tabindex", "-1")]);
         let demo = el(doc, "button", "", "Open demo");
         attrs(&demo, &[("type", "button"), ("title", "Load the built-in synthetic dataset")]);

@@ -1,0 +1,180 @@
+//! gzip- and zstd-compressed CSV and JSON (pandas writes `results.csv.gz` when the name says
+//! so), decompressed as their bytes come in, by the viewer's worker ([`TextSource`]) and the
+//! CLI alike.
+//!
+//! [`TextSource`]: super::TextSource
+
+use std::io::Write;
+
+use super::{IngestError, GZIP_MAGIC, ZSTD_MAGIC};
+
+/// How a file is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+    Zstd,
+}
+
+impl Codec {
+    /// The compression of a file that starts with `head`; `None` for an uncompressed file.
+    pub fn of(head: &[u8]) -> Option<Codec> {
+        if head.starts_with(GZIP_MAGIC) {
+            Some(Codec::Gzip)
+        } else if head.starts_with(ZSTD_MAGIC) {
+            Some(Codec::Zstd)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+        }
+    }
+
+    /// The error for a stream of `file` that cannot be decompressed (damaged, or cut short).
+    pub fn error(self, file: &str, e: impl std::fmt::Display) -> IngestError {
+        IngestError::Read {
+            file: file.to_string(),
+            message: format!("cannot decompress it ({}): {e}", self.name()),
+        }
+    }
+
+    /// The error for a compressed Parquet file, which is not read: Parquet compresses its own
+    /// pages, and its footer must be read first.
+    pub fn parquet_error(self, file: &str) -> IngestError {
+        IngestError::Read {
+            file: file.to_string(),
+            message: format!(
+                "this is a {}-compressed Parquet file: decompress it first (Parquet compresses its own pages)",
+                self.name()
+            ),
+        }
+    }
+}
+
+/// A decompressor fed a stream in pieces of any size: gzip with every member read (as
+/// `gzip -d` reads concatenated files, and pigz writes them), zstd with every frame.
+pub struct Inflater {
+    kind: Kind,
+}
+
+enum Kind {
+    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
+    Zstd {
+        decoder: zstd::stream::raw::Decoder<'static>,
+        /// Whether the last frame begun has ended (the stream may end here).
+        frame_done: bool,
+    },
+}
+
+/// Room made in the output for each step of the zstd decoder.
+const ZSTD_STEP_BYTES: usize = 256 << 10;
+
+impl Inflater {
+    pub fn new(codec: Codec) -> std::io::Result<Inflater> {
+        let kind = match codec {
+            Codec::Gzip => Kind::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new()))),
+            Codec::Zstd => Kind::Zstd {
+                decoder: zstd::stream::raw::Decoder::new()?,
+                frame_done: false,
+            },
+        };
+        Ok(Inflater { kind })
+    }
+
+    /// Decompresses `input`, the next bytes of the stream; what they give is appended to
+    /// `out`.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        match &mut self.kind {
+            Kind::Gzip(d) => {
+                d.write_all(input)?;
+                out.append(d.get_mut());
+            }
+            Kind::Zstd { decoder, frame_done } => {
+                use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+                let mut from = InBuffer::around(input);
+                loop {
+                    out.reserve(ZSTD_STEP_BYTES);
+                    let start = out.len();
+                    let mut to = OutBuffer::around_pos(out, start);
+                    let hint = decoder.run(&mut from, &mut to)?;
+                    let full = to.pos() == to.capacity();
+                    if to.pos() > start || from.pos() > 0 {
+                        *frame_done = hint == 0;
+                    }
+                    // Done when the input is taken and the decoder holds nothing more back (it
+                    // did not fill the room it had).
+                    if from.pos() == input.len() && !full {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream has ended: its last bytes are appended to `out`; an error if it was cut
+    /// short.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        match &mut self.kind {
+            Kind::Gzip(d) => {
+                d.try_finish()?;
+                out.append(d.get_mut());
+                Ok(())
+            }
+            Kind::Zstd { frame_done, .. } => {
+                if *frame_done {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "incomplete frame"))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `data` decompressed by an inflater fed `compressed` in pieces of `piece` bytes.
+    fn inflate(codec: Codec, compressed: &[u8], piece: usize) -> std::io::Result<Vec<u8>> {
+        let mut inflater = Inflater::new(codec)?;
+        let mut out = Vec::new();
+        for p in compressed.chunks(piece) {
+            inflater.push(p, &mut out)?;
+        }
+        inflater.finish(&mut out)?;
+        Ok(out)
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Every member and frame, whatever the pieces; a cut stream is an error, for each codec.
+    /// (The compressed bytes come from the encoders of the same crates; the expected text is
+    /// the input itself.)
+    #[test]
+    fn streams_decompress_whole_in_any_pieces_and_cut_ones_fail() {
+        let text: Vec<u8> = (0..20_000).flat_map(|i| format!("0,{},tok{},{}.{}\n", i % 36, i % 7, i, i % 9973).into_bytes()).collect();
+        let (a, b) = text.split_at(text.len() / 3);
+        let two_members = [gzip(a), gzip(b)].concat();
+        let two_frames = [zstd::encode_all(a, 3).unwrap(), zstd::encode_all(b, 19).unwrap()].concat();
+        for (codec, compressed) in [(Codec::Gzip, &two_members), (Codec::Zstd, &two_frames)] {
+            assert_eq!(Codec::of(compressed), Some(codec));
+            for piece in [1, 7, 4096, compressed.len()] {
+                assert!(inflate(codec, compressed, piece).unwrap() == text, "{codec:?} in pieces of {piece}");
+            }
+            for cut in [compressed.len() / 2, compressed.len() - 1] {
+                assert!(inflate(codec, &compressed[..cut], 4096).is_err(), "{codec:?} cut at {cut}");
+            }
+        }
+        assert_eq!(Codec::of(b"PAR1"), None);
+    }
+}
