@@ -253,7 +253,7 @@ fn text_format(path: &Path, len: u64) -> Result<Option<(Format, Option<Codec>)>,
         .and_then(|f| f.take(ingest::SNIFF_BYTES).read_to_end(&mut head))
         .map_err(|e| CliError::io(path, e))?;
     if let Some(codec) = Codec::of(&head) {
-        return Ok(Some((codec.text_format(path)?, Some(codec))));
+        return Ok(Some((compressed_text_format(codec, path)?, Some(codec))));
     }
     Ok(match ingest::sniff(&path.display().to_string(), &head) {
         Ok(f @ (Format::Csv | Format::Json)) => Some((f, None)),
@@ -261,45 +261,26 @@ fn text_format(path: &Path, len: u64) -> Result<Option<(Format, Option<Codec>)>,
     })
 }
 
-/// How a CSV or JSON input is read when compressed: as a stream, by one decoding thread.
-impl Codec {
-    /// The decompressed bytes of `input` (gzip: every member, as `gzip -d` reads
-    /// concatenated files; zstd: every frame).
-    fn reader<R: std::io::Read + Send + 'static>(self, input: R) -> std::io::Result<Box<dyn std::io::Read + Send>> {
-        Ok(match self {
-            Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-            Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
-        })
-    }
-
-    /// The format of the compressed file `path`, from its first decompressed bytes: CSV or
-    /// JSON, else an error (a compressed Parquet file is not read: its own codecs compress it).
-    fn text_format(self, path: &Path) -> Result<Format, CliError> {
-        use std::io::Read;
-        let name = path.display().to_string();
-        let mut head = Vec::new();
-        File::open(path)
-            .and_then(|f| self.reader(f))
-            .and_then(|r| r.take(ingest::SNIFF_BYTES).read_to_end(&mut head))
-            .map_err(|e| self.error(&name, e))?;
-        match ingest::sniff(&name, &head)? {
-            f @ (Format::Csv | Format::Json) => Ok(f),
-            _ => Err(CliError::from(self.parquet_error(&name))),
+/// The format of the `codec`-compressed file `path`, from its first decompressed bytes: CSV
+/// or JSON, else an error (a compressed Parquet file is not read: its own codecs compress it).
+fn compressed_text_format(codec: Codec, path: &Path) -> Result<Format, CliError> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let mut file = File::open(path).map_err(|e| CliError::io(path, e))?;
+    let mut inflater = ingest::Inflater::new(codec).map_err(|e| codec.error(&name, e))?;
+    let (mut head, mut buf) = (Vec::new(), vec![0u8; 64 << 10]);
+    // Enough compressed bytes for the first decompressed ones (a zstd block comes whole).
+    while (head.len() as u64) < ingest::SNIFF_BYTES {
+        let n = file.read(&mut buf).map_err(|e| CliError::io(path, e))?;
+        if n == 0 {
+            inflater.finish(&mut head).map_err(|e| codec.error(&name, e))?;
+            break;
         }
+        inflater.push(&buf[..n], &mut head).map_err(|e| codec.error(&name, e))?;
     }
-}
-
-/// A reader that counts the bytes read through it (the compressed bytes, for progress).
-struct Counted<R> {
-    inner: R,
-    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: std::io::Read> std::io::Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
+    match ingest::sniff(&name, &head)? {
+        f @ (Format::Csv | Format::Json) => Ok(f),
+        _ => Err(CliError::from(codec.parquet_error(&name))),
     }
 }
 
@@ -455,24 +436,34 @@ fn load_text(
                 }
                 // Read as a stream: decompressed, or a file that cannot be mapped. Progress
                 // counts the bytes read from the file.
-                let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let counted = Counted { inner: f, read: read.clone() };
-                let stream_err = |e| match codec {
-                    Some(c) => c.error(&decode_name, e),
-                    None => read_err(e),
-                };
-                let mut text: Box<dyn Read + Send> = match codec {
-                    Some(c) => c.reader(counted).map_err(stream_err)?,
-                    None => Box::new(counted),
-                };
-                let mut buf = vec![0u8; ingest::TEXT_CHUNK_BYTES as usize];
+                let mut f = f;
+                let mut inflater = codec
+                    .map(|c| ingest::Inflater::new(c).map(|i| (c, i)))
+                    .transpose()
+                    .map_err(read_err)?;
+                let (mut buf, mut text) = (vec![0u8; ingest::TEXT_CHUNK_BYTES as usize], Vec::new());
+                let mut done = 0u64;
                 loop {
-                    let n = text.read(&mut buf).map_err(stream_err)?;
+                    let n = f.read(&mut buf).map_err(read_err)?;
+                    done += n as u64;
+                    match &mut inflater {
+                        Some((c, i)) if n == 0 => {
+                            text.clear();
+                            i.finish(&mut text).map_err(|e| c.error(&decode_name, e))?;
+                            decoder.push(&text, &mut sink)?;
+                        }
+                        Some((c, i)) => {
+                            for piece in buf[..n].chunks(ingest::INFLATE_PIECE_BYTES) {
+                                text.clear();
+                                i.push(piece, &mut text).map_err(|e| c.error(&decode_name, e))?;
+                                decoder.push(&text, &mut sink)?;
+                            }
+                        }
+                        None => decoder.push(&buf[..n], &mut sink)?,
+                    }
                     if n == 0 {
                         break;
                     }
-                    decoder.push(&buf[..n], &mut sink)?;
-                    let done = read.load(std::sync::atomic::Ordering::Relaxed);
                     sink.send(TextMessage::Progress(done))?;
                 }
                 decoder.finish(&mut sink)

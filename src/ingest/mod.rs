@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use crate::cube::{ColumnMap, Cube, CubeBuilder, CubeError};
 
-pub use self::compressed::{Codec, Inflater};
+pub use self::compressed::{Codec, Inflater, INFLATE_PIECE_BYTES};
 pub use self::parquet::ParquetSource;
 pub use self::fast::BufferPool;
 pub use self::text::{BatchSink, TextDecoder, TextSource};

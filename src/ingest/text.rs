@@ -10,7 +10,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
 use super::fast::{BufferPool, FastText, Fed, Layout};
-use super::{Codec, Format, Inflater, IngestError, Poll, SNIFF_BYTES, TEXT_CHUNK_BYTES};
+use super::{Codec, Format, Inflater, IngestError, Poll, INFLATE_PIECE_BYTES, SNIFF_BYTES, TEXT_CHUNK_BYTES};
 use crate::cube::{ColumnMap, CubeBuilder};
 
 /// Rows per decoded batch.
@@ -538,9 +538,11 @@ impl TextSource {
             };
             c.taken += chunk.len() as u64;
             let mut out = std::mem::take(&mut c.out);
-            out.clear();
-            c.inflater.push(&chunk, &mut out).map_err(|e| c.codec.error(&file, e))?;
-            c.feed(&mut self.decoder, &out, false, &mut sink)?;
+            for piece in chunk.chunks(INFLATE_PIECE_BYTES) {
+                out.clear();
+                c.inflater.push(piece, &mut out).map_err(|e| c.codec.error(&file, e))?;
+                c.feed(&mut self.decoder, &out, false, &mut sink)?;
+            }
             c.out = out;
         }
         Ok(())
