@@ -114,7 +114,7 @@ pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
     failed.forget();
     with_app(|a| {
         a.spawn_worker();
-        a.set_status("empty", "No data loaded. Open a .parquet, .csv or .json result file (or drop it anywhere on the page), or open the demo.", None);
+        a.set_status("empty", "No data loaded. Open a .parquet, .csv or .json result file (.csv.gz too), drop files or a folder of them anywhere on the page, or open the demo.", None);
         a.sync_controls();
         let _ = a.ui.root.remove_attribute("aria-busy");
     });
@@ -214,7 +214,7 @@ impl Ui {
         // Toolbar: open, demo, help.
         let toolbar = el(doc, "div", "toolbar", "");
         let open = el(doc, "button", "primary", "Open files…");
-        attrs(&open, &[("type", "button"), ("title", "Open .parquet, .csv, .json files (several make one dataset) or an image for the grid view")]);
+        attrs(&open, &[("type", "button"), ("title", "Open .parquet, .csv, .json files, gzip- or zstd-compressed too (several make one dataset; drop a folder for a whole dataset), or an image for the grid view")]);
         let file_input: HtmlInputElement = el(doc, "input", "visually-hidden", "").unchecked_into();
         file_input.set_type("file");
         file_input.set_multiple(true);
