@@ -131,8 +131,10 @@ pub fn input_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>, CliError> {
         entries.sort();
         for path in entries {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            // A link to a folder is not followed (it may lead back up: `ln -s .. loop`).
+            let linked = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
             match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() && ingest::is_dataset_folder_name(&name) => walk(&path, files)?,
+                Ok(m) if m.is_dir() && !linked && ingest::is_dataset_folder_name(&name) => walk(&path, files)?,
                 Ok(m) if m.is_file() && ingest::is_result_file_name(&name) => files.push((path, m.len())),
                 Ok(_) => {}
                 Err(e) => return Err(CliError::io(&path, e)),
