@@ -150,10 +150,7 @@ pub fn input_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>, CliError> {
                 let before = files.len();
                 walk(p, &mut files)?;
                 if files.len() == before {
-                    return Err(CliError::io(
-                        p,
-                        "a folder with no result files (.parquet, .csv, .json, .jsonl) in it or its sub-folders",
-                    ));
+                    return Err(CliError::io(p, ingest::NO_RESULT_FILES));
                 }
             }
             // A pipe (`<(gzip -dc …)`) would be read from its middle after the first look.

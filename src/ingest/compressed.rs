@@ -55,6 +55,14 @@ impl Codec {
     }
 }
 
+/// `name` without a compressed file's suffix (`results.csv.gz` → `results.csv`), as it is.
+pub fn without_compression_suffix(name: &str) -> &str {
+    let lower = name.to_ascii_lowercase();
+    // ASCII suffixes: the cut falls between characters.
+    let suffix = [".gz", ".zst"].iter().find(|x| lower.ends_with(*x)).map_or(0, |x| x.len());
+    &name[..name.len() - suffix]
+}
+
 /// A decompressor fed a stream in pieces of any size: gzip with every member read (as
 /// `gzip -d` reads concatenated files, and pigz writes them), zstd with every frame.
 pub struct Inflater {

@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use crate::cube::{ColumnMap, Cube, CubeBuilder, CubeError};
 
-pub use self::compressed::{Codec, Inflater, INFLATE_PIECE_BYTES};
+pub use self::compressed::{without_compression_suffix, Codec, Inflater, INFLATE_PIECE_BYTES};
 pub use self::parquet::ParquetSource;
 pub use self::fast::BufferPool;
 pub use self::text::{BatchSink, TextDecoder, TextSource};
@@ -80,10 +80,13 @@ pub const RESULT_EXTENSIONS: [&str; 5] = ["parquet", "csv", "json", "jsonl", "nd
 /// extension (see [`RESULT_EXTENSIONS`]; `.gz` or `.zst` after it too), not hidden and not
 /// named with a leading `_` (`_SUCCESS`, `_metadata`, `_common_metadata`).
 pub fn is_result_file_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
+    let name = without_compression_suffix(name).to_ascii_lowercase();
     !name.starts_with(['.', '_']) && name.rsplit_once('.').is_some_and(|(_, ext)| RESULT_EXTENSIONS.contains(&ext))
 }
+
+/// What a folder without result files is (the CLI and the page say it of such a folder).
+pub const NO_RESULT_FILES: &str =
+    "a folder with no result files (.parquet, .csv, .json, .jsonl, .ndjson, compressed or not) in it or its sub-folders";
 
 /// Whether a folder of this name is walked for result files (not hidden, not `_`-named as
 /// Spark's `_temporary`).

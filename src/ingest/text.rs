@@ -130,8 +130,7 @@ impl Compressed {
         let head = self.head.take().unwrap_or_default();
         let file = &decoder.file;
         // Told by the name without its compression suffix (`results.json.gz`).
-        let suffix = [".gz", ".zst"].iter().find(|x| file.to_ascii_lowercase().ends_with(*x)).map_or(0, |x| x.len());
-        match super::sniff_as(file, &file[..file.len() - suffix], &head)? {
+        match super::sniff_as(file, super::without_compression_suffix(file), &head)? {
             Format::Parquet => return Err(self.codec.parquet_error(file)),
             format => decoder.format = format,
         }

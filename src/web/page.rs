@@ -2142,7 +2142,7 @@ async fn files_of_entries(entries: Vec<web_sys::FileSystemEntry>) -> Result<Vec<
             }
         }
         if found.is_empty() {
-            return Err(format!("{top_path}: a folder with no result files (.parquet, .csv, .json, .jsonl) in it or its sub-folders"));
+            return Err(format!("{top_path}: {}", crate::ingest::NO_RESULT_FILES));
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         files.extend(found);
