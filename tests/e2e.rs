@@ -207,24 +207,31 @@ e2e!(compressed_csv_opens_as_its_text, |b, env| {
 });
 
 // A folder dropped on the page opens as one dataset: its result files at any depth, each file's
-// step from its `generation_step=K` folder (the files have no step column, as pyarrow,
-// DuckDB and `mask-impact convert --partition-by` write a partitioned dataset), the other files
-// in it left out. A folder without result files is an error naming it; the data stays.
+// step and variant from its `generation_step=K/variant=V` folders (the files have neither
+// column, as pyarrow, DuckDB and `mask-impact convert --partition-by` write a partitioned
+// dataset), the other files in it left out. A folder without result files is an error naming
+// it; the data stays.
 e2e!(dropped_folder_opens_as_a_dataset, |b, env| {
-    let csv = small_csv("folder");
-    let (header, rows) = csv.split_once('\n').context("small_csv has a header")?;
-    // A row without its first field (the step: a plain number, never quoted).
-    let without_step = |line: &str| line.split_once(',').map(|(_, rest)| rest.to_string()).unwrap_or_default();
     let root = env.data_dir.join("dropped_dataset");
     let _ = std::fs::remove_dir_all(&root);
-    for step in 0..2 {
-        let folder = root.join(format!("generation_step={step}"));
+    let csv = small_csv("folder");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers()?.clone();
+    let keep: Vec<usize> = (0..header.len()).filter(|&i| !["generation_step", "variant"].contains(&&header[i])).collect();
+    let mut parts: std::collections::BTreeMap<(String, String), csv::Writer<Vec<u8>>> = Default::default();
+    for row in reader.records() {
+        let row = row?;
+        let part = parts.entry((row[0].to_string(), row[4].to_string())).or_insert_with(|| {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let _ = w.write_record(keep.iter().map(|&i| &header[i]));
+            w
+        });
+        part.write_record(keep.iter().map(|&i| &row[i]))?;
+    }
+    for ((step, variant), part) in parts {
+        let folder = root.join(format!("generation_step={step}")).join(format!("variant={variant}"));
         std::fs::create_dir_all(&folder)?;
-        let mut part = without_step(header) + "\n";
-        for line in rows.lines().filter(|l| l.starts_with(&format!("{step},"))) {
-            part += &(without_step(line) + "\n");
-        }
-        std::fs::write(folder.join("part-0.csv"), part)?;
+        std::fs::write(folder.join("part-0.csv"), part.into_inner()?)?;
     }
     std::fs::write(root.join("_SUCCESS"), b"")?;
     std::fs::write(root.join("notes.txt"), b"not a result file")?;
@@ -232,6 +239,8 @@ e2e!(dropped_folder_opens_as_a_dataset, |b, env| {
     b.wait_api().await?;
     b.drop_paths(&[&root], 400.0, 400.0).await?;
     b.wait_ready().await?;
+    let status = b.status().await?;
+    ensure!(status.text.starts_with("dropped_dataset/ (4 files) · 60 rows"), "status after the drop: {:?}", status.text);
     for (step, variant) in [(1, "Full"), (1, "Attn"), (0, "Full")] {
         update_hash(b, &[("step", &step.to_string()), ("variant", variant)]).await?;
         check_small_cell(b, step, 2, 3, variant).await?;

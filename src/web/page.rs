@@ -592,7 +592,7 @@ impl App {
                 let positions: usize = c.prompts.iter().map(|p| p.n_positions()).max().unwrap_or(0);
                 format!(
                     "{} · {} rows · {} steps × {} layers × {} positions × {} variants · loaded in {}",
-                    c.sources.join(", "),
+                    files_label(&c.sources),
                     thousands(c.rows_read),
                     c.steps.len(),
                     c.layers.len(),
@@ -702,7 +702,7 @@ impl App {
         }
         if let Some(req) = &job.request {
             if let Err(e) = slot.worker.post_message(req) {
-                let msg = format!("{}: cannot hand the file to the decoder: {}", job.names.join(", "), js_text(&e));
+                let msg = format!("{}: cannot hand the file to the decoder: {}", files_label(&job.names), js_text(&e));
                 self.fail_load(&msg);
                 return;
             }
@@ -765,7 +765,7 @@ impl App {
         }
         match &self.job {
             Some(job) if job.sent => {
-                let msg = format!("{}: the decoder crashed ({text})", job.names.join(", "));
+                let msg = format!("{}: the decoder crashed ({text})", files_label(&job.names));
                 self.fail_load(&msg);
             }
             _ => {
@@ -896,10 +896,7 @@ impl App {
         }
         let req = self.open_request(blobs, name_arr);
         let total: f64 = data.iter().map(|(_, f)| f.size()).sum();
-        let shown = match names.as_slice() {
-            [first, _, _, _, ..] => format!("{first} and {} more files", names.len() - 1),
-            _ => names.join(", "),
-        };
+        let shown = files_label(&names);
         self.new_job(names, Some(req), Vec::new());
         self.set_status("loading", &format!("Opening {shown} ({})…", human_bytes(total)), None);
         self.send_pending();
@@ -1002,7 +999,7 @@ impl App {
 
     fn cancel_job(&mut self) {
         let Some(job) = self.job.take() else { return };
-        let msg = format!("{}: loading was cancelled", job.names.join(", "));
+        let msg = format!("{}: loading was cancelled", files_label(&job.names));
         for (_, reject) in &job.resolvers {
             let _ = reject.call1(&JsValue::UNDEFINED, &msg.clone().into());
         }
@@ -1031,7 +1028,7 @@ impl App {
         match cube_in(data) {
             Ok(c) => Some(c),
             Err(e) => {
-                let names = self.job.as_ref().map(|j| j.names.join(", ")).unwrap_or_default();
+                let names = self.job.as_ref().map(|j| files_label(&j.names)).unwrap_or_default();
                 self.fail_load(&format!("{names}: {e}"));
                 None
             }
@@ -1734,6 +1731,19 @@ fn range_text(values: &[i64]) -> String {
         (Some(a), Some(b)) if a != b => format!("{} ({a}–{b})", values.len()),
         (Some(a), _) => format!("1 ({a})"),
         _ => "0".to_string(),
+    }
+}
+
+/// A load's files in one line: up to three by name; more by their common folder and count
+/// (`run/ (50 files)`: a dropped folder), or the first and a count.
+fn files_label(names: &[String]) -> String {
+    if names.len() <= 3 {
+        return names.join(", ");
+    }
+    let folder = |n: &str| n.split_once('/').map(|(f, _)| f.to_string());
+    match folder(&names[0]) {
+        Some(f) if names.iter().all(|n| folder(n).as_deref() == Some(f.as_str())) => format!("{f}/ ({} files)", names.len()),
+        _ => format!("{} and {} more files", names[0], names.len() - 1),
     }
 }
 
