@@ -266,21 +266,22 @@ fn compressed_text_format(codec: Codec, path: &Path) -> Result<Format, CliError>
     use std::io::Read;
     let name = path.display().to_string();
     let mut file = File::open(path).map_err(|e| CliError::io(path, e))?;
-    let mut inflater = ingest::Inflater::new(codec).map_err(|e| codec.error(&name, e))?;
+    let mut inflater = ingest::Inflater::new(codec, &name)?;
     let (mut head, mut buf) = (Vec::new(), vec![0u8; 64 << 10]);
     // Enough compressed bytes for the first decompressed ones (a zstd block comes whole).
     while (head.len() as u64) < ingest::SNIFF_BYTES {
         let n = file.read(&mut buf).map_err(|e| CliError::io(path, e))?;
+        let keep = |text: &[u8]| {
+            head.extend_from_slice(text);
+            Ok(())
+        };
         if n == 0 {
-            inflater.finish(&mut head).map_err(|e| codec.error(&name, e))?;
+            inflater.end(keep)?;
             break;
         }
-        inflater.push(&buf[..n], &mut head).map_err(|e| codec.error(&name, e))?;
+        inflater.decompress(&buf[..n], keep)?;
     }
-    match ingest::sniff(&name, &head)? {
-        f @ (Format::Csv | Format::Json) => Ok(f),
-        _ => Err(CliError::from(codec.parquet_error(&name))),
-    }
+    Ok(codec.sniff(&name, &head)?)
 }
 
 /// What the decoding thread of [`load_text`] sends.
@@ -436,29 +437,17 @@ fn load_text(
                 // Read as a stream: decompressed, or a file that cannot be mapped. Progress
                 // counts the bytes read from the file.
                 let mut f = f;
-                let mut inflater = codec
-                    .map(|c| ingest::Inflater::new(c).map(|i| (c, i)))
-                    .transpose()
-                    .map_err(read_err)?;
-                let (mut buf, mut text) = (vec![0u8; ingest::TEXT_CHUNK_BYTES as usize], Vec::new());
+                let mut inflater = codec.map(|c| ingest::Inflater::new(c, &decode_name)).transpose()?;
+                let mut buf = vec![0u8; ingest::TEXT_CHUNK_BYTES as usize];
                 let mut done = 0u64;
                 loop {
                     let n = f.read(&mut buf).map_err(read_err)?;
                     done += n as u64;
+                    let mut to_decoder = |text: &[u8]| decoder.push(text, &mut sink);
                     match &mut inflater {
-                        Some((c, i)) if n == 0 => {
-                            text.clear();
-                            i.finish(&mut text).map_err(|e| c.error(&decode_name, e))?;
-                            decoder.push(&text, &mut sink)?;
-                        }
-                        Some((c, i)) => {
-                            for piece in buf[..n].chunks(ingest::INFLATE_PIECE_BYTES) {
-                                text.clear();
-                                i.push(piece, &mut text).map_err(|e| c.error(&decode_name, e))?;
-                                decoder.push(&text, &mut sink)?;
-                            }
-                        }
-                        None => decoder.push(&buf[..n], &mut sink)?,
+                        Some(i) if n == 0 => i.end(&mut to_decoder)?,
+                        Some(i) => i.decompress(&buf[..n], &mut to_decoder)?,
+                        None => to_decoder(&buf[..n])?,
                     }
                     if n == 0 {
                         break;

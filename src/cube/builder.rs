@@ -625,11 +625,12 @@ enum PathValue {
 }
 
 impl PathColumn {
-    /// The path columns of `file`, whose own columns are `schema`.
-    fn of(file: &str, schema: &Schema) -> Result<Vec<PathColumn>, CubeError> {
+    /// The path columns of `file`, whose own columns are `schema` and whose path holds the
+    /// partition keys `keys` ([`hive_partitions`]).
+    fn of(file: &str, keys: Vec<(String, Option<String>)>, schema: &Schema) -> Result<Vec<PathColumn>, CubeError> {
         let has = |name: &str| schema.fields().iter().any(|f| f.name().eq_ignore_ascii_case(name));
         let mut columns: Vec<PathColumn> = Vec::new();
-        for (key, value) in hive_partitions(file).0 {
+        for (key, value) in keys {
             let Some(&role) = [STEP, LAYER, POSITION, TOKEN, VARIANT, PROMPT, CONFIG_PROMPT]
                 .iter()
                 .find(|r| r.eq_ignore_ascii_case(&key))
@@ -779,7 +780,8 @@ impl CubeBuilder {
     /// [`hive_partitions`]), as pyarrow reads a dataset; the map names them too (a reader that
     /// projects the file's columns by these names finds no such column in the file).
     pub fn begin_source(&mut self, file: &str, schema: &Schema) -> Result<ColumnMap, CubeError> {
-        let path_columns = PathColumn::of(file, schema)?;
+        let (keys, dataset) = hive_partitions(file);
+        let path_columns = PathColumn::of(file, keys, schema)?;
         let columns = if path_columns.is_empty() {
             ColumnMap::from_schema(file, schema)?
         } else {
@@ -799,7 +801,7 @@ impl CubeBuilder {
             .collect();
         // A dataset's files (columns from their path) are all one prompt unless they say
         // otherwise: the dataset's name.
-        let dataset = hive_partitions(file).1.filter(|_| !path_columns.is_empty());
+        let dataset = dataset.filter(|_| !path_columns.is_empty());
         let default_prompt = self.prompt_code(&dataset.unwrap_or_else(|| file_stem(file)));
         self.sources.push(file.to_string());
         self.source = Some(Source {

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use super::{IngestError, GZIP_MAGIC, ZSTD_MAGIC};
+use super::{Format, IngestError, GZIP_MAGIC, ZSTD_MAGIC};
 
 /// How a file is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,15 +42,20 @@ impl Codec {
         }
     }
 
-    /// The error for a compressed Parquet file, which is not read: Parquet compresses its own
-    /// pages, and its footer must be read first.
-    pub fn parquet_error(self, file: &str) -> IngestError {
-        IngestError::Read {
-            file: file.to_string(),
-            message: format!(
-                "this is a {}-compressed Parquet file: decompress it first (Parquet compresses its own pages)",
-                self.name()
-            ),
+    /// The format of this codec's file `file` from its first decompressed bytes `head`: CSV
+    /// or JSON, told as [`sniff`](super::sniff) tells them by the name without its compression
+    /// suffix (`results.json.gz`). A compressed Parquet file is an error: it is not read,
+    /// Parquet compresses its own pages and its footer must be read first.
+    pub fn sniff(self, file: &str, head: &[u8]) -> Result<Format, IngestError> {
+        match super::sniff_as(file, without_compression_suffix(file), head)? {
+            Format::Parquet => Err(IngestError::Read {
+                file: file.to_string(),
+                message: format!(
+                    "this is a {}-compressed Parquet file: decompress it first (Parquet compresses its own pages)",
+                    self.name()
+                ),
+            }),
+            format => Ok(format),
         }
     }
 }
@@ -63,10 +68,15 @@ pub fn without_compression_suffix(name: &str) -> &str {
     &name[..name.len() - suffix]
 }
 
-/// A decompressor fed a stream in pieces of any size: gzip with every member read (as
-/// `gzip -d` reads concatenated files, and pigz writes them), zstd with every frame.
+/// A decompressor of one file's stream, fed in pieces of any size: gzip with every member
+/// read (as `gzip -d` reads concatenated files, and pigz writes them), zstd with every frame.
 pub struct Inflater {
+    codec: Codec,
+    /// The file, for messages.
+    file: String,
     kind: Kind,
+    /// The text of the piece being handed on (scratch).
+    text: Vec<u8>,
 }
 
 enum Kind {
@@ -81,26 +91,52 @@ enum Kind {
 /// The most compressed bytes to decompress at a time before the text they give is handed on:
 /// an 8 MiB chunk of the seed-scale CSV, gzipped, is 115 MiB of text, and would be held whole
 /// (64 KiB of result-file gzip give about 1 MiB; of any gzip, 64 MiB at most).
-pub const INFLATE_PIECE_BYTES: usize = 64 << 10;
+const INFLATE_PIECE_BYTES: usize = 64 << 10;
 
 /// Room made in the output for each step of the zstd decoder.
 const ZSTD_STEP_BYTES: usize = 256 << 10;
 
 impl Inflater {
-    pub fn new(codec: Codec) -> std::io::Result<Inflater> {
+    /// A decompressor of the `codec`-compressed file `file` (a name, for messages).
+    pub fn new(codec: Codec, file: &str) -> Result<Inflater, IngestError> {
         let kind = match codec {
             Codec::Gzip => Kind::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new()))),
             Codec::Zstd => Kind::Zstd {
-                decoder: zstd::stream::raw::Decoder::new()?,
+                decoder: zstd::stream::raw::Decoder::new().map_err(|e| codec.error(file, e))?,
                 frame_done: false,
             },
         };
-        Ok(Inflater { kind })
+        Ok(Inflater { codec, file: file.to_string(), kind, text: Vec::new() })
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Decompresses `input`, the next bytes of the stream, [`INFLATE_PIECE_BYTES`] at a time:
+    /// the text of each piece goes to `to` before the next piece is decompressed.
+    pub fn decompress(&mut self, input: &[u8], mut to: impl FnMut(&[u8]) -> Result<(), IngestError>) -> Result<(), IngestError> {
+        let mut text = std::mem::take(&mut self.text);
+        for piece in input.chunks(INFLATE_PIECE_BYTES) {
+            text.clear();
+            self.push(piece, &mut text).map_err(|e| self.codec.error(&self.file, e))?;
+            to(&text)?;
+        }
+        self.text = text;
+        Ok(())
+    }
+
+    /// The stream has ended: its last text goes to `to`; an error if it was cut short.
+    pub fn end(&mut self, mut to: impl FnMut(&[u8]) -> Result<(), IngestError>) -> Result<(), IngestError> {
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        self.finish(&mut text).map_err(|e| self.codec.error(&self.file, e))?;
+        to(&text)
     }
 
     /// Decompresses `input`, the next bytes of the stream; what they give is appended to
     /// `out`.
-    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
         match &mut self.kind {
             Kind::Gzip(d) => {
                 d.write_all(input)?;
@@ -131,7 +167,7 @@ impl Inflater {
 
     /// The stream has ended: its last bytes are appended to `out`; an error if it was cut
     /// short.
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+    fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         match &mut self.kind {
             Kind::Gzip(d) => {
                 d.try_finish()?;
@@ -155,7 +191,7 @@ mod tests {
 
     /// `data` decompressed by an inflater fed `compressed` in pieces of `piece` bytes.
     fn inflate(codec: Codec, compressed: &[u8], piece: usize) -> std::io::Result<Vec<u8>> {
-        let mut inflater = Inflater::new(codec)?;
+        let mut inflater = Inflater::new(codec, "t").unwrap();
         let mut out = Vec::new();
         for p in compressed.chunks(piece) {
             inflater.push(p, &mut out)?;

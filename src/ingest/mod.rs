@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use crate::cube::{ColumnMap, Cube, CubeBuilder, CubeError};
 
-pub use self::compressed::{without_compression_suffix, Codec, Inflater, INFLATE_PIECE_BYTES};
+pub use self::compressed::{without_compression_suffix, Codec, Inflater};
 pub use self::parquet::ParquetSource;
 pub use self::fast::BufferPool;
 pub use self::text::{BatchSink, TextDecoder, TextSource};
@@ -276,7 +276,11 @@ impl Ingest {
 
     /// The format, once recognised.
     pub fn format(&self) -> Option<Format> {
-        self.format
+        match &self.state {
+            // A compressed file's, once its first decompressed bytes tell it.
+            State::Text(t) if self.format.is_none() => t.format(),
+            _ => self.format,
+        }
     }
 
     /// The columns used, once the schema is known.
@@ -314,7 +318,7 @@ impl Ingest {
             State::Parquet(p) => p.poll(&mut self.builder),
             State::Text(t) => {
                 let poll = t.poll(&mut self.builder);
-                // A compressed file small enough to be told only at its end.
+                // Kept for when the source is gone (a compressed file's format is its own).
                 self.format = self.format.or_else(|| t.format());
                 poll
             }
@@ -378,6 +382,14 @@ impl Ingest {
         }
     }
 
+    /// The state of reading `text`, with this ingest's settings.
+    fn text_state(&self, mut text: TextSource) -> State {
+        text.set_chunk_bytes(self.text_chunk_bytes);
+        text.set_fast_path(self.text_fast_path);
+        text.set_wide_metrics(self.builder.wants_wide_metrics());
+        State::Text(Box::new(text))
+    }
+
     /// Hand over the bytes of the ranges asked for by [`poll`](Self::poll).
     pub fn push(&mut self, ranges: Vec<Range<u64>>, data: Vec<Bytes>) -> Result<(), IngestError> {
         match &mut self.state {
@@ -386,11 +398,7 @@ impl Ingest {
                 if let Some(codec) = Codec::of(&head) {
                     // Compressed CSV or JSON: the text source tells which from the first
                     // decompressed bytes (and refuses compressed Parquet).
-                    let mut text = TextSource::compressed(&self.file, self.file_len, codec)?;
-                    text.set_chunk_bytes(self.text_chunk_bytes);
-                    text.set_fast_path(self.text_fast_path);
-                    text.set_wide_metrics(self.builder.wants_wide_metrics());
-                    self.state = State::Text(Box::new(text));
+                    self.state = self.text_state(TextSource::compressed(&self.file, self.file_len, codec)?);
                     return Ok(());
                 }
                 let format = sniff(&self.file, &head)?;
@@ -406,14 +414,8 @@ impl Ingest {
                         }
                         State::Parquet(Box::new(source))
                     }
-                    Format::Csv | Format::Json => {
-                        // The text source reads from byte 0 again: the head is small.
-                        let mut text = TextSource::new(&self.file, self.file_len, format);
-                        text.set_chunk_bytes(self.text_chunk_bytes);
-                        text.set_fast_path(self.text_fast_path);
-                        text.set_wide_metrics(self.builder.wants_wide_metrics());
-                        State::Text(Box::new(text))
-                    }
+                    // The text source reads from byte 0 again: the head is small.
+                    Format::Csv | Format::Json => self.text_state(TextSource::new(&self.file, self.file_len, format)),
                 };
                 Ok(())
             }
@@ -428,9 +430,6 @@ impl Ingest {
                 t.push(ranges, data, &mut self.builder)?;
                 if self.columns.is_none() {
                     self.columns = t.columns().cloned();
-                }
-                if self.format.is_none() {
-                    self.format = t.format();
                 }
                 Ok(())
             }

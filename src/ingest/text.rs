@@ -10,7 +10,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
 use super::fast::{BufferPool, FastText, Fed, Layout};
-use super::{Codec, Format, Inflater, IngestError, Poll, INFLATE_PIECE_BYTES, SNIFF_BYTES, TEXT_CHUNK_BYTES};
+use super::{Codec, Format, Inflater, IngestError, Poll, SNIFF_BYTES, TEXT_CHUNK_BYTES};
 use crate::cube::{ColumnMap, CubeBuilder};
 
 /// Rows per decoded batch.
@@ -105,37 +105,34 @@ pub struct TextSource {
 
 /// The compressed side of a [`TextSource`].
 struct Compressed {
-    codec: Codec,
     inflater: Inflater,
     /// Size of the (compressed) file, and how much of it has been taken.
     file_len: u64,
     taken: u64,
     /// The first decompressed bytes, held until they tell CSV from JSON; `None` once told.
     head: Option<Vec<u8>>,
-    /// Decompressed bytes on their way to the decoder (scratch).
-    out: Vec<u8>,
 }
 
-impl Compressed {
-    /// Decompressed bytes `out` to `decoder`: the first ones held until they tell the format
-    /// (`at_end`: there are no more).
-    fn feed(&mut self, decoder: &mut TextDecoder, out: &[u8], at_end: bool, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
-        let Some(head) = self.head.as_mut() else {
-            return decoder.push(out, sink);
-        };
-        head.extend_from_slice(out);
-        if (head.len() as u64) < SNIFF_BYTES && !at_end {
-            return Ok(());
-        }
-        let head = self.head.take().unwrap_or_default();
-        let file = &decoder.file;
-        // Told by the name without its compression suffix (`results.json.gz`).
-        match super::sniff_as(file, super::without_compression_suffix(file), &head)? {
-            Format::Parquet => return Err(self.codec.parquet_error(file)),
-            format => decoder.format = format,
-        }
-        decoder.push(&head, sink)
+/// Decompressed `text` of a file compressed with `codec` to `decoder`, the first bytes held in
+/// `head` until they tell the format (`at_end`: there is no more text).
+fn feed_decompressed(
+    codec: Codec,
+    head: &mut Option<Vec<u8>>,
+    decoder: &mut TextDecoder,
+    text: &[u8],
+    at_end: bool,
+    sink: &mut dyn BatchSink,
+) -> Result<(), IngestError> {
+    let Some(held) = head.as_mut() else {
+        return decoder.push(text, sink);
+    };
+    held.extend_from_slice(text);
+    if (held.len() as u64) < SNIFF_BYTES && !at_end {
+        return Ok(());
     }
+    let held = head.take().unwrap_or_default();
+    decoder.format = codec.sniff(&decoder.file, &held)?;
+    decoder.push(&held, sink)
 }
 
 /// A [`BatchSink`] that feeds a [`CubeBuilder`].
@@ -420,16 +417,14 @@ impl TextSource {
     /// A source for the `codec`-compressed file `file` of `file_len` bytes, which must hold
     /// CSV or JSON (told from its first decompressed bytes).
     pub fn compressed(file: &str, file_len: u64, codec: Codec) -> Result<TextSource, IngestError> {
-        let inflater = Inflater::new(codec).map_err(|e| codec.error(file, e))?;
+        let inflater = Inflater::new(codec, file)?;
         // The decompressed length is not known: the decoder learns the end from `finish`.
         let mut source = TextSource::new(file, u64::MAX, Format::Csv);
         source.compressed = Some(Box::new(Compressed {
-            codec,
             inflater,
             file_len,
             taken: 0,
             head: Some(Vec::new()),
-            out: Vec::new(),
         }));
         Ok(source)
     }
@@ -507,10 +502,8 @@ impl TextSource {
             pool: self.decoder.pool.clone(),
         };
         if let Some(c) = self.compressed.as_mut() {
-            let mut out = std::mem::take(&mut c.out);
-            out.clear();
-            c.inflater.finish(&mut out).map_err(|e| c.codec.error(&file, e))?;
-            c.feed(&mut self.decoder, &out, true, &mut sink)?;
+            let (codec, decoder) = (c.inflater.codec(), &mut self.decoder);
+            c.inflater.end(|text| feed_decompressed(codec, &mut c.head, decoder, text, true, &mut sink))?;
         }
         self.decoder.finish(&mut sink)?;
         self.finished = true;
@@ -536,13 +529,8 @@ impl TextSource {
                 continue;
             };
             c.taken += chunk.len() as u64;
-            let mut out = std::mem::take(&mut c.out);
-            for piece in chunk.chunks(INFLATE_PIECE_BYTES) {
-                out.clear();
-                c.inflater.push(piece, &mut out).map_err(|e| c.codec.error(&file, e))?;
-                c.feed(&mut self.decoder, &out, false, &mut sink)?;
-            }
-            c.out = out;
+            let (codec, decoder) = (c.inflater.codec(), &mut self.decoder);
+            c.inflater.decompress(&chunk, |text| feed_decompressed(codec, &mut c.head, decoder, text, false, &mut sink))?;
         }
         Ok(())
     }
