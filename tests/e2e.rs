@@ -16,6 +16,7 @@ mod harness;
 use anyhow::{bail, ensure, Context, Result};
 use harness::{expected_reds, small_csv, small_csv_l2, state_text, write_data, Browser, Env};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Declares one end-to-end test: `e2e!(name, |browser, env| { … Ok(()) });`.
@@ -212,7 +213,36 @@ e2e!(compressed_csv_opens_as_its_text, |b, env| {
 // dataset), the other files in it left out. A folder without result files is an error naming
 // it; the data stays.
 e2e!(dropped_folder_opens_as_a_dataset, |b, env| {
-    let root = env.data_dir.join("dropped_dataset");
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    let root = partitioned_dataset(env, "dropped_dataset")?;
+    b.drop_paths(&[&root], 400.0, 400.0).await?;
+    check_partitioned_dataset(b, "dropped_dataset").await?;
+
+    let empty = folder_without_results(env)?;
+    b.drop_paths(&[&empty], 400.0, 400.0).await?;
+    check_folder_without_results(b).await
+});
+
+// The same through **Open folder…** (the browser's folder dialog): its files come with their
+// paths from the folder.
+e2e!(picked_folder_opens_as_a_dataset, |b, env| {
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    let root = partitioned_dataset(env, "picked_dataset")?;
+    b.pick_folder(&root).await?;
+    check_partitioned_dataset(b, "picked_dataset").await?;
+
+    let empty = folder_without_results(env)?;
+    b.pick_folder(&empty).await?;
+    check_folder_without_results(b).await
+});
+
+/// A folder `name` of the small CSV partitioned as pyarrow, DuckDB and `mask-impact convert
+/// --partition-by` write it: `generation_step=K/variant=V/part-0.csv`, the files without either
+/// column, with `_SUCCESS` and `notes.txt` beside them.
+fn partitioned_dataset(env: &Env, name: &str) -> Result<PathBuf> {
+    let root = env.data_dir.join(name);
     let _ = std::fs::remove_dir_all(&root);
     let csv = small_csv("folder");
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
@@ -235,30 +265,41 @@ e2e!(dropped_folder_opens_as_a_dataset, |b, env| {
     }
     std::fs::write(root.join("_SUCCESS"), b"")?;
     std::fs::write(root.join("notes.txt"), b"not a result file")?;
-    b.goto(&env.http("index.html")).await?;
-    b.wait_api().await?;
-    b.drop_paths(&[&root], 400.0, 400.0).await?;
+    Ok(root)
+}
+
+/// The page shows the folder `name` of [`partitioned_dataset`]: its four files, every row,
+/// values probed at steps and variants that only its folder names give.
+async fn check_partitioned_dataset(b: &Browser, name: &str) -> Result<()> {
     b.wait_ready().await?;
     let status = b.status().await?;
-    ensure!(status.text.starts_with("dropped_dataset/ (4 files) · 60 rows"), "status after the drop: {:?}", status.text);
+    let expected = format!("{name}/ (4 files) · 60 rows");
+    ensure!(status.text.starts_with(&expected), "status after opening the folder: {:?}", status.text);
     for (step, variant) in [(1, "Full"), (1, "Attn"), (0, "Full")] {
         update_hash(b, &[("step", &step.to_string()), ("variant", variant)]).await?;
         check_small_cell(b, step, 2, 3, variant).await?;
         check_small_cell(b, step, 1, 4, variant).await?;
     }
+    Ok(())
+}
 
+fn folder_without_results(env: &Env) -> Result<PathBuf> {
     let empty = env.data_dir.join("no_results_here");
     std::fs::create_dir_all(&empty)?;
     std::fs::write(empty.join("readme.txt"), b"nothing to read")?;
-    b.drop_paths(&[&empty], 400.0, 400.0).await?;
+    Ok(empty)
+}
+
+/// A folder without result files is an error naming it; the data stays.
+async fn check_folder_without_results(b: &Browser) -> Result<()> {
     let status = b.wait_status(&["error"], harness::READY_TIMEOUT).await?;
     ensure!(
         status.text.contains("no_results_here") && status.text.contains("no result files"),
-        "an empty folder dropped: {:?}",
+        "a folder without result files: {:?}",
         status.text
     );
     check_small_cell(b, 0, 2, 3, "Full").await
-});
+}
 
 /// From a `file://` page, a CSV opens too (the page reads its chunks for the worker).
 async fn file_page_opens_a_csv(b: &Browser, env: &Env, name: &str) -> Result<()> {

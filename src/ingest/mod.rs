@@ -94,6 +94,18 @@ pub fn is_dataset_folder_name(name: &str) -> bool {
     !name.starts_with(['.', '_'])
 }
 
+/// Whether a file at `path` (`/`-separated) inside a chosen folder is one of its dataset's
+/// files: a result file, in no hidden or `_`-named sub-folder. `path` starts with the chosen
+/// folder's own name, whatever that is (`run/generation_step=3/part-0.parquet`, as a browser
+/// gives a picked folder's files).
+pub fn is_dataset_file_path(path: &str) -> bool {
+    let mut parts = path.split('/').filter(|p| !p.is_empty());
+    let _chosen = parts.next();
+    let mut rest: Vec<&str> = parts.collect();
+    let Some(name) = rest.pop() else { return false };
+    is_result_file_name(name) && rest.iter().all(|f| is_dataset_folder_name(f))
+}
+
 /// Recognise the format from the first bytes (the name is used only to word errors).
 pub fn sniff(file: &str, head: &[u8]) -> Result<Format, IngestError> {
     sniff_as(file, file, head)
@@ -583,6 +595,17 @@ mod tests {
         }
         assert!(is_dataset_folder_name("generation_step=3"));
         assert!(!is_dataset_folder_name("_temporary") && !is_dataset_folder_name(".git"));
+    }
+
+    #[test]
+    fn a_picked_folders_files_go_by_their_path_below_it() {
+        // The picked folder's own name does not count, whatever it is.
+        for path in ["run/part-0.parquet", "_run/generation_step=3/variant=Full/part-0.csv", ".x/a.json.gz"] {
+            assert!(is_dataset_file_path(path), "{path}");
+        }
+        for path in ["run/_temporary/part-0.parquet", "run/.hidden/a.csv", "run/_SUCCESS", "run/notes.txt", "run", "a.parquet", ""] {
+            assert!(!is_dataset_file_path(path), "{path}");
+        }
     }
 
     #[test]

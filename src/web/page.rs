@@ -114,7 +114,7 @@ pub fn start_page(module: JsValue, worker_url: String) -> Result<(), JsValue> {
     failed.forget();
     with_app(|a| {
         a.spawn_worker();
-        a.set_status("empty", "No data loaded. Open a .parquet, .csv or .json result file (.csv.gz too), drop files or a folder of them anywhere on the page, or open the demo.", None);
+        a.set_status("empty", "No data loaded. Open a .parquet, .csv or .json result file (.csv.gz too), open or drop a folder of them, or open the demo.", None);
         a.sync_controls();
         let _ = a.ui.root.remove_attribute("aria-busy");
     });
@@ -214,12 +214,19 @@ impl Ui {
         // Toolbar: open, demo, help.
         let toolbar = el(doc, "div", "toolbar", "");
         let open = el(doc, "button", "primary", "Open files…");
-        attrs(&open, &[("type", "button"), ("title", "Open .parquet, .csv, .json files, gzip- or zstd-compressed too (several make one dataset; drop a folder for a whole dataset), or an image for the grid view")]);
+        attrs(&open, &[("type", "button"), ("title", "Open .parquet, .csv, .json files, gzip- or zstd-compressed too (several make one dataset), or an image for the grid view")]);
         let file_input: HtmlInputElement = el(doc, "input", "visually-hidden", "").unchecked_into();
         file_input.set_type("file");
         file_input.set_multiple(true);
         file_input.set_accept(".parquet,.csv,.json,.jsonl,.ndjson,.gz,.zst,image/*");
         attrs(&file_input, &[("aria-label", "Open result files"), ("tabindex", "-1")]);
+        let folder = el(doc, "button", "", "Open folder…");
+        attrs(&folder, &[("type", "button"), ("title", "Open a folder as one dataset: its .parquet, .csv, .json files at any depth; partition folders (generation_step=3) give their column")]);
+        // The folder picker is an input of its own, never put in the page (the page has one
+        // file input, for files).
+        let folder_input: HtmlInputElement = el(doc, "input", "", "").unchecked_into();
+        folder_input.set_type("file");
+        folder_input.set_webkitdirectory(true);
         let demo = el(doc, "button", "", "Open demo");
         attrs(&demo, &[("type", "button"), ("title", "Load the built-in synthetic dataset")]);
         let help_btn = el(doc, "button", "icon", "?");
@@ -241,7 +248,7 @@ impl Ui {
         cancel.set_hidden(true);
         let status_box = el(doc, "div", "status-box", "");
         append(&status_box, &[&status, &cancel]);
-        append(&toolbar, &[&open, &demo, &file_input, &status_box, &help_btn]);
+        append(&toolbar, &[&open, &folder, &demo, &file_input, &status_box, &help_btn]);
 
         // Controls.
         let controls_bar = el(doc, "div", "controls", "");
@@ -305,8 +312,8 @@ impl Ui {
             .ok_or("no 2d canvas context")?
             .unchecked_into();
         let empty = el(doc, "div", "empty", "");
-        let empty_title = el(doc, "p", "empty-title", "Drop a result file here");
-        let empty_text = el(doc, "p", "", "Parquet, CSV or JSON from a mask-impact experiment; several files make one dataset. Nothing leaves your computer.");
+        let empty_title = el(doc, "p", "empty-title", "Drop result files or a folder here");
+        let empty_text = el(doc, "p", "", "Parquet, CSV or JSON from a mask-impact experiment; several files, or a folder of them, make one dataset. Nothing leaves your computer.");
         append(&empty, &[&empty_title, &empty_text]);
         let tooltip = el(doc, "div", "tooltip", "");
         attrs(&tooltip, &[("role", "tooltip"), ("id", "cell-tooltip")]);
@@ -383,6 +390,20 @@ impl Ui {
         {
             let fi = file_input.clone();
             on::<Event>(&open, "click", move |_| fi.click());
+            let picker = folder_input.clone();
+            on::<Event>(&folder, "click", move |_| picker.click());
+            let picker = folder_input.clone();
+            on::<Event>(&folder_input, "change", move |_| {
+                let files = file_list(picker.files());
+                picker.set_value("");
+                if files.is_empty() {
+                    return;
+                }
+                match files_of_picked_folder(files) {
+                    Ok(files) => with_app(|a| a.open_named_files(files)),
+                    Err(msg) => with_app(|a| a.show_error(&msg)),
+                };
+            });
         }
         on::<Event>(&demo, "click", move |_| {
             with_app(|a| a.open_demo());
@@ -2158,6 +2179,30 @@ async fn files_of_entries(entries: Vec<web_sys::FileSystemEntry>) -> Result<Vec<
         files.extend(found);
     }
     Ok(files)
+}
+
+/// The dataset files of a picked folder (all its files, each with its path from the folder,
+/// `webkitRelativePath`), in path order, as a dropped folder's. An error names the folder when
+/// none is a result file.
+fn files_of_picked_folder(files: Vec<File>) -> Result<Vec<NamedFile>, String> {
+    let path_of = |f: &File| {
+        js_sys::Reflect::get(f, &JsValue::from_str("webkitRelativePath"))
+            .ok()
+            .and_then(|p| p.as_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| f.name())
+    };
+    let folder = files.first().map(|f| path_of(f).split('/').next().unwrap_or_default().to_string()).unwrap_or_default();
+    let mut found: Vec<NamedFile> = files
+        .into_iter()
+        .map(|f| (path_of(&f), f))
+        .filter(|(path, _)| crate::ingest::is_dataset_file_path(path))
+        .collect();
+    if found.is_empty() {
+        return Err(format!("{folder}: {}", crate::ingest::NO_RESULT_FILES));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
 }
 
 fn file_list(list: Option<web_sys::FileList>) -> Vec<File> {

@@ -346,6 +346,45 @@ impl Browser {
         Ok(())
     }
 
+    /// Picks the folder `path` with the page's **Open folder…** button, as a user choosing it
+    /// in the browser's folder dialog would. The button clicks a folder input (`webkitdirectory`)
+    /// that is not in the page; its `click` is caught here (no dialog opens), and the folder is
+    /// given to that input through the DevTools protocol (`DOM.setFileInputFiles`), so that the
+    /// page gets its files with their paths (`webkitRelativePath`).
+    pub async fn pick_folder(&self, path: &Path) -> Result<()> {
+        self.js(
+            "window.__miPicked = null; \
+             const click = HTMLInputElement.prototype.click; \
+             HTMLInputElement.prototype.click = function () { \
+               if (this.webkitdirectory) { window.__miPicked = this; } else { click.call(this); } \
+             };",
+            vec![],
+        )
+        .await?;
+        let button = self
+            .client
+            .find(Locator::XPath("//button[starts-with(normalize-space(.), 'Open folder')]"))
+            .await
+            .context("no Open folder… button")?;
+        button.click().await.map_err(|e| anyhow!("clicking Open folder…: {e}"))?;
+        let picked = self
+            .client
+            .issue_cmd(Cdp { cmd: "Runtime.evaluate", params: json!({"expression": "window.__miPicked"}) })
+            .await
+            .map_err(|e| anyhow!("Runtime.evaluate: {e}"))?;
+        let object = picked
+            .pointer("/result/objectId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("Open folder… clicked no folder input: {picked}"))?
+            .to_string();
+        let folder = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).to_string_lossy().into_owned();
+        self.client
+            .issue_cmd(Cdp { cmd: "DOM.setFileInputFiles", params: json!({"files": [folder], "objectId": object}) })
+            .await
+            .map_err(|e| anyhow!("DOM.setFileInputFiles {folder}: {e}"))?;
+        Ok(())
+    }
+
     /// Chooses `value` in `select[name=key]` (the control of hash key `key`).
     pub async fn choose(&self, key: &str, value: &str) -> Result<()> {
         let select = self
