@@ -293,6 +293,11 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
     };
     let text = sample.strip_prefix(b"\xef\xbb\xbf").unwrap_or(sample);
     let mut at = skip_ws(text, 0);
+    // pandas' other orients are one object, the whole file: told from its first key rather
+    // than after reading it all.
+    if let Some((how, orient)) = other_orient(&text[at..]) {
+        return Err(err(other_orient_message(how, orient)));
+    }
     let in_array = text.get(at) == Some(&b'[');
     if in_array {
         at = skip_ws(text, at + 1);
@@ -334,18 +339,18 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
             )));
         };
         if records == 0 && !obj.is_empty() && obj.values().all(|v| v.is_object() || v.is_array()) {
-            // pandas' other orients: `split` ({"columns": […], "index": […], "data": [[…]]}),
-            // `index` (an object of rows keyed by row label), `columns` (of columns by name).
-            let (how, orient) = if obj.contains_key("columns") && obj.contains_key("data") {
-                ("as column names and rows of values", "split")
+            // pandas' other orients, small enough to be read whole before `other_orient` saw
+            // them (their keys in another order, say).
+            let (how, orient) = if obj.contains_key("schema") && obj.contains_key("data") {
+                TABLE_ORIENT
+            } else if obj.contains_key("columns") && obj.contains_key("data") {
+                SPLIT_ORIENT
             } else if obj.keys().all(|k| k.parse::<i64>().is_ok()) {
-                ("by row label", "index")
+                INDEX_ORIENT
             } else {
-                ("by column", "columns")
+                COLUMNS_ORIENT
             };
-            return Err(err(format!(
-                "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but this looks like a table stored {how} (pandas `orient=\"{orient}\"`); write it with `df.to_json(path, orient=\"records\")`"
-            )));
+            return Err(err(other_orient_message(how, orient)));
         }
         for (k, v) in &obj {
             let i = match names.iter().position(|n| n == k) {
@@ -390,6 +395,49 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
             })
             .collect(),
     )))
+}
+
+/// pandas' `to_json` orients other than `records`: how each stores the table, and its name.
+/// `split`: `{"columns": […], "index": […], "data": [[…]]}`; `table`: `{"schema": {…}, "data":
+/// [{…}]}`; `index`: an object of rows keyed by row label; `columns`: of columns by name.
+const SPLIT_ORIENT: (&str, &str) = ("as column names and rows of values", "split");
+const TABLE_ORIENT: (&str, &str) = ("as a schema and rows", "table");
+const INDEX_ORIENT: (&str, &str) = ("by row label", "index");
+const COLUMNS_ORIENT: (&str, &str) = ("by column", "columns");
+
+fn other_orient_message(how: &str, orient: &str) -> String {
+    format!(
+        "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but this looks like a table stored {how} (pandas `orient=\"{orient}\"`); write it with `df.to_json(path, orient=\"records\")`"
+    )
+}
+
+/// The pandas orient that `text` (from its first non-blank byte) is written in, told from its
+/// first key and the start of that key's value, when they say it for sure: a row of JSON Lines
+/// never has an object or array under `layer` or under a number. `None`: a row, or too little
+/// text to tell.
+fn other_orient(text: &[u8]) -> Option<(&'static str, &'static str)> {
+    let skip_ws = |i: usize| i + text.get(i..).map_or(0, |t| t.iter().take_while(|b| b.is_ascii_whitespace()).count());
+    if text.first() != Some(&b'{') {
+        return None;
+    }
+    let key_start = skip_ws(1);
+    if text.get(key_start) != Some(&b'"') {
+        return None;
+    }
+    let key_len = memchr::memchr2(b'"', b'\\', text.get(key_start + 1..)?)?;
+    let key = std::str::from_utf8(&text[key_start + 1..key_start + 1 + key_len]).ok()?;
+    let mut at = skip_ws(key_start + 2 + key_len);
+    if text.get(at) != Some(&b':') {
+        return None;
+    }
+    at = skip_ws(at + 1);
+    match (key, *text.get(at)?) {
+        ("schema", b'{') => Some(TABLE_ORIENT),
+        ("columns", b'[') => Some(SPLIT_ORIENT),
+        (k, b'{') if k.parse::<i64>().is_ok() => Some(INDEX_ORIENT),
+        (k, b'{' | b'[') if fixed_type(k).is_some() => Some(COLUMNS_ORIENT),
+        _ => None,
+    }
 }
 
 fn describe(v: &serde_json::Value) -> &'static str {
@@ -892,5 +940,42 @@ impl TextDecoder {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error `json_schema` gives for the start of a file (not its end).
+    fn error_of_start(text: &str) -> Option<String> {
+        json_schema("f.json", text.as_bytes(), false).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn pandas_other_orients_are_named_from_the_start_of_the_file() {
+        // The first bytes of a large file of each orient, as pandas 3 writes them (the rest of
+        // the file is the one object: reading it whole first took 600 MB and then blamed "the
+        // first row").
+        for (start, orient) in [
+            (r#"{"columns":["generation_step","layer"],"index":[0,1],"data":[[0,0],[0,1"#, "split"),
+            (r#"{"schema":{"fields":[{"name":"index","type":"integer"},{"name":"layer""#, "table"),
+            (r#" {"0":{"generation_step":0,"layer":0,"token_masked":"a"},"1":{"gen"#, "index"),
+            (r#"{"generation_step":{"0":0,"1":0,"2":0,"3":"#, "columns"),
+            ("\u{feff}{ \"layer\" : {\"0\":1", "columns"),
+        ] {
+            let e = error_of_start(start).unwrap_or_else(|| panic!("no error for {start}"));
+            assert!(e.contains(&format!("(pandas `orient=\"{orient}\"`)")), "{start}: {e}");
+        }
+    }
+
+    #[test]
+    fn rows_are_not_taken_for_another_orient() {
+        // A row whose first field is an object (not a column this viewer knows), a row cut in
+        // its first key, and plain rows: no verdict before the row is read.
+        for start in [r#"{"meta":{"seed":3},"layer":0"#, r#"{"lay"#, r#"{"layer":0,"token_position":1"#, r#"[{"columns":[1]"#, "{"] {
+            assert_eq!(error_of_start(start), None, "{start}");
+            assert_eq!(other_orient(start.as_bytes()), None, "{start}");
+        }
     }
 }
