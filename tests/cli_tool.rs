@@ -313,10 +313,11 @@ fn inspect_real_file_matches_pyarrow() {
 #[test]
 fn inspect_reports_problems() {
     let dir = scratch("problems");
-    // A duplicate row, a NaN, a missing cell and a 3-token (non-square) image block.
-    let csv = "generation_step,layer,token_masked,token_position,variant,l2_distance\n\
-        0,0,<|image_pad|>,0,Full,1.0\n0,0,<|image_pad|>,1,Full,2.0\n0,0,<|image_pad|>,2,Full,\n\
-        0,1,<|image_pad|>,0,Full,4.0\n0,1,<|image_pad|>,1,Full,5.0\n0,1,<|image_pad|>,1,Full,6.0\n";
+    // A duplicate row, a NaN, a missing cell, a 3-token (non-square) image block, and
+    // infinite values (as pandas writes them to CSV).
+    let csv = "generation_step,layer,token_masked,token_position,variant,l2_distance,cosine_distance\n\
+        0,0,<|image_pad|>,0,Full,1.0,0.1\n0,0,<|image_pad|>,1,Full,2.0,inf\n0,0,<|image_pad|>,2,Full,,\n\
+        0,1,<|image_pad|>,0,Full,4.0,-inf\n0,1,<|image_pad|>,1,Full,5.0,inf\n0,1,<|image_pad|>,1,Full,6.0,0.6\n";
     let path = dir.join("p.csv");
     std::fs::write(&path, csv).unwrap();
     let o = run_ok(&["inspect", s(&path), "--json"]);
@@ -329,7 +330,12 @@ fn inspect_reports_problems() {
     assert_eq!(r["metrics"][0]["null_or_nan_rows"], 1);
     assert_eq!(r["metrics"][0]["values"], 4);
     assert_eq!(r["metrics"][0]["max"], 6.0);
+    assert_eq!(r["metrics"][0]["infinite_values"], 0);
+    // The later of the repeated rows is kept: 0.6, not inf.
+    assert_eq!(r["metrics"][1]["values"], 4);
+    assert_eq!(r["metrics"][1]["infinite_values"], 2);
     let problems = r["problems"].to_string();
+    assert!(problems.contains("cosine_distance: 2 values are infinite"), "{problems}");
     assert!(problems.contains("not a square number"), "{problems}");
     assert!(problems.contains("repeat"), "{problems}");
 

@@ -55,6 +55,8 @@ pub struct MetricSummary {
     pub values: u64,
     /// Rows present whose value is null or NaN.
     pub null_or_nan_rows: u64,
+    /// Values that are infinite (among `values`).
+    pub infinite_values: u64,
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub mean: Option<f64>,
@@ -191,6 +193,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
     let mut with_data = 0u64;
     let mut missing_by_step = vec![0u64; ns];
     let mut metric_values = vec![0u64; nm];
+    let mut infinite = vec![0u64; nm];
     let mut sums = vec![0f64; nm];
     let mut mins = vec![f64::INFINITY; nm];
     let mut maxs = vec![f64::NEG_INFINITY; nm];
@@ -210,6 +213,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
                                 any = true;
                                 let x = x as f64;
                                 metric_values[m] += 1;
+                                infinite[m] += u64::from(x.is_infinite());
                                 sums[m] += x;
                                 mins[m] = mins[m].min(x);
                                 maxs[m] = maxs[m].max(x);
@@ -238,6 +242,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
                 name: metric.name.clone(),
                 values: metric_values[m],
                 null_or_nan_rows: distinct_rows.saturating_sub(metric_values[m]),
+                infinite_values: infinite[m],
                 min: has.then_some(mins[m]),
                 max: has.then_some(maxs[m]),
                 mean: has.then(|| sums[m] / metric_values[m] as f64),
@@ -280,6 +285,12 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
     for m in &metrics {
         if m.null_or_nan_rows > 0 {
             problems.push(format!("{}: {} rows hold null or NaN", m.name, m.null_or_nan_rows));
+        }
+        if m.infinite_values > 0 {
+            problems.push(format!(
+                "{}: {} values are infinite (the viewer gives them the top colour and leaves them out of the colour scale)",
+                m.name, m.infinite_values
+            ));
         }
     }
     for (p, summary) in prompts.iter().enumerate() {

@@ -798,15 +798,16 @@ pub(crate) fn apply_scale(scale: Scale, r: f32) -> f32 {
     }
 }
 
-/// The reference of a group: the largest `|v|` over cells with data (0 when none), or with
-/// `clip` its nearest-rank percentile; cell `excluded` left out.
+/// The reference of a group: the largest `|v|` over cells with a finite value (0 when none), or
+/// with `clip` its nearest-rank percentile; cell `excluded` left out. An infinite value (a
+/// distance that overflowed; a CSV may hold `inf`) is above any scale: it gets the top colour
+/// and leaves the others' scale alone, where it made every non-zero cell look as large.
 fn group_reference(values: &[f32], excluded: Option<usize>, clip: Option<f32>, scratch: &mut Vec<f32>) -> f32 {
     match clip {
         None => {
             let mut m = 0.0f32;
             for (i, &v) in values.iter().enumerate() {
-                if Some(i) != excluded {
-                    // `f32::max` ignores NaN.
+                if Some(i) != excluded && v.is_finite() {
                     m = m.max(v.abs());
                 }
             }
@@ -814,7 +815,7 @@ fn group_reference(values: &[f32], excluded: Option<usize>, clip: Option<f32>, s
         }
         Some(p) => {
             scratch.clear();
-            scratch.extend(values.iter().enumerate().filter(|&(i, v)| Some(i) != excluded && !v.is_nan()).map(|(_, v)| v.abs()));
+            scratch.extend(values.iter().enumerate().filter(|&(i, v)| Some(i) != excluded && v.is_finite()).map(|(_, v)| v.abs()));
             percentile_nearest_rank(scratch, p).unwrap_or(0.0)
         }
     }
@@ -835,7 +836,7 @@ fn cells_kept<'a>(values: &'a [f32], excluded: &'a [usize]) -> impl Iterator<Ite
 /// [`group_reference`] with several cells left out (`excluded` ascending).
 fn group_reference_many(values: &[f32], excluded: &[usize], clip: Option<f32>, scratch: &mut Vec<f32>) -> f32 {
     scratch.clear();
-    scratch.extend(cells_kept(values, excluded).map(|(_, v)| v.abs()));
+    scratch.extend(cells_kept(values, excluded).filter(|(_, v)| v.is_finite()).map(|(_, v)| v.abs()));
     match clip {
         None => scratch.iter().fold(0.0f32, |a, &b| a.max(b)),
         Some(p) => percentile_nearest_rank(scratch, p).unwrap_or(0.0),

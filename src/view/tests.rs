@@ -215,6 +215,27 @@ fn slicing_keeps_missing_cells_as_no_data() {
 }
 
 #[test]
+fn an_infinite_value_takes_the_top_colour_and_leaves_the_scale() {
+    // Layer 0: [9 (position 0, excluded), 2, +inf, 4]; layer 1: [1, -inf, 2, 8].
+    let vals = [[9.0, 2.0, f32::INFINITY, 4.0], [1.0, f32::NEG_INFINITY, 2.0, 8.0]];
+    let cube = grid_cube(1, 2, 4, |_, l, p| Some(vals[l as usize][p as usize]));
+    let s = ViewState::for_cube(&cube);
+    // Row maxima over finite values: 4 and 8 (before, infinite: every non-zero cell was 1).
+    let m = Matrix::build(&cube, &s);
+    assert_row(&m, 0, &[1.0, 0.5, 1.0, 1.0]);
+    assert_row(&m, 1, &[0.125, -1.0, 0.25, 1.0]);
+    // Global: 8 over positions 1..; the 90th percentile clip over the finite |v| {2, 4, 2, 8}.
+    let m = Matrix::build(&cube, &ViewState { norm: Normalisation::Global, ..s.clone() });
+    assert_row(&m, 0, &[1.0, 0.25, 1.0, 0.5]);
+    assert_eq!(m.reference_max, 8.0);
+    let m = Matrix::build(&cube, &ViewState { norm: Normalisation::Global, clip_percentile: Some(50.0), ..s.clone() });
+    // Nearest rank 50% of {2, 2, 4, 8}: the 2nd value, 2.
+    assert_row(&m, 1, &[0.5, -1.0, 1.0, 1.0]);
+    let m = Matrix::build(&cube, &ViewState { norm: Normalisation::Column, ..s });
+    assert_row(&m, 0, &[1.0, 1.0, 1.0, 0.5]);
+}
+
+#[test]
 fn column_and_global_normalisation() {
     // L0 = [10, 2, 1], L1 = [5, 4, 3]
     let vals = [[10.0, 2.0, 1.0], [5.0, 4.0, 3.0]];
