@@ -328,6 +328,40 @@ e2e!(repeated_rows_show_the_later_value_and_are_counted, |b, env| {
     Ok(())
 });
 
+// An infinite value (`inf` in a CSV) gets the top colour and is left out of its row's scale:
+// the row's other cells are coloured relative to the largest finite value, and the dataset
+// panel counts it.
+e2e!(an_infinite_value_takes_the_top_colour_and_leaves_the_row_scale, |b, env| {
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    // (step 0, layer 2, position 3, Full) again, as inf (the later value is kept).
+    let csv = format!("{}0,2,\",\",3,Full,inf,0.01\n", small_csv("inf"));
+    let path = write_data(env, "infinite.csv", csv.as_bytes())?;
+    upload_ready(b, &path).await?;
+    let facts = b
+        .js("return document.querySelector('section.info dl.facts').textContent", vec![])
+        .await?;
+    let facts = facts.as_str().unwrap_or_default();
+    ensure!(facts.contains("Infinite values1 in l2_distance"), "dataset panel: {facts}");
+    // Positions 1.. of the row (position 0 left out): 0.21, 0.22, inf, 0.24: the scale's top
+    // is 0.24.
+    let row_max = small_csv_l2(0, 2, 4, "Full");
+    for position in [1, 2, 4] {
+        let (x, y, _) = probe_cell(b, 2, position, "Full").await?;
+        let want = small_csv_l2(0, 2, position, "Full");
+        let allowed = expected_reds(want, row_max);
+        let got = b.pixel(x, y).await?;
+        ensure!(allowed.contains(&got), "position {position} ({want} of {row_max}): pixel {got:?}, expected one of {allowed:?}");
+    }
+    let (x, y, _) = probe_cell(b, 2, 3, "Full").await?;
+    b.hover(x, y).await?;
+    let tip = b.tooltip().await?.unwrap_or_default();
+    ensure!(tip.contains("l2_distance: inf"), "tooltip of the inf cell: {tip:?}");
+    let got = b.pixel(x, y).await?;
+    ensure!(got == harness::reds_colour(20), "the inf cell: pixel {got:?}, expected the top colour");
+    Ok(())
+});
+
 e2e!(file_repository_index_demo_is_ready, |b, env| {
     open_ready(b, &format!("{}?demo", env.file_index)).await?;
     check_state_keys(b).await?;

@@ -193,7 +193,6 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
     let mut with_data = 0u64;
     let mut missing_by_step = vec![0u64; ns];
     let mut metric_values = vec![0u64; nm];
-    let mut infinite = vec![0u64; nm];
     let mut sums = vec![0f64; nm];
     let mut mins = vec![f64::INFINITY; nm];
     let mut maxs = vec![f64::NEG_INFINITY; nm];
@@ -213,7 +212,6 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
                                 any = true;
                                 let x = x as f64;
                                 metric_values[m] += 1;
-                                infinite[m] += u64::from(x.is_infinite());
                                 sums[m] += x;
                                 mins[m] = mins[m].min(x);
                                 maxs[m] = maxs[m].max(x);
@@ -232,6 +230,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
     // Each row that was kept fills one distinct cell.
     let distinct_rows = loaded.distinct_rows();
     let missing_cells = grid_cells - with_data;
+    let infinite = cube.infinite_values();
     let metrics: Vec<MetricSummary> = cube
         .metrics
         .iter()

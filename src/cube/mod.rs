@@ -314,6 +314,15 @@ impl Cube {
         row.get(position).copied().filter(|v| !v.is_nan())
     }
 
+    /// Per metric, the cells whose value is infinite (the views give them the top colour and
+    /// leave them out of the colour scale).
+    pub fn infinite_values(&self) -> Vec<u64> {
+        self.metrics
+            .iter()
+            .map(|m| m.values.values().iter().filter(|v| v.is_infinite()).count() as u64)
+            .collect()
+    }
+
     /// Total number of cells per metric.
     pub fn n_cells(&self) -> usize {
         self.metrics.first().map_or(0, |m| m.values.len())

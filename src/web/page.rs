@@ -501,6 +501,9 @@ struct Job {
 struct Loaded {
     cube: Cube,
     load_ms: f64,
+    /// Per metric, its infinite values ([`Cube::infinite_values`]), counted once the whole
+    /// file is in (empty for an early view, which must paint at once).
+    infinite: Vec<u64>,
 }
 
 struct Drag {
@@ -1093,7 +1096,8 @@ impl App {
         self.cache.clear();
         self.topk_key = None;
         self.profile_key.clear();
-        self.data = Some(Loaded { cube, load_ms });
+        let infinite = if early { Vec::new() } else { cube.infinite_values() };
+        self.data = Some(Loaded { cube, load_ms, infinite });
         self.fill_data_options();
         self.fill_info();
         self.sync_controls();
@@ -1360,6 +1364,16 @@ impl App {
             let at = facts.iter().position(|(k, _)| *k == "Rows").map_or(0, |i| i + 1);
             let text = format!("{} (the later value is kept)", thousands(c.duplicates));
             facts.insert(at, ("Repeated rows", text));
+        }
+        let infinite: Vec<String> = c
+            .metrics
+            .iter()
+            .zip(&d.infinite)
+            .filter(|(_, &n)| n > 0)
+            .map(|(m, &n)| format!("{} in {}", thousands(n), m.name))
+            .collect();
+        if !infinite.is_empty() {
+            facts.push(("Infinite values", format!("{} (the top colour, left out of the scale)", infinite.join(", "))));
         }
         for (k, v) in facts {
             let dt = el(doc, "dt", "", k);
