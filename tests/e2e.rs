@@ -235,7 +235,24 @@ e2e!(picked_folder_opens_as_a_dataset, |b, env| {
 
     let empty = folder_without_results(env)?;
     b.pick_folder(&empty).await?;
-    check_folder_without_results(b).await
+    check_folder_without_results(b).await?;
+
+    // A folder with nothing in it: no file comes with it, and the page says why.
+    let nothing = env.data_dir.join("nothing_here");
+    let _ = std::fs::remove_dir_all(&nothing);
+    std::fs::create_dir_all(&nothing)?;
+    b.pick_folder(&nothing).await?;
+    // (The status shows the last folder's error until this one's comes.)
+    let deadline = std::time::Instant::now() + harness::READY_TIMEOUT;
+    loop {
+        let status = b.status().await?;
+        if status.state == "error" && status.text.contains("The chosen folder is empty") {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "an empty folder picked: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check_small_cell(b, 0, 2, 3, "Full").await
 });
 
 /// A folder `name` of the small CSV partitioned as pyarrow, DuckDB and `mask-impact convert

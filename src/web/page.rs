@@ -396,7 +396,9 @@ impl Ui {
             on::<Event>(&folder_input, "change", move |_| {
                 let files = file_list(picker.files());
                 picker.set_value("");
+                // (A cancelled dialog fires no change: the input is emptied after each pick.)
                 if files.is_empty() {
+                    with_app(|a| a.show_error("The chosen folder is empty: choose one that holds result files (.parquet, .csv, .json, .jsonl, .ndjson, compressed or not), in it or in its sub-folders"));
                     return;
                 }
                 match files_of_picked_folder(files) {
