@@ -616,14 +616,15 @@ impl App {
             Some(d) => {
                 let c = &d.cube;
                 let positions: usize = c.prompts.iter().map(|p| p.n_positions()).max().unwrap_or(0);
+                let count = |n: u64, one: &str| format!("{} {one}{}", thousands(n), if n == 1 { "" } else { "s" });
                 format!(
-                    "{} · {} rows · {} steps × {} layers × {} positions × {} variants · loaded in {}",
+                    "{} · {} · {} × {} × {} × {} · loaded in {}",
                     files_label(&c.sources),
-                    thousands(c.rows_read),
-                    c.steps.len(),
-                    c.layers.len(),
-                    positions,
-                    c.variants.len(),
+                    count(c.rows_read, "row"),
+                    count(c.steps.len() as u64, "step"),
+                    count(c.layers.len() as u64, "layer"),
+                    count(positions as u64, "position"),
+                    count(c.variants.len() as u64, "variant"),
                     human_ms(d.load_ms)
                 )
             }
