@@ -328,37 +328,35 @@ async fn file_page_opens_a_csv(b: &Browser, env: &Env, name: &str) -> Result<()>
 // A row that repeats a cell already read: the view shows the later value, and the dataset
 // panel counts the repeated row.
 e2e!(repeated_rows_show_the_later_value_and_are_counted, |b, env| {
-    b.goto(&env.http("index.html")).await?;
-    b.wait_api().await?;
     // (step 0, layer 2, position 3, Full) again, l2 9.5 instead of 0.23.
-    let csv = format!("{}0,2,\",\",3,Full,9.5,0.095\n", small_csv("dup"));
-    let path = write_data(env, "repeated.csv", csv.as_bytes())?;
-    upload_ready(b, &path).await?;
+    let facts = open_small_csv_and_row(b, env, "repeated.csv", "9.5,0.095").await?;
     let (_, _, probe) = probe_cell(b, 2, 3, "Full").await?;
     ensure!(num(&probe, "value").is_some_and(|v| close(v, 9.5)), "the later value is shown: {probe}");
     check_small_cell(b, 0, 2, 2, "Full").await?;
-    let facts = b
-        .js("return document.querySelector('section.info dl.facts').textContent", vec![])
-        .await?;
-    let facts = facts.as_str().unwrap_or_default();
     ensure!(facts.contains("Repeated rows1 (the later value is kept)"), "dataset panel: {facts}");
     Ok(())
 });
+
+/// Opens [`small_csv`] with one more row, for (step 0, layer 2, position 3, Full) again, whose
+/// metrics are `metrics` (`l2,cosine`), as `name`; returns the dataset panel's facts.
+async fn open_small_csv_and_row(b: &Browser, env: &Env, name: &str, metrics: &str) -> Result<String> {
+    b.goto(&env.http("index.html")).await?;
+    b.wait_api().await?;
+    let csv = format!("{}0,2,\",\",3,Full,{metrics}\n", small_csv(name));
+    let path = write_data(env, name, csv.as_bytes())?;
+    upload_ready(b, &path).await?;
+    let facts = b
+        .js("return document.querySelector('section.info dl.facts').textContent", vec![])
+        .await?;
+    Ok(facts.as_str().unwrap_or_default().to_string())
+}
 
 // An infinite value (`inf` in a CSV) gets the top colour and is left out of its row's scale:
 // the row's other cells are coloured relative to the largest finite value, and the dataset
 // panel counts it.
 e2e!(an_infinite_value_takes_the_top_colour_and_leaves_the_row_scale, |b, env| {
-    b.goto(&env.http("index.html")).await?;
-    b.wait_api().await?;
     // (step 0, layer 2, position 3, Full) again, as inf (the later value is kept).
-    let csv = format!("{}0,2,\",\",3,Full,inf,0.01\n", small_csv("inf"));
-    let path = write_data(env, "infinite.csv", csv.as_bytes())?;
-    upload_ready(b, &path).await?;
-    let facts = b
-        .js("return document.querySelector('section.info dl.facts').textContent", vec![])
-        .await?;
-    let facts = facts.as_str().unwrap_or_default();
+    let facts = open_small_csv_and_row(b, env, "infinite.csv", "inf,0.01").await?;
     ensure!(facts.contains("Infinite values1 in l2_distance"), "dataset panel: {facts}");
     // Positions 1.. of the row (position 0 left out): 0.21, 0.22, inf, 0.24: the scale's top
     // is 0.24.
