@@ -1249,7 +1249,9 @@ fn is_dictionary_text(name: &str) -> bool {
         .any(|k| k.eq_ignore_ascii_case(name))
 }
 
-fn skip_ws(data: &[u8], mut i: usize) -> usize {
+/// The index of the first byte from `i` on that is not JSON white space (`data.len()` if
+/// none).
+pub(super) fn skip_ws(data: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = data.get(i) {
         i += 1;
     }

@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
-use super::fast::{BufferPool, FastText, Fed, Layout};
+use super::fast::{skip_ws, BufferPool, FastText, Fed, Layout};
 use super::{Codec, Format, Inflater, IngestError, Poll, SNIFF_BYTES, TEXT_CHUNK_BYTES};
 use crate::cube::{ColumnMap, CubeBuilder};
 
@@ -285,12 +285,6 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
         file: file.to_string(),
         message,
     };
-    let skip_ws = |s: &[u8], mut i: usize| {
-        while i < s.len() && s[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        i
-    };
     let text = sample.strip_prefix(b"\xef\xbb\xbf").unwrap_or(sample);
     let mut at = skip_ws(text, 0);
     // pandas' other orients are one object, the whole file: told from its first key rather
@@ -416,21 +410,20 @@ fn other_orient_message(how: &str, orient: &str) -> String {
 /// never has an object or array under `layer` or under a number. `None`: a row, or too little
 /// text to tell.
 fn other_orient(text: &[u8]) -> Option<(&'static str, &'static str)> {
-    let skip_ws = |i: usize| i + text.get(i..).map_or(0, |t| t.iter().take_while(|b| b.is_ascii_whitespace()).count());
     if text.first() != Some(&b'{') {
         return None;
     }
-    let key_start = skip_ws(1);
+    let key_start = skip_ws(text, 1);
     if text.get(key_start) != Some(&b'"') {
         return None;
     }
     let key_len = memchr::memchr2(b'"', b'\\', text.get(key_start + 1..)?)?;
     let key = std::str::from_utf8(&text[key_start + 1..key_start + 1 + key_len]).ok()?;
-    let mut at = skip_ws(key_start + 2 + key_len);
+    let mut at = skip_ws(text, key_start + 2 + key_len);
     if text.get(at) != Some(&b':') {
         return None;
     }
-    at = skip_ws(at + 1);
+    at = skip_ws(text, at + 1);
     match (key, *text.get(at)?) {
         ("schema", b'{') => Some(TABLE_ORIENT),
         ("columns", b'[') => Some(SPLIT_ORIENT),

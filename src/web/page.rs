@@ -397,10 +397,6 @@ impl Ui {
                 let files = file_list(picker.files());
                 picker.set_value("");
                 // (A cancelled dialog fires no change: the input is emptied after each pick.)
-                if files.is_empty() {
-                    with_app(|a| a.show_error("The chosen folder is empty: choose one that holds result files (.parquet, .csv, .json, .jsonl, .ndjson, compressed or not), in it or in its sub-folders"));
-                    return;
-                }
                 match files_of_picked_folder(files) {
                     Ok(files) => with_app(|a| a.open_named_files(files)),
                     Err(msg) => with_app(|a| a.show_error(&msg)),
@@ -504,7 +500,7 @@ struct Loaded {
     cube: Cube,
     load_ms: f64,
     /// Per metric, its infinite values ([`Cube::infinite_values`]), counted once the whole
-    /// file is in (empty for an early view, which must paint at once).
+    /// file is in and painted (empty until then: the count is kept off open → painted).
     infinite: Vec<u64>,
 }
 
@@ -1099,8 +1095,7 @@ impl App {
         self.cache.clear();
         self.topk_key = None;
         self.profile_key.clear();
-        let infinite = if early { Vec::new() } else { cube.infinite_values() };
-        self.data = Some(Loaded { cube, load_ms, infinite });
+        self.data = Some(Loaded { cube, load_ms, infinite: Vec::new() });
         self.fill_data_options();
         self.fill_info();
         self.sync_controls();
@@ -1164,6 +1159,12 @@ impl App {
         self.retire_worker();
         self.request_frame();
         self.paint_now();
+        if let Some(d) = self.data.as_mut() {
+            d.infinite = d.cube.infinite_values();
+            if d.infinite.iter().any(|&n| n > 0) {
+                self.fill_info();
+            }
+        }
     }
 
     fn load_overlay(&mut self, file: &File) {
@@ -2189,11 +2190,7 @@ async fn files_of_entries(entries: Vec<web_sys::FileSystemEntry>) -> Result<Vec<
                 }
             }
         }
-        if found.is_empty() {
-            return Err(format!("{top_path}: {}", crate::ingest::NO_RESULT_FILES));
-        }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        files.extend(found);
+        files.extend(dataset_files(&top_path, found)?);
     }
     Ok(files)
 }
@@ -2202,6 +2199,10 @@ async fn files_of_entries(entries: Vec<web_sys::FileSystemEntry>) -> Result<Vec<
 /// `webkitRelativePath`), in path order, as a dropped folder's. An error names the folder when
 /// none is a result file.
 fn files_of_picked_folder(files: Vec<File>) -> Result<Vec<NamedFile>, String> {
+    if files.is_empty() {
+        // The browser gives no file of an empty folder, so not its name either.
+        return Err("The chosen folder is empty: choose one that holds result files (.parquet, .csv, .json, .jsonl, .ndjson, compressed or not), in it or in its sub-folders".into());
+    }
     let path_of = |f: &File| {
         js_sys::Reflect::get(f, &JsValue::from_str("webkitRelativePath"))
             .ok()
@@ -2210,11 +2211,17 @@ fn files_of_picked_folder(files: Vec<File>) -> Result<Vec<NamedFile>, String> {
             .unwrap_or_else(|| f.name())
     };
     let folder = files.first().map(|f| path_of(f).split('/').next().unwrap_or_default().to_string()).unwrap_or_default();
-    let mut found: Vec<NamedFile> = files
+    let found = files
         .into_iter()
         .map(|f| (path_of(&f), f))
         .filter(|(path, _)| crate::ingest::is_dataset_file_path(path))
         .collect();
+    dataset_files(&folder, found)
+}
+
+/// The result files `found` in `folder` (dropped or picked), in path order; an error naming
+/// the folder when there are none.
+fn dataset_files(folder: &str, mut found: Vec<NamedFile>) -> Result<Vec<NamedFile>, String> {
     if found.is_empty() {
         return Err(format!("{folder}: {}", crate::ingest::NO_RESULT_FILES));
     }
