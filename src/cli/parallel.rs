@@ -287,32 +287,33 @@ pub fn load(
     // The batches' buffers go back to the decoders once they are in the cube.
     let pool = ingest::BufferPool::new();
     let wide_metrics = builder.wants_wide_metrics();
+    let (queue, jobs) = channel::<(Segment, Sender<TextMessage>)>();
+    let jobs = std::sync::Mutex::new(jobs);
     std::thread::scope(|scope| {
-        // Segment k goes to worker k % threads; each segment has its own channel back, read
-        // in file order. At most `threads + 1` segments are out at a time.
-        let mut workers: Vec<Sender<(Segment, Sender<TextMessage>)>> = Vec::new();
+        // The segments wait in one queue, taken in file order by whichever worker is free;
+        // each has its own channel back, read in file order. At most `threads + 1` segments
+        // are out at a time.
         for _ in 0..threads {
-            let (tx, rx) = channel::<(Segment, Sender<TextMessage>)>();
-            let (header, pool) = (header, &pool);
+            let (header, pool, jobs) = (header, &pool, &jobs);
             scope.spawn(move || {
                 let new_decoder = |len| {
                     ingest::TextDecoder::new(name, len, format)
                         .with_buffer_pool(pool.clone())
                         .with_wide_metrics(wide_metrics)
                 };
-                for (segment, out) in rx {
+                // The lock is held only to take a segment; a worker stops when the queue's
+                // sender is dropped, as the reading below returns.
+                while let Some((segment, out)) = jobs.lock().ok().and_then(|j| j.recv().ok()) {
                     decode_segment(name, map, header, &segment, format, new_decoder, out);
                 }
             });
-            workers.push(tx);
         }
+        // Moved here, so that it is dropped when this closure returns, ending the workers.
+        let queue = queue;
         let mut out: VecDeque<Receiver<TextMessage>> = VecDeque::new();
-        let mut dispatched = 0usize;
-        let mut dispatch = |segment: Segment, out: &mut VecDeque<Receiver<TextMessage>>| {
+        let dispatch = |segment: Segment, out: &mut VecDeque<Receiver<TextMessage>>| {
             let (tx, rx) = channel();
-            // A worker stops only when its channel is dropped, after this loop.
-            let _ = workers[dispatched % threads].send((segment, tx));
-            dispatched += 1;
+            let _ = queue.send((segment, tx));
             out.push_back(rx);
         };
         dispatch(first, &mut out);
