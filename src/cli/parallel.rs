@@ -47,6 +47,9 @@ pub fn segment_bytes() -> usize {
         .unwrap_or(SEGMENT_BYTES)
 }
 
+/// The bytes of a JSON file that tell whether it is in another pandas orient.
+const ORIENT_SAMPLE_BYTES: usize = 256 << 10;
+
 /// How records are recognised in a file (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
@@ -85,6 +88,8 @@ fn layout(map: &[u8], format: Format) -> Option<Layout> {
                     record_start.extend_from_slice(b"\":");
                     Some(Layout::JsonArray { record_start })
                 }
+                // pandas' other orients: one object, not lines.
+                b'{' if ingest::json_orient(&map[start..map.len().min(start + ORIENT_SAMPLE_BYTES)]).is_some() => None,
                 b'{' => Some(Layout::JsonLines),
                 _ => None,
             }
@@ -467,5 +472,8 @@ mod tests {
         assert_eq!(got, want);
         // Spaces after the separators: not a layout cut here.
         assert!(layout(b"[ {\"k\": 1}]", Format::Json).is_none());
+        // pandas' other orients are one object, whatever its line breaks.
+        assert!(layout(b"{\n  \"columns\": [\"layer\"],\n  \"data\": [[0],\n[1]]}", Format::Json).is_none());
+        assert!(layout(b"{\"0\":{\"layer\":0},\n\"1\":{\"layer\":1}}", Format::Json).is_none());
     }
 }

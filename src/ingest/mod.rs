@@ -18,6 +18,7 @@
 mod compressed;
 mod fast;
 mod parquet;
+mod orient;
 mod text;
 
 use std::ops::Range;
@@ -30,6 +31,15 @@ pub use self::compressed::{without_compression_suffix, Codec, Inflater};
 pub use self::parquet::ParquetSource;
 pub use self::fast::BufferPool;
 pub use self::text::{BatchSink, TextDecoder, TextSource};
+
+/// The pandas `orient` (other than `records`) of the JSON text that starts with `text` (white
+/// space skipped), when its first bytes tell: such a file is one object, which is read as
+/// records but not split into parts.
+pub fn json_orient(text: &[u8]) -> Option<&'static str> {
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    text::other_orient(&text[start..]).map(orient::Orient::name)
+}
 
 /// Size of the chunks CSV and JSON are read in.
 pub const TEXT_CHUNK_BYTES: u64 = 8 << 20;

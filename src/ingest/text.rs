@@ -10,6 +10,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
 use super::fast::{skip_ws, BufferPool, FastText, Fed, Layout};
+use super::orient::{Orient, OrientReader};
 use super::{Codec, Format, Inflater, IngestError, Poll, SNIFF_BYTES, TEXT_CHUNK_BYTES};
 use crate::cube::{ColumnMap, CubeBuilder};
 
@@ -89,6 +90,58 @@ pub struct TextDecoder {
     line_offset: u64,
     /// Where the fast decoder's column buffers come from (see [`TextDecoder::with_buffer_pool`]).
     pool: BufferPool,
+    /// A JSON file in another pandas orient, read as records (`decoder` then stays `None`).
+    orient: Option<Box<OrientDecoder>>,
+}
+
+/// A pandas orient other than `records` ([`super::orient`]): the file rewritten as records,
+/// which a decoder of its own reads.
+struct OrientDecoder {
+    reader: OrientReader,
+    records: TextDecoder,
+    /// The records text of the latest chunk.
+    text: Vec<u8>,
+}
+
+impl OrientDecoder {
+    /// An error of the records decoder, said to be in this file's rows (its byte offsets are
+    /// in the records text, not the file).
+    fn in_rows(&self, e: IngestError) -> IngestError {
+        match e {
+            IngestError::Json { file, message } => IngestError::Json {
+                file,
+                message: format!("{message} (in the rows of this pandas `orient=\"{}\"` file)", self.reader.orient().name()),
+            },
+            other => other,
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8], file: &str, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        self.text.clear();
+        let read = self.reader.push(chunk, &mut self.text);
+        self.records.push(&self.text, sink).map_err(|e| self.in_rows(e))?;
+        read.map_err(|m| self.error(file, m))
+    }
+
+    fn finish(&mut self, file: &str, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        self.text.clear();
+        self.reader.finish(&mut self.text).map_err(|m| self.error(file, m))?;
+        loop {
+            self.records.push(&self.text, sink).map_err(|e| self.in_rows(e))?;
+            self.text.clear();
+            if !self.reader.rest(&mut self.text) {
+                break;
+            }
+        }
+        self.records.finish(sink).map_err(|e| self.in_rows(e))
+    }
+
+    fn error(&self, file: &str, message: String) -> IngestError {
+        IngestError::Json {
+            file: file.to_string(),
+            message: format!("pandas `orient=\"{}\"` file: {message}", self.reader.orient().name()),
+        }
+    }
 }
 
 /// The CSV/JSON half of an [`Ingest`](super::Ingest).
@@ -287,11 +340,6 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
     };
     let text = sample.strip_prefix(b"\xef\xbb\xbf").unwrap_or(sample);
     let mut at = skip_ws(text, 0);
-    // pandas' other orients are one object, the whole file: told from its first key rather
-    // than after reading it all.
-    if let Some((how, orient)) = other_orient(&text[at..]) {
-        return Err(err(other_orient_message(how, orient)));
-    }
     let in_array = text.get(at) == Some(&b'[');
     if in_array {
         at = skip_ws(text, at + 1);
@@ -332,20 +380,6 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
                 describe(&value)
             )));
         };
-        if records == 0 && !obj.is_empty() && obj.values().all(|v| v.is_object() || v.is_array()) {
-            // pandas' other orients, small enough to be read whole before `other_orient` saw
-            // them (their keys in another order, say).
-            let (how, orient) = if obj.contains_key("schema") && obj.contains_key("data") {
-                TABLE_ORIENT
-            } else if obj.contains_key("columns") && obj.contains_key("data") {
-                SPLIT_ORIENT
-            } else if obj.keys().all(|k| k.parse::<i64>().is_ok()) {
-                INDEX_ORIENT
-            } else {
-                COLUMNS_ORIENT
-            };
-            return Err(err(other_orient_message(how, orient)));
-        }
         for (k, v) in &obj {
             let i = match names.iter().position(|n| n == k) {
                 Some(i) => i,
@@ -391,46 +425,58 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
     )))
 }
 
-/// pandas' `to_json` orients other than `records`: how each stores the table, and its name.
-/// `split`: `{"columns": […], "index": […], "data": [[…]]}`; `table`: `{"schema": {…}, "data":
-/// [{…}]}`; `index`: an object of rows keyed by row label; `columns`: of columns by name.
-const SPLIT_ORIENT: (&str, &str) = ("as column names and rows of values", "split");
-const TABLE_ORIENT: (&str, &str) = ("as a schema and rows", "table");
-const INDEX_ORIENT: (&str, &str) = ("by row label", "index");
-const COLUMNS_ORIENT: (&str, &str) = ("by column", "columns");
-
-fn other_orient_message(how: &str, orient: &str) -> String {
-    format!(
-        "expected an array of row objects (pandas `orient=\"records\"`) or JSON Lines, but this looks like a table stored {how} (pandas `orient=\"{orient}\"`); write it with `df.to_json(path, orient=\"records\")`"
-    )
-}
-
-/// The pandas orient that `text` (from its first non-blank byte) is written in, told from its
-/// first key and the start of that key's value, when they say it for sure: a row of JSON Lines
-/// never has an object or array under `layer` or under a number. `None`: a row, or too little
-/// text to tell.
-fn other_orient(text: &[u8]) -> Option<(&'static str, &'static str)> {
+/// The pandas orient other than `records` that `text` (from its first non-blank byte) is
+/// written in, told from its first key and the start of that key's value, when they say it
+/// for sure: a row of JSON Lines never has an object or array under `layer`, under a number,
+/// or with row labels for keys. Else, when `text` begins with a whole object (a small file)
+/// whose values are all objects or arrays, from its keys. `None`: rows, or too little text to
+/// tell.
+pub(super) fn other_orient(text: &[u8]) -> Option<Orient> {
     if text.first() != Some(&b'{') {
         return None;
     }
-    let key_start = skip_ws(text, 1);
-    if text.get(key_start) != Some(&b'"') {
+    // The first key of the object at `at`, and where its value starts.
+    let first_key = |at: usize| -> Option<(&str, usize)> {
+        let key_start = skip_ws(text, at + 1);
+        if text.get(key_start) != Some(&b'"') {
+            return None;
+        }
+        let key_len = memchr::memchr2(b'"', b'\\', text.get(key_start + 1..)?)?;
+        let key = std::str::from_utf8(&text[key_start + 1..key_start + 1 + key_len]).ok()?;
+        let colon = skip_ws(text, key_start + 2 + key_len);
+        if text.get(colon) != Some(&b':') {
+            return None;
+        }
+        Some((key, skip_ws(text, colon + 1)))
+    };
+    let is_label = |k: &str| k.parse::<i64>().is_ok();
+    if let Some((key, at)) = first_key(0) {
+        match (key, text.get(at).copied()) {
+            ("schema", Some(b'{')) => return Some(Orient::Table),
+            ("columns" | "index", Some(b'[')) => return Some(Orient::Split),
+            (k, Some(b'{')) if is_label(k) => return Some(Orient::Index),
+            (k, Some(b'{' | b'[')) if fixed_type(k).is_some() => return Some(Orient::Columns),
+            (_, Some(b'{')) if first_key(at).is_some_and(|(k, _)| is_label(k)) => return Some(Orient::Columns),
+            _ => {}
+        }
+    }
+    // A small file whole: its keys.
+    let mut stream = serde_json::Deserializer::from_slice(text).into_iter::<serde_json::Value>();
+    let Some(Ok(serde_json::Value::Object(obj))) = stream.next() else {
+        return None;
+    };
+    if obj.is_empty() || !obj.values().all(|v| v.is_object() || v.is_array()) {
         return None;
     }
-    let key_len = memchr::memchr2(b'"', b'\\', text.get(key_start + 1..)?)?;
-    let key = std::str::from_utf8(&text[key_start + 1..key_start + 1 + key_len]).ok()?;
-    let mut at = skip_ws(text, key_start + 2 + key_len);
-    if text.get(at) != Some(&b':') {
-        return None;
-    }
-    at = skip_ws(text, at + 1);
-    match (key, *text.get(at)?) {
-        ("schema", b'{') => Some(TABLE_ORIENT),
-        ("columns", b'[') => Some(SPLIT_ORIENT),
-        (k, b'{') if k.parse::<i64>().is_ok() => Some(INDEX_ORIENT),
-        (k, b'{' | b'[') if fixed_type(k).is_some() => Some(COLUMNS_ORIENT),
-        _ => None,
-    }
+    Some(if obj.contains_key("schema") && obj.contains_key("data") {
+        Orient::Table
+    } else if obj.contains_key("columns") && obj.contains_key("data") {
+        Orient::Split
+    } else if obj.keys().all(|k| is_label(k)) {
+        Orient::Index
+    } else {
+        Orient::Columns
+    })
 }
 
 fn describe(v: &serde_json::Value) -> &'static str {
@@ -597,6 +643,7 @@ impl TextDecoder {
             wide_metrics: false,
             line_offset: 0,
             pool: BufferPool::new(),
+            orient: None,
         }
     }
 
@@ -641,7 +688,10 @@ impl TextDecoder {
 
     /// The decoding schema, once known.
     pub fn schema(&self) -> Option<&SchemaRef> {
-        self.schema.as_ref()
+        match &self.orient {
+            Some(o) => o.records.schema(),
+            None => self.schema.as_ref(),
+        }
     }
     fn error(&self, e: ArrowError) -> IngestError {
         let message = match e {
@@ -731,6 +781,9 @@ impl TextDecoder {
             self.file_len = self.bytes_fed;
             let head = std::mem::take(&mut self.head);
             self.start_with(head, sink)?;
+        }
+        if let Some(o) = self.orient.as_mut() {
+            return o.finish(&self.file, sink);
         }
         if self.decoder.is_none() {
             return Err(match self.format {
@@ -862,6 +915,27 @@ impl TextDecoder {
     fn start_with(&mut self, head: Vec<u8>, sink: &mut dyn BatchSink) -> Result<bool, IngestError> {
         // A UTF-8 byte order mark would become part of the first column's name.
         let bom = if head.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
+        let text = &head[bom..];
+        // pandas' other orients are one object, the whole file: told from its first key and
+        // read as records.
+        let orient = (self.format == Format::Json)
+            .then(|| other_orient(&text[skip_ws(text, 0)..]))
+            .flatten();
+        if let Some(orient) = orient {
+            let records = TextDecoder::new(&self.file, u64::MAX, Format::Json)
+                .with_buffer_pool(self.pool.clone())
+                .with_fast_path(self.fast_path)
+                .with_wide_metrics(self.wide_metrics);
+            let mut o = Box::new(OrientDecoder {
+                reader: OrientReader::new(orient),
+                records,
+                text: Vec::new(),
+            });
+            o.push(text, &self.file, sink)?;
+            self.orient = Some(o);
+            self.bytes_read = self.bytes_fed;
+            return Ok(true);
+        }
         if !self.start(&head[bom..], sink)? {
             if head.len() > MAX_FIRST_ROW_BYTES {
                 return Err(IngestError::Json {
@@ -879,6 +953,12 @@ impl TextDecoder {
 
     /// Feed the next `chunk` of the file; full batches go to `sink`.
     pub fn push(&mut self, chunk: &[u8], sink: &mut dyn BatchSink) -> Result<(), IngestError> {
+        if let Some(o) = self.orient.as_mut() {
+            self.bytes_fed += chunk.len() as u64;
+            o.push(chunk, &self.file, sink)?;
+            self.bytes_read = self.bytes_fed;
+            return Ok(());
+        }
         if self.decoder.is_some() {
             self.bytes_fed += chunk.len() as u64;
             return self.decode(chunk, sink);
@@ -946,19 +1026,24 @@ mod tests {
     }
 
     #[test]
-    fn pandas_other_orients_are_named_from_the_start_of_the_file() {
+    fn pandas_other_orients_are_told_from_the_start_of_the_file() {
         // The first bytes of a large file of each orient, as pandas 3 writes them (the rest of
-        // the file is the one object: reading it whole first took 600 MB and then blamed "the
-        // first row").
+        // the file is the one object: it is not read whole to tell), and small files whole
+        // with their keys in another order.
         for (start, orient) in [
-            (r#"{"columns":["generation_step","layer"],"index":[0,1],"data":[[0,0],[0,1"#, "split"),
-            (r#"{"schema":{"fields":[{"name":"index","type":"integer"},{"name":"layer""#, "table"),
-            (r#" {"0":{"generation_step":0,"layer":0,"token_masked":"a"},"1":{"gen"#, "index"),
-            (r#"{"generation_step":{"0":0,"1":0,"2":0,"3":"#, "columns"),
-            ("\u{feff}{ \"layer\" : {\"0\":1", "columns"),
+            (r#"{"columns":["generation_step","layer"],"index":[0,1],"data":[[0,0],[0,1"#, Orient::Split),
+            (r#"{"index":[0,1],"columns":["layer"],"data":[[0],[1"#, Orient::Split),
+            (r#"{"schema":{"fields":[{"name":"index","type":"integer"},{"name":"layer""#, Orient::Table),
+            (r#"{"0":{"generation_step":0,"layer":0,"token_masked":"a"},"1":{"gen"#, Orient::Index),
+            (r#"{"generation_step":{"0":0,"1":0,"2":0,"3":"#, Orient::Columns),
+            ("{ \"layer\" : {\"0\":1", Orient::Columns),
+            // A first column this viewer does not know: its row labels tell.
+            (r#"{"seed":{"0":3,"1":3,"2""#, Orient::Columns),
+            (r#"{"data":[{"layer":0}],"schema":{"fields":[]}}"#, Orient::Table),
+            (r#"{"data":[[0]],"columns":["layer"]}"#, Orient::Split),
+            (r#"{"a":{"x":0},"b":{"x":1}}"#, Orient::Columns),
         ] {
-            let e = error_of_start(start).unwrap_or_else(|| panic!("no error for {start}"));
-            assert!(e.contains(&format!("(pandas `orient=\"{orient}\"`)")), "{start}: {e}");
+            assert_eq!(other_orient(start.as_bytes()), Some(orient), "{start}");
         }
     }
 

@@ -37,6 +37,8 @@ const WRITER_FILES: &[&str] = &[
     "polars.ndjson",                      // JSON Lines from polars
     "pandas_index.csv",                   // CSV with the index (empty first header)
     "polars.json",                        // JSON array of rows from polars
+    "pandas_columns.json",                // pandas `to_json` with no orient: column by column
+    "pandas_split.json",                  // pandas orient="split": names, then rows of values
     "big_straddle.csv",                   // CSV larger than one read chunk, a quoted CRLF across it
     "big_straddle.json",                  // JSON records larger than one read chunk
 ];
