@@ -377,38 +377,36 @@ impl OrientReader {
                 String::from_utf8_lossy(&text[..text.len().min(20)])
             ));
         }
-        // The values' ends.
-        let mut ends = Vec::with_capacity(self.names.len());
+        // Where each value is.
+        let mut spans = Vec::with_capacity(self.names.len());
         let mut i = skip_ws(text, 1);
         while text.get(i).is_some_and(|&c| c != b']') {
             let end = value_end(text, i, true)?.ok_or("a row is cut short")?;
-            ends.push(end);
+            spans.push(i..end);
             i = skip_ws(text, end);
-            if text.get(i) == Some(&b',') {
-                i = skip_ws(text, i + 1);
+            match text.get(i) {
+                Some(b',') => i = skip_ws(text, i + 1),
+                Some(b']') => {}
+                _ => return Err(format!("row {} (at byte {at}): expected `,` or `]` after a value", self.rows)),
             }
         }
-        if ends.len() != self.names.len() {
+        if spans.len() != self.names.len() {
             return Err(format!(
                 "row {} (at byte {at}) has {} values, but `columns` names {}",
                 self.rows,
-                ends.len(),
+                spans.len(),
                 self.names.len()
             ));
         }
         self.start_row(out);
         out.push(b'{');
-        let mut start = 1;
-        for (n, (name, end)) in self.names.iter().zip(ends).enumerate() {
+        for (n, (name, span)) in self.names.iter().zip(spans).enumerate() {
             if n > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(name);
             out.push(b':');
-            start = skip_ws(text, start);
-            out.extend_from_slice(&text[start..end]);
-            // Past the `,` after the value.
-            start = skip_ws(text, end) + 1;
+            out.extend_from_slice(&text[span]);
         }
         out.push(b'}');
         Ok(())
@@ -608,6 +606,7 @@ mod tests {
         assert!(error(Orient::Split, r#"{"data":[[1]],"columns":["a"]}"#).contains("`data` comes before `columns`"));
         assert!(error(Orient::Columns, r#"{"a":{"0":1,"1":2},"b":{"1":3,"0":4}}"#).contains("column \"b\" lists row 0 as \"1\", where the first column lists \"0\""));
         assert!(error(Orient::Columns, r#"{"a":{"0":1,"1":2},"b":{"0":3}}"#).contains("column \"b\" has 1 rows, but the first column has 2"));
+        assert!(error(Orient::Split, r#"{"columns":["a","b"],"data":[[1 2]]}"#).contains("row 0 (at byte 29): expected `,` or `]` after a value"));
         assert!(error(Orient::Index, r#"{"0":[1,2]}"#).contains("expected a row object at byte 5"));
         assert!(error(Orient::Table, r#"{"data":[{"a":1}]} x"#).contains("expected the end of the file"));
     }
