@@ -221,15 +221,11 @@ impl OrientReader {
                     if c != b'"' {
                         return unexpected("a key");
                     }
-                    let Some(key_end) = string_end(b, *at) else {
-                        return Ok(());
+                    let (key_end, value_at) = match key_at(b, *at) {
+                        Ok(Some(k)) => k,
+                        Ok(None) => return Ok(()),
+                        Err(()) => return unexpected("`:` after a key"),
                     };
-                    let colon = skip_ws(b, key_end);
-                    match b.get(colon) {
-                        None => return Ok(()),
-                        Some(b':') => {}
-                        Some(_) => return unexpected("`:` after a key"),
-                    }
                     let key = &b[*at..key_end];
                     let value = self.top_value(key)?;
                     if value == TopValue::Column {
@@ -239,7 +235,7 @@ impl OrientReader {
                             spans: Vec::new(),
                         });
                     }
-                    *at = colon + 1;
+                    *at = value_at;
                     self.state = State::Value(value);
                 }
                 State::Value(value) => match value {
@@ -297,16 +293,12 @@ impl OrientReader {
                         if c != b'"' {
                             return unexpected("a row label");
                         }
-                        let Some(label_end) = string_end(b, *at) else {
-                            return Ok(());
+                        let (label_end, value_at) = match key_at(b, *at) {
+                            Ok(Some(k)) => k,
+                            Ok(None) => return Ok(()),
+                            Err(()) => return unexpected("`:` after a row label"),
                         };
-                        let colon = skip_ws(b, label_end);
-                        match b.get(colon) {
-                            None => return Ok(()),
-                            Some(b':') => {}
-                            Some(_) => return unexpected("`:` after a row label"),
-                        }
-                        let value_at = skip_ws(b, colon + 1);
+                        let value_at = skip_ws(b, value_at);
                         if value_at >= b.len() {
                             return Ok(());
                         }
@@ -494,6 +486,20 @@ fn element_of(value: TopValue) -> Element {
     match value {
         TopValue::Array(e) => e,
         _ => Element::Cell,
+    }
+}
+
+/// The key (a JSON string) starting at `b[at]`: the offset just after it, and just after the
+/// `:` that follows; `Ok(None)` if the data ends first, `Err` when something else follows.
+fn key_at(b: &[u8], at: usize) -> Result<Option<(usize, usize)>, ()> {
+    let Some(end) = string_end(b, at) else {
+        return Ok(None);
+    };
+    let colon = skip_ws(b, end);
+    match b.get(colon) {
+        None => Ok(None),
+        Some(b':') => Ok(Some((end, colon + 1))),
+        Some(_) => Err(()),
     }
 }
 
