@@ -68,7 +68,7 @@ fn listing(dir: &Path) -> Vec<String> {
 fn convert_csv_json_jsonl_round_trip() {
     let dir = scratch("roundtrip");
     python_check(&["make-input", s(&dir)]);
-    for input in ["in.csv", "in.json", "in.jsonl"] {
+    for input in ["in.csv", "in.json", "in.jsonl", "in.columns.json", "in.split.json"] {
         let src = dir.join(input);
         let out = dir.join(format!("{input}.parquet"));
         let o = run_ok(&["convert", s(&src), "-o", s(&out), "--json"]);
@@ -79,6 +79,15 @@ fn convert_csv_json_jsonl_round_trip() {
         let groups = table[0]["row_groups"].as_u64().unwrap();
         assert!(groups == 1 || groups == 3, "{input}: {groups} row groups");
         python_check(&["roundtrip", s(&src), s(&out), "4"]);
+    }
+    // `inspect` names the orient of a JSON file written in another than records.
+    for (input, said) in [("in.split.json", Some("split")), ("in.columns.json", Some("columns")), ("in.json", None)] {
+        let o = run_ok(&["inspect", s(&dir.join(input)), "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["json_orient"].as_str(), said, "{input}");
+        let text = String::from_utf8(run_ok(&["inspect", s(&dir.join(input))]).stdout).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        assert_eq!(first.contains(&format!("JSON, pandas orient=\"{}\"", said.unwrap_or("records"))), said.is_some(), "{input}: {first}");
     }
     // Row groups as asked: one per step, or steps sharing (all 3 small steps fit in one), in
     // each row order; pyarrow, pandas, polars and DuckDB read back the same values.

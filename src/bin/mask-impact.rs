@@ -572,7 +572,10 @@ fn run_inspect(args: InspectArgs) -> Result<()> {
         (Some(Format::Parquet), Some(first)) => Some(inspect::parquet_info(first)?),
         _ => None,
     };
-    let report = inspect::report(&args.file.display().to_string(), &loaded, parquet);
+    let mut report = inspect::report(&args.file.display().to_string(), &loaded, parquet);
+    if let (Some(Format::Json), [first]) = (loaded.formats.first(), loaded.files.as_slice()) {
+        report.json_orient = inspect::json_orient(first);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -587,6 +590,10 @@ fn print_report(r: &inspect::Report) {
         Some(Format::Csv) => "CSV",
         Some(Format::Json) => "JSON",
         None => "unknown format",
+    };
+    let format = match r.json_orient {
+        Some(orient) => format!("{format}, pandas orient=\"{orient}\""),
+        None => format.to_string(),
     };
     if r.files.len() > 1 {
         println!("{} ({} files, {format} first, {})", r.file, r.files.len(), human_bytes(r.bytes));

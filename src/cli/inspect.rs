@@ -7,7 +7,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::Serialize;
 
 use super::{CliError, Loaded};
-use crate::ingest::Format;
+use crate::ingest::{self, Format};
 
 /// The text of an image patch token.
 pub const IMAGE_TOKEN: &str = "<|image_pad|>";
@@ -100,6 +100,8 @@ pub struct Report {
     /// The files read: more than one for a folder (a dataset); `parquet` describes the first.
     pub files: Vec<String>,
     pub format: Option<Format>,
+    /// A JSON file in a pandas orient other than `records` (read as rows all the same).
+    pub json_orient: Option<&'static str>,
     pub bytes: u64,
     pub parquet: Option<ParquetInfo>,
     /// Data rows read.
@@ -317,6 +319,7 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
         file: file.to_string(),
         files: loaded.files.iter().map(|f| f.display().to_string()).collect(),
         format: loaded.formats.first().copied(),
+        json_orient: None,
         bytes: loaded.input_bytes.iter().sum(),
         parquet,
         rows: cube.rows_read,
@@ -337,4 +340,13 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
         rows_skipped: loaded.rows_skipped,
         problems,
     }
+}
+
+/// The pandas orient of the JSON file `path` when it is not `records` ([`ingest::json_orient`]),
+/// from its first bytes; `None` for records, JSON Lines, and a compressed file.
+pub fn json_orient(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path).ok()?.take(256 << 10).read_to_end(&mut head).ok()?;
+    ingest::json_orient(&head)
 }

@@ -75,6 +75,9 @@ def make_input(out_dir):
     df.to_csv(os.path.join(out_dir, "in.csv"), index=False)
     df.to_json(os.path.join(out_dir, "in.json"), orient="records")
     df.to_json(os.path.join(out_dir, "in.jsonl"), orient="records", lines=True)
+    # pandas' other JSON orients: `to_json` with no orient writes columns.
+    df.to_json(os.path.join(out_dir, "in.columns.json"))
+    df.to_json(os.path.join(out_dir, "in.split.json"), orient="split")
 
 
 def make_wide_input(out_dir):
@@ -133,6 +136,9 @@ def read_source(path):
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
     if path.endswith(".jsonl"):
         return pd.read_json(path, orient="records", lines=True)
+    for orient in ["columns", "split"]:
+        if path.endswith(f".{orient}.json"):
+            return pd.read_json(path, orient=orient)
     if path.endswith(".json"):
         return pd.read_json(path, orient="records")
     return pq.read_table(path).to_pandas()
