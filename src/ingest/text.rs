@@ -456,7 +456,13 @@ pub(super) fn other_orient(text: &[u8]) -> Option<Orient> {
             ("columns" | "index", Some(b'[')) => return Some(Orient::Split),
             (k, Some(b'{')) if is_label(k) => return Some(Orient::Index),
             (k, Some(b'{' | b'[')) if fixed_type(k).is_some() => return Some(Orient::Columns),
-            (_, Some(b'{')) if first_key(at).is_some_and(|(k, _)| is_label(k)) => return Some(Orient::Columns),
+            // Another first key: its value's first key is a column (a row under a row
+            // label), or a row label (a column's first value).
+            (_, Some(b'{')) => match first_key(at) {
+                Some((k, _)) if fixed_type(k).is_some() => return Some(Orient::Index),
+                Some((k, _)) if is_label(k) => return Some(Orient::Columns),
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -468,11 +474,15 @@ pub(super) fn other_orient(text: &[u8]) -> Option<Orient> {
     if obj.is_empty() || !obj.values().all(|v| v.is_object() || v.is_array()) {
         return None;
     }
+    // Rows under row labels have columns for keys; columns have row labels.
+    let rows_of_columns = obj.values().any(|v| v.as_object().is_some_and(|row| row.keys().any(|k| fixed_type(k).is_some())));
     Some(if obj.contains_key("schema") && obj.contains_key("data") {
         Orient::Table
     } else if obj.contains_key("columns") && obj.contains_key("data") {
         Orient::Split
-    } else if obj.keys().all(|k| is_label(k)) {
+    } else if obj.keys().any(|k| fixed_type(k).is_some()) {
+        Orient::Columns
+    } else if rows_of_columns || obj.keys().all(|k| is_label(k)) {
         Orient::Index
     } else {
         Orient::Columns
@@ -1042,6 +1052,10 @@ mod tests {
             (r#"{"data":[{"layer":0}],"schema":{"fields":[]}}"#, Orient::Table),
             (r#"{"data":[[0]],"columns":["layer"]}"#, Orient::Split),
             (r#"{"a":{"x":0},"b":{"x":1}}"#, Orient::Columns),
+            // Row labels that are not numbers (a string index).
+            (r#"{"a":{"layer":0,"token_position":0},"b":{"layer""#, Orient::Index),
+            (r#"{"seed":{"a":1,"b":2},"layer":{"a":0,"b":1}}"#, Orient::Columns),
+            (r#"{"a":{"seed":1},"b":{"seed":2,"layer":0}}"#, Orient::Index),
         ] {
             assert_eq!(other_orient(start.as_bytes()), Some(orient), "{start}");
         }
