@@ -1602,6 +1602,12 @@ mod tests {
         let err = build(&[batch]).unwrap_err().to_string();
         assert!(err.starts_with("t.parquet: missing required column(s) `token_position`, a numeric metric column."), "{err}");
         assert!(err.contains("Found columns: `layer`, `variant`"), "{err}");
+        // A file of hundreds of columns (a table read the wrong way round): the first 20 are
+        // named, the others counted.
+        let many: Vec<String> = (0..400).map(|i| format!("row {i}")).collect();
+        let err = CubeError::MissingColumns { file: "t.json".into(), missing: vec!["layer".into()], found: many }.to_string();
+        assert!(err.contains("`row 18`, `row 19` and 380 more. Needed"), "{err}");
+        assert!(!err.contains("`row 20`"), "{err}");
     }
 
     #[test]

@@ -79,15 +79,23 @@ pub enum CubeError {
     Ipc(String),
 }
 
+/// Names listed in a message at most; the rest are counted.
+const LISTED_NAMES: usize = 20;
+
 fn list(names: &[String]) -> String {
     if names.is_empty() {
         return "(none)".to_string();
     }
-    names
+    let mut listed = names
         .iter()
+        .take(LISTED_NAMES)
         .map(|n| if n == builder::ANY_METRIC { n.clone() } else { format!("`{n}`") })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if names.len() > LISTED_NAMES {
+        listed.push_str(&format!(" and {} more", names.len() - LISTED_NAMES));
+    }
+    listed
 }
 
 /// One prompt of a result set: its own positions and tokens.
