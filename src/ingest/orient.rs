@@ -111,8 +111,13 @@ struct HeldColumn {
     /// Its values' JSON texts, one after another; a value that repeats the row before's is
     /// not stored again (text columns repeat a prompt on every row).
     values: Vec<u8>,
-    /// Where each row's value is in `values` (start, length).
-    spans: Vec<(u32, u32)>,
+    /// Where each row's value ends in `values`. A row whose end is the row before's repeats
+    /// its value (a JSON value is never empty); else the value starts at the end before.
+    ends: Vec<u32>,
+    /// Where the last value stored starts.
+    last_start: u32,
+    /// While rows are written out: the value of the row before (start, end).
+    cursor: (u32, u32),
 }
 
 impl OrientReader {
@@ -232,7 +237,9 @@ impl OrientReader {
                         self.columns.push(HeldColumn {
                             name: key.to_vec(),
                             values: Vec::new(),
-                            spans: Vec::new(),
+                            ends: Vec::new(),
+                            last_start: 0,
+                            cursor: (0, 0),
                         });
                     }
                     *at = value_at;
@@ -410,7 +417,7 @@ impl OrientReader {
         let Some(column) = self.columns.last_mut() else {
             return Ok(());
         };
-        let i = column.spans.len();
+        let i = column.ends.len();
         if first {
             self.labels.extend_from_slice(label);
             self.label_ends.push(self.labels.len());
@@ -430,18 +437,18 @@ impl OrientReader {
                 ));
             }
         }
-        let span = match column.spans.last() {
-            Some(&(start, len)) if &column.values[start as usize..(start + len) as usize] == value => (start, len),
+        let end = match column.ends.last() {
+            Some(&end) if &column.values[column.last_start as usize..end as usize] == value => end,
             _ => {
-                let start = u32::try_from(column.values.len())
-                    .ok()
-                    .filter(|s| s.checked_add(value.len() as u32).is_some())
-                    .ok_or_else(|| format!("column {} holds more than 4 GB of text", String::from_utf8_lossy(&column.name)))?;
+                let start = column.values.len();
+                let end = u32::try_from(start + value.len())
+                    .map_err(|_| format!("column {} holds more than 4 GB of text", String::from_utf8_lossy(&column.name)))?;
                 column.values.extend_from_slice(value);
-                (start, value.len() as u32)
+                column.last_start = start as u32;
+                end
             }
         };
-        column.spans.push(span);
+        column.ends.push(end);
         Ok(())
     }
 
@@ -449,11 +456,11 @@ impl OrientReader {
         let Some(column) = self.columns.last() else {
             return Ok(());
         };
-        if column.spans.len() != self.label_ends.len() {
+        if column.ends.len() != self.label_ends.len() {
             return Err(format!(
                 "column {} has {} rows, but the first column has {}",
                 String::from_utf8_lossy(&column.name),
-                column.spans.len(),
+                column.ends.len(),
                 self.label_ends.len()
             ));
         }
@@ -468,14 +475,18 @@ impl OrientReader {
             out.push(if self.rows == 0 { b'[' } else { b',' });
             self.rows += 1;
             out.push(b'{');
-            for (c, column) in self.columns.iter().enumerate() {
+            for (c, column) in self.columns.iter_mut().enumerate() {
                 if c > 0 {
                     out.push(b',');
                 }
-                let (start, len) = column.spans[row];
+                let end = column.ends[row];
+                if end != column.cursor.1 {
+                    column.cursor = (column.cursor.1, end);
+                }
+                let (start, end) = column.cursor;
                 out.extend_from_slice(&column.name);
                 out.push(b':');
-                out.extend_from_slice(&column.values[start as usize..(start + len) as usize]);
+                out.extend_from_slice(&column.values[start as usize..end as usize]);
             }
             out.push(b'}');
         }
@@ -600,6 +611,16 @@ mod tests {
             Ok(r#"[{"a":1.5},{"a":-2e-3}]"#)
         );
         assert_eq!(records(Orient::Table, r#"{"schema":{},"data":[]}"#, 4).as_deref(), Ok("[]"));
+    }
+
+    #[test]
+    fn repeated_column_values_are_written_for_every_row() {
+        // A value equal to the row before's is stored once (its end repeated).
+        let text = r#"{"a":{"0":1,"1":1,"2":2,"3":1},"b":{"0":"x","1":"x","2":"x","3":"y"}}"#;
+        let want = r#"[{"a":1,"b":"x"},{"a":1,"b":"x"},{"a":2,"b":"x"},{"a":1,"b":"y"}]"#;
+        for piece in [1, 5, 100] {
+            assert_eq!(records(Orient::Columns, text, piece).as_deref(), Ok(want), "pieces of {piece}");
+        }
     }
 
     #[test]
