@@ -347,6 +347,6 @@ pub fn report(file: &str, loaded: &Loaded, parquet: Option<ParquetInfo>) -> Repo
 pub fn json_orient(path: &Path) -> Option<&'static str> {
     use std::io::Read;
     let mut head = Vec::new();
-    std::fs::File::open(path).ok()?.take(256 << 10).read_to_end(&mut head).ok()?;
+    std::fs::File::open(path).ok()?.take(ingest::JSON_ORIENT_BYTES as u64).read_to_end(&mut head).ok()?;
     ingest::json_orient(&head)
 }

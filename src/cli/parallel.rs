@@ -47,9 +47,6 @@ pub fn segment_bytes() -> usize {
         .unwrap_or(SEGMENT_BYTES)
 }
 
-/// The bytes of a JSON file that tell whether it is in another pandas orient.
-const ORIENT_SAMPLE_BYTES: usize = 256 << 10;
-
 /// How records are recognised in a file (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
@@ -89,7 +86,7 @@ fn layout(map: &[u8], format: Format) -> Option<Layout> {
                     Some(Layout::JsonArray { record_start })
                 }
                 // pandas' other orients: one object, not lines.
-                b'{' if ingest::json_orient(&map[start..map.len().min(start + ORIENT_SAMPLE_BYTES)]).is_some() => None,
+                b'{' if ingest::json_orient(map).is_some() => None,
                 b'{' => Some(Layout::JsonLines),
                 _ => None,
             }

@@ -32,13 +32,17 @@ pub use self::parquet::ParquetSource;
 pub use self::fast::BufferPool;
 pub use self::text::{BatchSink, TextDecoder, TextSource};
 
-/// The pandas `orient` (other than `records`) of the JSON text that starts with `text` (white
-/// space skipped), when its first bytes tell: such a file is one object, which is read as
-/// records but not split into parts.
+/// The first bytes of a JSON file that [`json_orient`] looks at: those the decoder samples
+/// before it decides.
+pub const JSON_ORIENT_BYTES: usize = text::SCHEMA_SAMPLE_BYTES;
+
+/// The pandas `orient` (other than `records`) of the JSON text `text` (a file from its start),
+/// when its first [`JSON_ORIENT_BYTES`] tell, as the decoder tells it: such a file is one
+/// object, which is read as records but not split into parts.
 pub fn json_orient(text: &[u8]) -> Option<&'static str> {
+    let text = &text[..text.len().min(JSON_ORIENT_BYTES)];
     let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
-    let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
-    text::other_orient(&text[start..]).map(orient::Orient::name)
+    text::other_orient(text).map(orient::Orient::name)
 }
 
 /// Size of the chunks CSV and JSON are read in.

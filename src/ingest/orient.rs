@@ -472,8 +472,7 @@ impl OrientReader {
         while self.next_row < self.label_ends.len() && out.len() < COLUMNS_OUT_BYTES {
             let row = self.next_row;
             self.next_row += 1;
-            out.push(if self.rows == 0 { b'[' } else { b',' });
-            self.rows += 1;
+            self.start_row(out);
             out.push(b'{');
             for (c, column) in self.columns.iter_mut().enumerate() {
                 if c > 0 {

@@ -19,7 +19,7 @@ const BATCH_ROWS: usize = 64 * 1024;
 /// Records sampled to decide the type of unknown columns.
 const SAMPLE_RECORDS: usize = 1000;
 /// Bytes gathered before the schema is decided (unless the file is shorter).
-const SCHEMA_SAMPLE_BYTES: usize = 256 << 10;
+pub(super) const SCHEMA_SAMPLE_BYTES: usize = 256 << 10;
 /// The longest first JSON row accepted.
 const MAX_FIRST_ROW_BYTES: usize = 64 << 20;
 
@@ -432,6 +432,7 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
 /// whose values are all objects or arrays, from its keys. `None`: rows, or too little text to
 /// tell.
 pub(super) fn other_orient(text: &[u8]) -> Option<Orient> {
+    let text = &text[skip_ws(text, 0)..];
     if text.first() != Some(&b'{') {
         return None;
     }
@@ -929,7 +930,7 @@ impl TextDecoder {
         // pandas' other orients are one object, the whole file: told from its first key and
         // read as records.
         let orient = (self.format == Format::Json)
-            .then(|| other_orient(&text[skip_ws(text, 0)..]))
+            .then(|| other_orient(text))
             .flatten();
         if let Some(orient) = orient {
             let records = TextDecoder::new(&self.file, u64::MAX, Format::Json)
