@@ -35,6 +35,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
+use super::delta::{self, DeltaPages};
 use super::dictionary::{self, Entries, FloatDictionary, Key};
 use super::{CliError, Loaded};
 use crate::cube::{Cube, Rounding};
@@ -736,9 +737,9 @@ pub fn writer_properties(
             nulls_first: false,
         }]));
     }
-    // Positions count up by one within each run: delta encoding makes them almost free (in
-    // orders where they do not, they are a dictionary column: `ColumnJob::encode`).
-    props = props.set_column_encoding(ColumnPath::from(POSITION), Encoding::DELTA_BINARY_PACKED);
+    // Positions are not written by arrow-rs: where they count up by one within each run they
+    // are delta-encoded by `super::delta` (almost free), elsewhere they are a dictionary column
+    // (`ColumnJob::encode`).
     for name in &plan.metric_names {
         let encoding = match options.float_encoding {
             // Too many distinct values for a dictionary: plain.
@@ -1276,9 +1277,9 @@ impl ColumnJob<'_> {
         // ones, they are kept plain.
         let mut float_dictionary = (self.options.float_encoding == FloatEncoding::Dictionary)
             .then(|| FloatDictionary::new(self.options.float_dictionary_entries));
-        // Positions that run along: kept, then written by arrow-rs's column writer (delta
-        // encoding).
-        let mut positions: Vec<i32> = Vec::new();
+        // Positions that run along: delta-encoded as they are walked.
+        let mut positions = matches!(self.kind, ColumnKind::Position)
+            .then(|| DeltaPages::new(self.descr.physical_type() == PhysicalType::INT32, dictionary::PAGE_ROWS));
         let (stride, nl) = layers_taken(cube, self.options);
         for cells in group {
             match self.kind {
@@ -1296,14 +1297,12 @@ impl ColumnJob<'_> {
                     keys.extend_run((v, l, pos), along, len, depends, |(_, _, pos)| Some(pos as u32))
                 }),
                 ColumnKind::Position => {
-                    positions.reserve(cells.rows as usize);
-                    plan.walk_runs(cube, cells, self.options, |_p, _v, _l, pos, along, len| {
-                        if along == Along::Position {
-                            positions.extend(pos as i32..(pos + len) as i32);
-                        } else {
-                            positions.extend(std::iter::repeat_n(pos as i32, len));
-                        }
-                    });
+                    if let Some(positions) = positions.as_mut() {
+                        plan.walk_runs(cube, cells, self.options, |_p, _v, _l, pos, along, len| {
+                            let step = i64::from(along == Along::Position);
+                            positions.push_run(pos as i64, len, step);
+                        });
+                    }
                 }
                 ColumnKind::Variant => plan.walk_runs(cube, cells, self.options, |_p, v, l, pos, along, len| {
                     keys.extend_run((v, l, pos), along, len, depends, |(v, _, _)| Some(v as u32))
@@ -1381,20 +1380,10 @@ impl ColumnJob<'_> {
             return keys.encode(&self.descr, entries, self.level);
         }
         match self.kind {
-            ColumnKind::Position => self.typed_chunk(|writer| match writer {
-                ColumnWriter::Int32ColumnWriter(mut w) => {
-                    w.write_batch(&positions, None, None)?;
-                    w.close()
-                }
-                ColumnWriter::Int64ColumnWriter(mut w) => {
-                    let v: Vec<i64> = positions.iter().map(|&p| i64::from(p)).collect();
-                    w.write_batch(&v, None, None)?;
-                    w.close()
-                }
-                _ => Err(ParquetError::General(
-                    "token_position is not an integer column".into(),
-                )),
-            }),
+            ColumnKind::Position => {
+                let pages = positions.map(DeltaPages::finish).unwrap_or_default();
+                delta::encode_chunk(&self.descr, pages, self.level)
+            }
             ColumnKind::Metric(_) => {
                 if let Some(d) = float_dictionary {
                     return dictionary::encode_chunk::<u32>(

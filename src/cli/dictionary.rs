@@ -24,17 +24,16 @@
 use std::cmp::Ordering;
 
 use bytes::Bytes;
-use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, ZstdLevel};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::basic::{Encoding, ZstdLevel};
+use parquet::column::page::Page;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
-};
+use parquet::file::metadata::ColumnIndexBuilder;
 use parquet::file::statistics::{Statistics, ValueStatistics};
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
+
+use super::chunk;
 
 /// The key of a row without a value.
 pub const NULL_KEY: u32 = u32::MAX;
@@ -392,7 +391,7 @@ impl Entries<'_> {
     /// value's plain bytes (text without its length, cut to [`STATISTICS_BYTES`]), and
     /// whether that is the exact value. Floats follow the format's rule for zeros: a minimum
     /// of zero is written `-0.0`, a maximum `+0.0`.
-    fn bound(&self, i: usize, upper: bool) -> (Vec<u8>, bool) {
+    pub(super) fn bound(&self, i: usize, upper: bool) -> (Vec<u8>, bool) {
         match self {
             Entries::Int32(v) => (v[i].to_le_bytes().to_vec(), true),
             Entries::Int64(v) => (v[i].to_le_bytes().to_vec(), true),
@@ -413,7 +412,7 @@ impl Entries<'_> {
     }
 
     /// Chunk statistics with `min`/`max` the entries (`None` when all rows are null).
-    fn statistics(&self, bounds: Option<(usize, usize)>, nulls: u64) -> Statistics {
+    pub(super) fn statistics(&self, bounds: Option<(usize, usize)>, nulls: u64) -> Statistics {
         fn stats<T>(
             min: Option<T>,
             max: Option<T>,
@@ -1230,63 +1229,27 @@ fn encode_keys<K: Key>(
     }
     let rows = keys.rows();
     let compressed_pages = compress_all(&plain_pages, level)?;
-
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut sink);
-    let (mut compressed, mut uncompressed, mut bytes_written) = (0i64, 0i64, 0u64);
-    let mut offset_index = OffsetIndexBuilder::new();
-    let (mut dictionary_offset, mut data_offset) = (0, None);
-    let mut data_pages = 0;
     let mut rows_before = 0;
-    for (i, (plain, buf)) in plain_pages.iter().zip(compressed_pages).enumerate() {
-        let page = if i == 0 {
-            Page::DictionaryPage {
-                buf,
-                num_values: dictionary_entries as u32,
-                encoding: Encoding::PLAIN,
-                is_sorted: slots.is_none(),
-            }
-        } else {
-            let rows = page_rows.min(rows - rows_before);
-            rows_before += rows;
-            Page::DataPage {
-                buf,
-                num_values: rows as u32,
-                encoding: Encoding::RLE_DICTIONARY,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            }
-        };
-        let num_values = page.num_values();
-        let spec = pages.write_page(CompressedPage::new(page, plain.len()))?;
-        compressed += spec.compressed_size as i64;
-        uncompressed += spec.uncompressed_size as i64;
-        bytes_written += spec.bytes_written;
-        if i == 0 {
-            dictionary_offset = spec.offset as i64;
-        } else {
-            data_offset.get_or_insert(spec.offset as i64);
-            data_pages += 1;
-            offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-            offset_index.append_row_count(i64::from(num_values));
-        }
-    }
-    pages.close()?;
-    let ascending = page_bounds
-        .windows(2)
-        .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1);
-    let descending = page_bounds
-        .windows(2)
-        .all(|w| w[0].0 >= w[1].0 && w[0].1 >= w[1].1);
-    column_index.set_boundary_order(if ascending {
-        BoundaryOrder::ASCENDING
-    } else if descending {
-        BoundaryOrder::DESCENDING
-    } else {
-        BoundaryOrder::UNORDERED
-    });
-
+    let pages = plain_pages
+        .iter()
+        .zip(compressed_pages)
+        .enumerate()
+        .map(|(i, (plain, buf))| {
+            let page = if i == 0 {
+                Page::DictionaryPage {
+                    buf,
+                    num_values: dictionary_entries as u32,
+                    encoding: Encoding::PLAIN,
+                    is_sorted: slots.is_none(),
+                }
+            } else {
+                let page_rows = page_rows.min(rows - rows_before);
+                rows_before += page_rows;
+                chunk::data_page(buf, page_rows, Encoding::RLE_DICTIONARY)
+            };
+            (page, plain.len())
+        })
+        .collect();
     // The chunk's lowest and highest values are those of its rows (a float dictionary may
     // hold entries no row uses).
     let lowest = page_bounds.iter().map(|b| b.0).min();
@@ -1294,42 +1257,13 @@ fn encode_keys<K: Key>(
     let bounds = lowest
         .zip(highest)
         .map(|(lo, hi)| (order[lo as usize] as usize, order[hi as usize] as usize));
-    let metadata = ColumnChunkMetaData::builder(descr.clone())
-        .set_compression(Compression::ZSTD(level))
-        .set_encodings_mask(EncodingMask::new_from_encodings(
-            [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY].iter(),
-        ))
-        .set_page_encoding_stats(vec![
-            PageEncodingStats {
-                page_type: PageType::DICTIONARY_PAGE,
-                encoding: Encoding::PLAIN,
-                count: 1,
-            },
-            PageEncodingStats {
-                page_type: PageType::DATA_PAGE,
-                encoding: Encoding::RLE_DICTIONARY,
-                count: data_pages,
-            },
-        ])
-        .set_total_compressed_size(compressed)
-        .set_total_uncompressed_size(uncompressed)
-        .set_num_values(rows as i64)
-        .set_data_page_offset(data_offset.unwrap_or(dictionary_offset))
-        .set_dictionary_page_offset(Some(dictionary_offset))
-        .set_statistics(entries.statistics(bounds, nulls))
-        .build()?;
-    let close = ColumnCloseResult {
-        bytes_written,
-        rows_written: rows as u64,
-        metadata,
-        bloom_filter: None,
-        column_index: column_index
-            .valid()
-            .then(|| column_index.build())
-            .transpose()?,
-        offset_index: Some(offset_index.build()),
+    let info = chunk::ChunkInfo {
+        encodings: vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY],
+        statistics: entries.statistics(bounds, nulls),
+        column_index,
+        rows: rows as u64,
     };
-    Ok((Bytes::from(sink.into_inner()?), close))
+    chunk::write_chunk(descr, level, pages, info, &page_bounds)
 }
 
 #[cfg(test)]
@@ -1350,6 +1284,7 @@ mod tests {
     }
 
     use super::*;
+    use parquet::basic::BoundaryOrder;
 
     /// A chunk whose first data page gains nothing from the slow level (random keys) is
     /// compressed at level 1 throughout; one that gains (text of repeated words, matched

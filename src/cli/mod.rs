@@ -12,7 +12,9 @@
 //! - [`AtomicOutput`]: outputs are written under a temporary name in the target folder and
 //!   renamed when complete, so a failed run never leaves a partial file under the final name.
 
+mod chunk;
 pub mod convert;
+mod delta;
 pub mod dictionary;
 pub mod inspect;
 pub mod parallel;
