@@ -174,3 +174,45 @@ fn warmup_samples_load_with_the_values_written() {
         }
     }
 }
+
+/// A pandas `orient="columns"` file handed over whole (as the CLI maps its input) is read in
+/// place, a cursor per column, to the values pandas reads from it.
+#[test]
+fn columns_files_handed_over_whole_read_in_place_with_pandas_values() {
+    struct Sink {
+        file: String,
+        builder: CubeBuilder,
+    }
+    impl ingest::BatchSink for Sink {
+        fn begin(&mut self, schema: &arrow_schema::SchemaRef) -> Result<(), ingest::IngestError> {
+            self.builder.begin_source(&self.file, schema)?;
+            Ok(())
+        }
+        fn batch(&mut self, batch: arrow_array::RecordBatch) -> Result<(), ingest::IngestError> {
+            Ok(self.builder.push_batch(&batch)?)
+        }
+    }
+    let dir = fixtures();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for e in entries("load") {
+        let file = e["file"].as_str().expect("file");
+        if !(file.contains("columns") && file.ends_with(".json")) {
+            continue;
+        }
+        let data = std::fs::read(dir.join(file)).expect("fixture readable");
+        let mut decoder = ingest::TextDecoder::new(file, data.len() as u64, ingest::Format::Json);
+        let mut sink = Sink { file: file.to_string(), builder: CubeBuilder::new() };
+        match decoder.decode_whole(&data, &mut sink, &mut |_| {}) {
+            Ok(true) => match sink.builder.finish() {
+                Ok(cube) => failures.extend(check_cube(&cube, e).into_iter().map(|d| format!("{file}: {d}"))),
+                Err(err) => failures.push(format!("{file}: {err}")),
+            },
+            Ok(false) => failures.push(format!("{file}: not read in place")),
+            Err(err) => failures.push(format!("{file}: {err}")),
+        }
+        checked += 1;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 2, "only {checked} columns files");
+}

@@ -426,6 +426,23 @@ fn load_text(
                 if let Some(map) = codec.is_none().then(|| unsafe { memmap2::Mmap::map(&f) }.ok()).flatten() {
                     #[cfg(unix)]
                     let _ = map.advise(memmap2::Advice::Sequential);
+                    // A pandas `columns` file is read in place, holding nothing; it is looked
+                    // through twice (for its columns, then for its rows).
+                    let progress_tx = match &sink.tx {
+                        Tx::Bounded(tx) => Some(tx.clone()),
+                        Tx::Unbounded(_) => None,
+                    };
+                    let mut looked = 0u64;
+                    let mut read = |range: std::ops::Range<usize>| {
+                        looked += range.len() as u64;
+                        if let Some(tx) = &progress_tx {
+                            let _ = tx.send(TextMessage::Progress(looked / 2));
+                        }
+                        forget_pages(&map, range);
+                    };
+                    if decoder.decode_whole(&map, &mut sink, &mut read)? {
+                        return Ok(());
+                    }
                     let chunk_bytes = ingest::TEXT_CHUNK_BYTES as usize;
                     for (i, chunk) in map.chunks(chunk_bytes).enumerate() {
                         let range = i * chunk_bytes..i * chunk_bytes + chunk.len();

@@ -492,6 +492,221 @@ impl OrientReader {
     }
 }
 
+/// A whole `columns` file in memory (the CLI maps its input), its rows written out as records
+/// text in place: one cursor per column, all advancing a row at a time, so nothing is held
+/// (fed chunk by chunk, [`OrientReader`] holds the values until the object ends: about a
+/// third of the file).
+///
+/// Each column's object is found first, by its end: a `}` followed by `,"name":{` (the next
+/// column) or by the `}` that closes the file. With scalar cells, that text cannot stand inside
+/// a string (a quote there is escaped); a file whose first cells are objects or arrays is not
+/// read this way. Reading the rows then checks the rest: every column lists the same row
+/// labels, in the same order, and ends where it was found to end.
+pub struct ColumnsInPlace<'a> {
+    data: &'a [u8],
+    columns: Vec<ColumnCursor>,
+    /// Rows written so far.
+    rows: u64,
+    done: bool,
+}
+
+/// One column of a [`ColumnsInPlace`].
+struct ColumnCursor {
+    /// Its name, as JSON text (quotes included).
+    name: std::ops::Range<usize>,
+    /// Where its next entry (or its closing `}`) is, past white space and `,`.
+    at: usize,
+    /// Its closing `}`.
+    end: usize,
+    /// Where the bytes not yet said to be read start ([`ColumnsInPlace::read`]).
+    told: usize,
+}
+
+impl<'a> ColumnsInPlace<'a> {
+    /// The columns of the `columns` file `data`; `None` when they are not found as described
+    /// above (the file is then read by [`OrientReader`], which tells what is wrong with it).
+    /// `scanned` is told the bytes looked through, as the search goes.
+    pub fn new(data: &'a [u8], scanned: &mut dyn FnMut(std::ops::Range<usize>)) -> Option<ColumnsInPlace<'a>> {
+        let data_end = data.iter().rposition(|c| !c.is_ascii_whitespace())?;
+        if data[data_end] != b'}' {
+            return None;
+        }
+        let bom = if data.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
+        let mut at = skip_ws(data, bom);
+        if data.get(at) != Some(&b'{') {
+            return None;
+        }
+        at = skip_ws(data, at + 1);
+        let mut columns = Vec::new();
+        let mut told = 0;
+        // `at`: the key of the next column.
+        loop {
+            if data.get(at) != Some(&b'"') {
+                return None;
+            }
+            let (name_end, value_at) = key_at(data, at).ok()??;
+            let open = skip_ws(data, value_at);
+            if data.get(open) != Some(&b'{') {
+                return None;
+            }
+            let first = skip_ws(data, open + 1);
+            // The first cell's value: objects and arrays are not read in place.
+            if data.get(first) == Some(&b'"') {
+                let (_, value_at) = key_at(data, first).ok()??;
+                if matches!(data.get(skip_ws(data, value_at)), Some(b'{' | b'[')) {
+                    return None;
+                }
+            }
+            // The column's end, and the next column's key (or the file's end).
+            let mut from = first;
+            let (end, next) = loop {
+                // Looked for a window at a time, so that the bytes looked through are told
+                // as the search goes (a column of prompt texts may be half the file).
+                let window = (from + SCANNED_TELL_BYTES).min(data_end);
+                let Some(i) = memchr::memchr(b'}', data.get(from..window)?) else {
+                    if window == data_end {
+                        return None;
+                    }
+                    if window - told >= SCANNED_TELL_BYTES {
+                        scanned(told..window);
+                        told = window;
+                    }
+                    from = window;
+                    continue;
+                };
+                let close = from + i;
+                let after = skip_ws(data, close + 1);
+                if after == data_end {
+                    break (close, None);
+                }
+                if data.get(after) == Some(&b',') {
+                    let key = skip_ws(data, after + 1);
+                    if data.get(key) == Some(&b'"') {
+                        if let Ok(Some((_, value_at))) = key_at(data, key) {
+                            if data.get(skip_ws(data, value_at)) == Some(&b'{') {
+                                break (close, Some(key));
+                            }
+                        }
+                    }
+                }
+                from = close + 1;
+            };
+            columns.push(ColumnCursor { name: at..name_end, at: first, end, told: at });
+            if end - told >= SCANNED_TELL_BYTES {
+                scanned(told..end);
+                told = end;
+            }
+            match next {
+                Some(key) => at = key,
+                None => break,
+            }
+        }
+        scanned(told..data.len());
+        Some(ColumnsInPlace { data, columns, rows: 0, done: false })
+    }
+
+    /// The next rows, as records text (`[` first, `]` last), to about `bytes` more bytes of
+    /// `out`; `Ok(false)` once all is given.
+    pub fn next(&mut self, out: &mut Vec<u8>, bytes: usize) -> Result<bool, String> {
+        if self.done {
+            return Ok(false);
+        }
+        let data = self.data;
+        let target = out.len() + bytes;
+        while out.len() < target {
+            if self.columns[0].at == self.columns[0].end {
+                // The first column is done: so must the others be.
+                if let Some(c) = self.columns.iter().find(|c| c.at != c.end) {
+                    return Err(format!(
+                        "column {} has more rows than the first column, which has {}",
+                        String::from_utf8_lossy(&data[c.name.clone()]),
+                        self.rows
+                    ));
+                }
+                out.extend_from_slice(if self.rows == 0 { b"[]" } else { b"]" });
+                self.done = true;
+                return Ok(true);
+            }
+            out.push(if self.rows == 0 { b'[' } else { b',' });
+            out.push(b'{');
+            let mut label = 0..0;
+            let rows = self.rows;
+            for (k, c) in self.columns.iter_mut().enumerate() {
+                let (name, end) = (c.name.clone(), c.end);
+                let name = || String::from_utf8_lossy(&data[name.clone()]);
+                if c.at == end {
+                    return Err(format!("column {} has {rows} rows, but the first column has more", name()));
+                }
+                let at = c.at;
+                let unexpected = |what: &str, at: usize| {
+                    format!(
+                        "column {}: expected {what} at byte {at}, but found `{}`",
+                        name(),
+                        String::from_utf8_lossy(&data[at..(at + 20).min(end + 1)])
+                    )
+                };
+                if data[at] != b'"' {
+                    return Err(unexpected("a row label", at));
+                }
+                let (label_end, value_at) = match key_at(&data[..end], at) {
+                    Ok(Some(k)) => k,
+                    _ => return Err(unexpected("a row label and `:`", at)),
+                };
+                if k == 0 {
+                    label = at..label_end;
+                } else if data[at..label_end] != data[label.clone()] {
+                    return Err(format!(
+                        "column {} lists row {rows} as {}, where the first column lists {}: the columns must list the same rows in the same order",
+                        name(),
+                        String::from_utf8_lossy(&data[at..label_end]),
+                        String::from_utf8_lossy(&data[label.clone()]),
+                    ));
+                }
+                let value_at = skip_ws(data, value_at);
+                if value_at >= end {
+                    return Err(unexpected("a value", value_at));
+                }
+                let Some(value_end) = value_end(&data[..end], value_at, true)? else {
+                    return Err(unexpected("a whole value", value_at));
+                };
+                if k > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&data[c.name.clone()]);
+                out.push(b':');
+                out.extend_from_slice(&data[value_at..value_end]);
+                let after = skip_ws(data, value_end);
+                let next = match data[after] {
+                    b',' => match skip_ws(data, after + 1) {
+                        n if n >= end => return Err(unexpected("a row label", n)),
+                        n => n,
+                    },
+                    b'}' if after == end => after,
+                    _ => return Err(unexpected("`,` or the column's end", after)),
+                };
+                c.at = next;
+            }
+            out.push(b'}');
+            self.rows += 1;
+        }
+        Ok(true)
+    }
+
+    /// The bytes read since the last call, per column, where there are `at_least` of them
+    /// (for the caller to drop them from memory).
+    pub fn read(&mut self, at_least: usize, f: &mut dyn FnMut(std::ops::Range<usize>)) {
+        for c in &mut self.columns {
+            if c.at - c.told >= at_least {
+                f(c.told..c.at);
+                c.told = c.at;
+            }
+        }
+    }
+}
+
+/// How many bytes [`ColumnsInPlace::new`] looks through between reports.
+const SCANNED_TELL_BYTES: usize = 8 << 20;
+
 fn element_of(value: TopValue) -> Element {
     match value {
         TopValue::Array(e) => e,
@@ -635,5 +850,69 @@ mod tests {
         assert!(error(Orient::Split, r#"{"columns":["a","b"],"data":[[1 2]]}"#).contains("row 0 (at byte 29): expected `,` or `]` after a value"));
         assert!(error(Orient::Index, r#"{"0":[1,2]}"#).contains("expected a row object at byte 5"));
         assert!(error(Orient::Table, r#"{"data":[{"a":1}]} x"#).contains("expected the end of the file"));
+    }
+
+    /// The records text [`ColumnsInPlace`] makes of `text`, asked for `piece` bytes at a time;
+    /// `None` when it does not read the file in place.
+    fn in_place(text: &str, piece: usize) -> Option<Result<String, String>> {
+        let mut told = Vec::new();
+        let mut rows = ColumnsInPlace::new(text.as_bytes(), &mut |r| told.push(r))?;
+        // The search looks through the whole file, front to back, without gaps.
+        assert_eq!(told.first().map(|r| r.start), Some(0));
+        assert!(told.windows(2).all(|w| w[0].end == w[1].start), "{told:?}");
+        assert_eq!(told.last().map(|r| r.end), Some(text.len()));
+        let mut out = Vec::new();
+        loop {
+            match rows.next(&mut out, piece) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(String::from_utf8(out).unwrap()))
+    }
+
+    #[test]
+    fn a_whole_columns_file_is_read_in_place() {
+        // Written by hand from pandas' layout; text holding `}`, `,` and `"` (escaped), and
+        // `},"x":{`, the text a column's end is found by, inside a string.
+        let text = r#"{"layer":{"0":0,"1":1,"2":1},"token_masked":{"0":"a,}]\"{[","1":"},\"x\":{","2":null},"l2":{"0":1.5,"1":-2e-3,"2":0.0}}"#;
+        let want = r#"[{"layer":0,"token_masked":"a,}]\"{[","l2":1.5},{"layer":1,"token_masked":"},\"x\":{","l2":-2e-3},{"layer":1,"token_masked":null,"l2":0.0}]"#;
+        for piece in [1, 10, 1000] {
+            assert_eq!(in_place(text, piece), Some(Ok(want.to_string())), "asked {piece} bytes at a time");
+        }
+        // Pretty-printed (pandas `indent=4`), with a byte order mark: the same rows.
+        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(text).unwrap()).unwrap();
+        let got = in_place(&format!("\u{feff}{pretty}\n"), 7).unwrap().unwrap();
+        let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(got, serde_json::from_str::<serde_json::Value>(want).unwrap());
+        // No rows.
+        assert_eq!(in_place(r#"{"a":{},"b":{}}"#, 10), Some(Ok("[]".to_string())));
+    }
+
+    #[test]
+    fn files_not_laid_out_as_columns_are_left_to_the_reader() {
+        // Object cells (a nested value could hold the text a column's end is found by).
+        assert_eq!(in_place(r#"{"a":{"0":{"x":1},"1":{"x":2}}}"#, 10), None);
+        assert_eq!(in_place(r#"{"a":{"0":[1]}}"#, 10), None);
+        // Not closed; not an object; a column that is not an object.
+        assert_eq!(in_place(r#"{"a":{"0":1}"#, 10), None);
+        assert_eq!(in_place(r#"[{"a":1}]"#, 10), None);
+        assert_eq!(in_place(r#"{"a":[1,2]}"#, 10), None);
+    }
+
+    #[test]
+    fn broken_columns_in_place_say_what_is_wrong() {
+        let error = |text| in_place(text, 1000).expect("read in place").unwrap_err();
+        let e = error(r#"{"a":{"0":1,"1":2},"b":{"1":3,"0":4}}"#);
+        assert!(e.contains("column \"b\" lists row 0 as \"1\", where the first column lists \"0\""), "{e}");
+        let e = error(r#"{"a":{"0":1,"1":2},"b":{"0":3}}"#);
+        assert!(e.contains("column \"b\" has 1 rows, but the first column has more"), "{e}");
+        let e = error(r#"{"a":{"0":1},"b":{"0":3,"1":4}}"#);
+        assert!(e.contains("column \"b\" has more rows than the first column, which has 1"), "{e}");
+        let e = error(r#"{"a":{"0":1 2},"b":{"0":3}}"#);
+        assert!(e.contains("column \"a\": expected `,` or the column's end at byte 12"), "{e}");
+        let e = error(r#"{"a":{"0":1,},"b":{"0":3}}"#);
+        assert!(e.contains("column \"a\": expected a row label at byte 12"), "{e}");
     }
 }

@@ -10,7 +10,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
 use super::fast::{skip_ws, BufferPool, FastText, Fed, Layout};
-use super::orient::{Orient, OrientReader};
+use super::orient::{ColumnsInPlace, Orient, OrientReader};
 use super::{Codec, Format, Inflater, IngestError, Poll, SNIFF_BYTES, TEXT_CHUNK_BYTES};
 use crate::cube::{ColumnMap, CubeBuilder};
 
@@ -94,6 +94,9 @@ pub struct TextDecoder {
     orient: Option<Box<OrientDecoder>>,
 }
 
+/// Records text written at a time by [`TextDecoder::decode_whole`].
+const ROWS_IN_PLACE_BYTES: usize = 1 << 20;
+
 /// A pandas orient other than `records` ([`super::orient`]): the file rewritten as records,
 /// which a decoder of its own reads.
 struct OrientDecoder {
@@ -107,13 +110,7 @@ impl OrientDecoder {
     /// An error of the records decoder, said to be in this file's rows (its byte offsets are
     /// in the records text, not the file).
     fn in_rows(&self, e: IngestError) -> IngestError {
-        match e {
-            IngestError::Json { file, message } => IngestError::Json {
-                file,
-                message: format!("{message} (in the rows of this pandas `orient=\"{}\"` file)", self.reader.orient().name()),
-            },
-            other => other,
-        }
+        in_orient_rows(e, self.reader.orient())
     }
 
     fn push(&mut self, chunk: &[u8], file: &str, sink: &mut dyn BatchSink) -> Result<(), IngestError> {
@@ -137,10 +134,27 @@ impl OrientDecoder {
     }
 
     fn error(&self, file: &str, message: String) -> IngestError {
-        IngestError::Json {
-            file: file.to_string(),
-            message: format!("pandas `orient=\"{}\"` file: {message}", self.reader.orient().name()),
-        }
+        orient_error(file, self.reader.orient(), message)
+    }
+}
+
+/// An error of the records decoder that reads a file of `orient`, said to be in the file's
+/// rows (its byte offsets are in the records text, not the file).
+fn in_orient_rows(e: IngestError, orient: Orient) -> IngestError {
+    match e {
+        IngestError::Json { file, message } => IngestError::Json {
+            file,
+            message: format!("{message} (in the rows of this pandas `orient=\"{}\"` file)", orient.name()),
+        },
+        other => other,
+    }
+}
+
+/// `message` about the layout of `file`, a JSON file of `orient`.
+fn orient_error(file: &str, orient: Orient, message: String) -> IngestError {
+    IngestError::Json {
+        file: file.to_string(),
+        message: format!("pandas `orient=\"{}\"` file: {message}", orient.name()),
     }
 }
 
@@ -959,6 +973,52 @@ impl TextDecoder {
         }
         self.bytes_read += bom as u64;
         self.decode(&head[bom..], sink)?;
+        Ok(true)
+    }
+
+    /// The whole file at once, for a caller that holds it (the CLI maps its input), in place
+    /// of [`push`](Self::push) and [`finish`](Self::finish): a pandas `orient="columns"` file
+    /// is then read with a cursor per column ([`ColumnsInPlace`]), holding nothing, where fed
+    /// chunk by chunk its values are held until its end (about a third of the file). Returns
+    /// `false`, having read nothing, for any other file: feed that one as usual. `read` is told
+    /// the byte ranges of `data` that are read (to drop from memory).
+    pub fn decode_whole(
+        &mut self,
+        data: &[u8],
+        sink: &mut dyn BatchSink,
+        read: &mut dyn FnMut(Range<usize>),
+    ) -> Result<bool, IngestError> {
+        if self.format != Format::Json || self.bytes_fed > 0 || self.orient.is_some() {
+            return Ok(false);
+        }
+        let sample = &data[..data.len().min(SCHEMA_SAMPLE_BYTES)];
+        let sample = sample.strip_prefix(b"\xef\xbb\xbf").unwrap_or(sample);
+        if other_orient(sample) != Some(Orient::Columns) {
+            return Ok(false);
+        }
+        let Some(mut rows) = ColumnsInPlace::new(data, read) else {
+            return Ok(false);
+        };
+        let orient = Orient::Columns;
+        let mut records = TextDecoder::new(&self.file, u64::MAX, Format::Json)
+            .with_buffer_pool(self.pool.clone())
+            .with_fast_path(self.fast_path)
+            .with_wide_metrics(self.wide_metrics);
+        let mut text = Vec::new();
+        loop {
+            text.clear();
+            let more = rows
+                .next(&mut text, ROWS_IN_PLACE_BYTES)
+                .map_err(|m| orient_error(&self.file, orient, m))?;
+            records.push(&text, sink).map_err(|e| in_orient_rows(e, orient))?;
+            rows.read(ROWS_IN_PLACE_BYTES, read);
+            if !more {
+                break;
+            }
+        }
+        records.finish(sink).map_err(|e| in_orient_rows(e, orient))?;
+        self.bytes_fed = data.len() as u64;
+        self.bytes_read = self.bytes_fed;
         Ok(true)
     }
 
