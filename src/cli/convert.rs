@@ -1245,8 +1245,8 @@ impl ColumnJob<'_> {
             )
         }
         // A column whose value stays the same along the order's runs (a step, a prompt; a layer
-        // or a variant where positions count up; positions where they do not) is kept and
-        // written as runs: row by row, each such column took 3-6 ms of the seed-scale write.
+        // or a variant where positions count up) is kept and written as runs: row by row, each
+        // such column took 3-6 ms of the seed-scale write.
         let depends = self.kind.depends();
         let runs = !depends.contains(&self.options.order.unwrap_or_default().innermost());
         // The dictionary of a dictionary column (metrics build theirs from the values).
@@ -1257,14 +1257,8 @@ impl ColumnJob<'_> {
             ColumnKind::Variant => Some(texts(&plan.variant_values)),
             ColumnKind::Prompt => Some(texts(&plan.prompt_values)),
             ColumnKind::ConfigPrompt => Some(texts(&plan.config_values)),
-            // Positions that count up within runs are delta-encoded below; in the other orders a
-            // position repeats for a whole run, which a dictionary column stores as runs of one
-            // key (the seed-scale data in position-variant-layer order: 20 ms of delta encoding
-            // → 14-15 ms).
-            ColumnKind::Position if runs => {
-                let n = cube.prompts.iter().map(|p| p.n_positions()).max().unwrap_or(0);
-                Some(ints(&(0..n as i64).collect::<Vec<_>>()))
-            }
+            // Positions are delta-encoded below, in every order: they count up by one along a
+            // run or repeat for a whole run.
             ColumnKind::Position | ColumnKind::Metric(_) => None,
         };
         let mut keys = KeyVec::for_entries(entries.as_ref().map_or(0, Entries::len), runs);
@@ -1292,9 +1286,6 @@ impl ColumnJob<'_> {
                     keys.extend_run((v, l, pos), along, len, depends, |(_, _, pos)| {
                         tokens[pos].map(|k| k as u32)
                     })
-                }),
-                ColumnKind::Position if entries.is_some() => plan.walk_runs(cube, cells, self.options, |_p, v, l, pos, along, len| {
-                    keys.extend_run((v, l, pos), along, len, depends, |(_, _, pos)| Some(pos as u32))
                 }),
                 ColumnKind::Position => {
                     if let Some(positions) = positions.as_mut() {
