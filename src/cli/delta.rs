@@ -1,8 +1,9 @@
-//! `DELTA_BINARY_PACKED` column chunks of a required integer column (`token_position` where
-//! positions count up along the rows), encoded here as the converter walks its runs rather
-//! than by arrow-rs's column writer: that writer took the positions as one vector (15 MB at
-//! seed scale, a page fault every 4 KB) and encoded them 1,024 at a time with a statistics
-//! pass over each; 21-23 ms of the seed-scale convert's write, here about 4 ms.
+//! `DELTA_BINARY_PACKED` column chunks of a required integer column (`token_position`, whose
+//! values count up by one along a run of rows or repeat for a whole run), encoded here as the
+//! converter walks its runs rather than by arrow-rs's column writer: that writer took the
+//! positions as one vector (15 MB at seed scale, a page fault every 4 KB) and encoded them
+//! 1,024 at a time with a statistics pass over each; 21-23 ms of the seed-scale convert's
+//! write, here about 5 ms.
 //!
 //! The encoding ([Parquet's `DELTA_BINARY_PACKED`]): a page starts with a header (values per
 //! block, miniblocks per block, values in the page, the first value as a zigzag ULEB128), then
