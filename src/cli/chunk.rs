@@ -18,8 +18,8 @@ pub struct ChunkInfo {
     /// Every encoding its pages use (values and levels).
     pub encodings: Vec<Encoding>,
     pub statistics: Statistics,
-    /// Per page: the lowest and highest value of its rows, in an order that orders the values
-    /// (`None`: no value in the page), for the column index's boundary order.
+    /// The column index, a page appended per data page; its boundary order is set from the
+    /// pages' bounds by [`write_chunk`].
     pub column_index: ColumnIndexBuilder,
     pub rows: u64,
 }
@@ -28,7 +28,9 @@ pub struct ChunkInfo {
 const PAGE_HEADER_BYTES: usize = 64;
 
 /// The chunk of `pages` (a dictionary page first, if any; each `(page, uncompressed size)`)
-/// in memory, with its close result. The buffer is sized for all pages at once: grown page by
+/// in memory, with its close result; `page_bounds` are the lowest and highest value of each
+/// data page with values, in an order that orders the values, for the column index's boundary
+/// order. The buffer is sized for all pages at once: grown page by
 /// page, the seed-scale `l2_distance` chunk (9 MB) was copied three times over, 3 ms of its
 /// column's write.
 pub fn write_chunk(

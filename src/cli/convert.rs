@@ -737,9 +737,8 @@ pub fn writer_properties(
             nulls_first: false,
         }]));
     }
-    // Positions are not written by arrow-rs: where they count up by one within each run they
-    // are delta-encoded by `super::delta` (almost free), elsewhere they are a dictionary column
-    // (`ColumnJob::encode`).
+    // Positions are not written by arrow-rs: they are delta-encoded by `super::delta` as the
+    // rows are walked (`ColumnJob::encode`).
     for name in &plan.metric_names {
         let encoding = match options.float_encoding {
             // Too many distinct values for a dictionary: plain.

@@ -40,9 +40,7 @@ pub const JSON_ORIENT_BYTES: usize = text::SCHEMA_SAMPLE_BYTES;
 /// when its first [`JSON_ORIENT_BYTES`] tell, as the decoder tells it: such a file is one
 /// object, which is read as records but not split into parts.
 pub fn json_orient(text: &[u8]) -> Option<&'static str> {
-    let text = &text[..text.len().min(JSON_ORIENT_BYTES)];
-    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
-    text::other_orient(text).map(orient::Orient::name)
+    text::file_orient(text).map(orient::Orient::name)
 }
 
 /// Size of the chunks CSV and JSON are read in.

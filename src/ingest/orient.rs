@@ -425,16 +425,11 @@ impl OrientReader {
             let start = if i == 0 { 0 } else { self.label_ends.get(i - 1).copied().unwrap_or(0) };
             let same = self.label_ends.get(i).is_some_and(|&end| &self.labels[start..end] == label);
             if !same {
-                return Err(format!(
-                    "column {} lists row {} as {}, where the first column lists {}: the columns must list the same rows in the same order",
-                    String::from_utf8_lossy(&column.name),
-                    i,
-                    String::from_utf8_lossy(label),
-                    match self.label_ends.get(i) {
-                        Some(&end) => String::from_utf8_lossy(&self.labels[start..end]).into_owned(),
-                        None => "no more rows".into(),
-                    }
-                ));
+                let first = match self.label_ends.get(i) {
+                    Some(&end) => String::from_utf8_lossy(&self.labels[start..end]).into_owned(),
+                    None => "no more rows".into(),
+                };
+                return Err(other_row_label(&column.name, i, label, &first));
             }
         }
         let end = match column.ends.last() {
@@ -541,14 +536,7 @@ impl<'a> ColumnsInPlace<'a> {
         let mut told = 0;
         // `at`: the key of the next column.
         loop {
-            if data.get(at) != Some(&b'"') {
-                return None;
-            }
-            let (name_end, value_at) = key_at(data, at).ok()??;
-            let open = skip_ws(data, value_at);
-            if data.get(open) != Some(&b'{') {
-                return None;
-            }
+            let (name_end, open) = column_at(data, at)?;
             let first = skip_ws(data, open + 1);
             // The first cell's value: objects and arrays are not read in place.
             if data.get(first) == Some(&b'"') {
@@ -581,12 +569,8 @@ impl<'a> ColumnsInPlace<'a> {
                 }
                 if data.get(after) == Some(&b',') {
                     let key = skip_ws(data, after + 1);
-                    if data.get(key) == Some(&b'"') {
-                        if let Ok(Some((_, value_at))) = key_at(data, key) {
-                            if data.get(skip_ws(data, value_at)) == Some(&b'{') {
-                                break (close, Some(key));
-                            }
-                        }
+                    if column_at(data, key).is_some() {
+                        break (close, Some(key));
                     }
                 }
                 from = close + 1;
@@ -655,12 +639,8 @@ impl<'a> ColumnsInPlace<'a> {
                 if k == 0 {
                     label = at..label_end;
                 } else if data[at..label_end] != data[label.clone()] {
-                    return Err(format!(
-                        "column {} lists row {rows} as {}, where the first column lists {}: the columns must list the same rows in the same order",
-                        name(),
-                        String::from_utf8_lossy(&data[at..label_end]),
-                        String::from_utf8_lossy(&data[label.clone()]),
-                    ));
+                    let first = String::from_utf8_lossy(&data[label.clone()]);
+                    return Err(other_row_label(&data[c.name.clone()], rows, &data[at..label_end], &first));
                 }
                 let value_at = skip_ws(data, value_at);
                 if value_at >= end {
@@ -702,6 +682,27 @@ impl<'a> ColumnsInPlace<'a> {
             }
         }
     }
+}
+
+/// A column of a `columns` file at `data[at]`: a key, `:` and `{`; the key's end and the
+/// offset of the `{`.
+fn column_at(data: &[u8], at: usize) -> Option<(usize, usize)> {
+    if data.get(at) != Some(&b'"') {
+        return None;
+    }
+    let (name_end, value_at) = key_at(data, at).ok()??;
+    let open = skip_ws(data, value_at);
+    (data.get(open) == Some(&b'{')).then_some((name_end, open))
+}
+
+/// The message for a `columns` file whose column `column` (its name's JSON text) lists row
+/// `row` as `label`, where the first column lists `first`.
+fn other_row_label(column: &[u8], row: impl std::fmt::Display, label: &[u8], first: &str) -> String {
+    format!(
+        "column {} lists row {row} as {}, where the first column lists {first}: the columns must list the same rows in the same order",
+        String::from_utf8_lossy(column),
+        String::from_utf8_lossy(label),
+    )
 }
 
 /// How many bytes [`ColumnsInPlace::new`] looks through between reports.

@@ -439,6 +439,13 @@ fn json_schema(file: &str, sample: &[u8], at_eof: bool) -> Result<Option<SchemaR
     )))
 }
 
+/// [`other_orient`] of a file's text from its start: its first [`SCHEMA_SAMPLE_BYTES`] (those
+/// the decoder samples before it decides), a byte order mark skipped.
+pub(super) fn file_orient(text: &[u8]) -> Option<Orient> {
+    let text = &text[..text.len().min(SCHEMA_SAMPLE_BYTES)];
+    other_orient(text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text))
+}
+
 /// The pandas orient other than `records` that `text` (from its first non-blank byte) is
 /// written in, told from its first key and the start of that key's value, when they say it
 /// for sure: a row of JSON Lines never has an object or array under `layer`, under a number,
@@ -947,13 +954,9 @@ impl TextDecoder {
             .then(|| other_orient(text))
             .flatten();
         if let Some(orient) = orient {
-            let records = TextDecoder::new(&self.file, u64::MAX, Format::Json)
-                .with_buffer_pool(self.pool.clone())
-                .with_fast_path(self.fast_path)
-                .with_wide_metrics(self.wide_metrics);
             let mut o = Box::new(OrientDecoder {
                 reader: OrientReader::new(orient),
-                records,
+                records: self.records_decoder(),
                 text: Vec::new(),
             });
             o.push(text, &self.file, sink)?;
@@ -976,6 +979,14 @@ impl TextDecoder {
         Ok(true)
     }
 
+    /// A decoder of the records text a pandas orient file is rewritten as, set up as this one.
+    fn records_decoder(&self) -> TextDecoder {
+        TextDecoder::new(&self.file, u64::MAX, Format::Json)
+            .with_buffer_pool(self.pool.clone())
+            .with_fast_path(self.fast_path)
+            .with_wide_metrics(self.wide_metrics)
+    }
+
     /// The whole file at once, for a caller that holds it (the CLI maps its input), in place
     /// of [`push`](Self::push) and [`finish`](Self::finish): a pandas `orient="columns"` file
     /// is then read with a cursor per column ([`ColumnsInPlace`]), holding nothing, where fed
@@ -991,19 +1002,14 @@ impl TextDecoder {
         if self.format != Format::Json || self.bytes_fed > 0 || self.orient.is_some() {
             return Ok(false);
         }
-        let sample = &data[..data.len().min(SCHEMA_SAMPLE_BYTES)];
-        let sample = sample.strip_prefix(b"\xef\xbb\xbf").unwrap_or(sample);
-        if other_orient(sample) != Some(Orient::Columns) {
+        if file_orient(data) != Some(Orient::Columns) {
             return Ok(false);
         }
         let Some(mut rows) = ColumnsInPlace::new(data, read) else {
             return Ok(false);
         };
         let orient = Orient::Columns;
-        let mut records = TextDecoder::new(&self.file, u64::MAX, Format::Json)
-            .with_buffer_pool(self.pool.clone())
-            .with_fast_path(self.fast_path)
-            .with_wide_metrics(self.wide_metrics);
+        let mut records = self.records_decoder();
         let mut text = Vec::new();
         loop {
             text.clear();
