@@ -260,8 +260,7 @@ pub fn encode_chunk(
             descr.name()
         )));
     }
-    let mut z = zstd::bulk::Compressor::new(level.compression_level())
-        .map_err(|e| ParquetError::External(Box::new(e)))?;
+    let mut z = super::dictionary::Zstd::take()?;
     let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
     let mut written = Vec::with_capacity(pages.len());
     let mut page_bounds = Vec::with_capacity(pages.len());
@@ -269,10 +268,8 @@ pub fn encode_chunk(
         let bounds = entries(page.min, page.max)?;
         column_index.append(false, bounds.bound(0, false).0, bounds.bound(1, true).0, 0, None);
         page_bounds.push((page.min, page.max));
-        let buf = z
-            .compress(&page.bytes)
-            .map_err(|e| ParquetError::External(Box::new(e)))?;
-        let data = chunk::data_page(Bytes::from(buf), page.rows, Encoding::DELTA_BINARY_PACKED);
+        let buf = z.compress(&page.bytes, level.compression_level())?;
+        let data = chunk::data_page(buf, page.rows, Encoding::DELTA_BINARY_PACKED);
         written.push((data, page.bytes.len()));
     }
     let lowest = pages.iter().map(|p| p.min).min();

@@ -653,6 +653,49 @@ impl FloatDictionary {
     }
 }
 
+/// zstd contexts between uses: a new context allocates its tables and clears them, a context
+/// used again keeps them (a new one per page, `zstd::bulk::compress`, made 5% of the convert's
+/// page faults; a new one per chunk and per layout trial still made 10% of them).
+static ZSTD_CONTEXTS: std::sync::Mutex<Vec<zstd::bulk::Compressor<'static>>> = std::sync::Mutex::new(Vec::new());
+
+/// A zstd context taken from [`ZSTD_CONTEXTS`] (a new one when none is free), given back when
+/// dropped.
+pub(super) struct Zstd(Option<zstd::bulk::Compressor<'static>>);
+
+impl Zstd {
+    /// Contexts kept at most (a few per core: the column workers and their compressing threads).
+    const KEPT: usize = 16;
+
+    pub(super) fn take() -> Result<Zstd> {
+        let kept = ZSTD_CONTEXTS.lock().ok().and_then(|mut c| c.pop());
+        match kept {
+            Some(z) => Ok(Zstd(Some(z))),
+            None => zstd::bulk::Compressor::new(1).map(|z| Zstd(Some(z))).map_err(Self::error),
+        }
+    }
+
+    fn error(e: std::io::Error) -> ParquetError {
+        ParquetError::External(Box::new(e))
+    }
+
+    /// `data` as one zstd frame at `level`.
+    pub(super) fn compress(&mut self, data: &[u8], level: i32) -> Result<Bytes> {
+        let z = self.0.as_mut().expect("a context until dropped");
+        z.set_compression_level(level).map_err(Self::error)?;
+        z.compress(data).map(Bytes::from).map_err(Self::error)
+    }
+}
+
+impl Drop for Zstd {
+    fn drop(&mut self) {
+        if let (Some(z), Ok(mut kept)) = (self.0.take(), ZSTD_CONTEXTS.lock()) {
+            if kept.len() < Self::KEPT {
+                kept.push(z);
+            }
+        }
+    }
+}
+
 thread_local! {
     /// The threads [`compress_all`] may use on this thread (`0`: one per core). The column
     /// workers of `convert::encode_group` say 1 while other columns wait for a worker, whose
@@ -722,14 +765,8 @@ fn judged_levels(asked: i32, trial: usize, slow: usize, fast: usize) -> (i32, i3
 /// noisy metric's sorted values, whose keys gain nothing) is 5% smaller at level 3 than at
 /// level 1, for the time of one page.
 fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
-    // One zstd context per thread, for all its pages: a new one per page (`zstd::bulk::compress`)
-    // allocated and cleared its tables every time (5% of the convert's page faults).
-    let zstd_err = |e: std::io::Error| ParquetError::External(Box::new(e));
-    let compressor = || zstd::bulk::Compressor::new(1).map_err(zstd_err);
-    let compress = |z: &mut zstd::bulk::Compressor<'static>, data: &[u8], level: i32| -> Result<Bytes> {
-        z.set_compression_level(level).map_err(zstd_err)?;
-        z.compress(data).map(Bytes::from).map_err(zstd_err)
-    };
+    let compressor = Zstd::take;
+    let compress = |z: &mut Zstd, data: &[u8], level: i32| z.compress(data, level);
     let mut z = compressor()?;
     let asked = level.compression_level();
     let mut level = asked;
