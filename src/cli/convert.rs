@@ -1039,7 +1039,7 @@ fn encode_group(
     descriptors: &[ColumnDescPtr],
     group: &[StepCells],
     mut progress: impl FnMut(u64),
-) -> Result<Vec<parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>>, CliError> {
+) -> Result<Vec<parquet::errors::Result<(super::chunk::Chunk, ColumnCloseResult)>>, CliError> {
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
     // The first metric column (the slowest to take its rows) reports progress; the sender
     // goes when the jobs do.
@@ -1201,7 +1201,7 @@ impl KeyVec {
         descr: &ColumnDescPtr,
         entries: &Entries<'_>,
         level: ZstdLevel,
-    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+    ) -> parquet::errors::Result<(super::chunk::Chunk, ColumnCloseResult)> {
         match self {
             KeyVec::U8(v) => dictionary::encode_chunk(descr, entries, v, level),
             KeyVec::U16(v) => dictionary::encode_chunk(descr, entries, v, level),
@@ -1229,7 +1229,7 @@ impl ColumnJob<'_> {
         &self,
         group: &[StepCells],
         progress: Option<std::sync::mpsc::Sender<u64>>,
-    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+    ) -> parquet::errors::Result<(super::chunk::Chunk, ColumnCloseResult)> {
         let plan = self.plan;
         let cube = self.cube;
         let ints = |v: &[i64]| match self.descr.physical_type() {
@@ -1406,14 +1406,14 @@ impl ColumnJob<'_> {
     fn typed_chunk(
         &self,
         write: impl FnOnce(ColumnWriter<'_>) -> parquet::errors::Result<ColumnCloseResult>,
-    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+    ) -> parquet::errors::Result<(super::chunk::Chunk, ColumnCloseResult)> {
         let mut sink = TrackedWrite::new(Vec::new());
         let close = write(get_column_writer(
             self.descr.clone(),
             self.props.clone(),
             Box::new(SerializedPageWriter::new(&mut sink)),
         ))?;
-        Ok((bytes::Bytes::from(sink.into_inner()?), close))
+        Ok((bytes::Bytes::from(sink.into_inner()?).into(), close))
     }
 }
 

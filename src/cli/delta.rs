@@ -16,7 +16,6 @@
 //!
 //! [Parquet's `DELTA_BINARY_PACKED`]: https://parquet.apache.org/docs/file-format/data-pages/encodings/#delta-encoding-delta_binary_packed--5
 
-use bytes::Bytes;
 use parquet::basic::{Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
@@ -245,7 +244,7 @@ pub fn encode_chunk(
     descr: &ColumnDescPtr,
     pages: Vec<DeltaPage>,
     level: ZstdLevel,
-) -> Result<(Bytes, ColumnCloseResult)> {
+) -> Result<(super::chunk::Chunk, ColumnCloseResult)> {
     let entries = |a: i64, b: i64| match descr.physical_type() {
         PhysicalType::INT32 => Ok(Entries::Int32(vec![a as i32, b as i32])),
         PhysicalType::INT64 => Ok(Entries::Int64(vec![a, b])),

@@ -1035,7 +1035,7 @@ pub fn encode_chunk<K: Key>(
     entries: &Entries<'_>,
     keys: &[K],
     level: ZstdLevel,
-) -> Result<(Bytes, ColumnCloseResult)> {
+) -> Result<(super::chunk::Chunk, ColumnCloseResult)> {
     encode_keys(descr, entries, Keys::Rows(keys), level)
 }
 
@@ -1048,7 +1048,7 @@ pub fn encode_chunk_runs(
     entries: &Entries<'_>,
     runs: &[(u32, u32)],
     level: ZstdLevel,
-) -> Result<(Bytes, ColumnCloseResult)> {
+) -> Result<(super::chunk::Chunk, ColumnCloseResult)> {
     if matches!(entries, Entries::Float(_)) {
         return Err(ParquetError::General(format!("{}: a float dictionary from runs", descr.name())));
     }
@@ -1087,7 +1087,7 @@ fn encode_keys<K: Key>(
     entries: &Entries<'_>,
     keys: Keys<'_, K>,
     level: ZstdLevel,
-) -> Result<(Bytes, ColumnCloseResult)> {
+) -> Result<(super::chunk::Chunk, ColumnCloseResult)> {
     let n = entries.len();
     let outside = |k: usize| {
         ParquetError::General(format!("{}: key {k} outside the dictionary", descr.name()))
