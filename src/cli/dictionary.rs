@@ -756,6 +756,101 @@ fn judged_levels(asked: i32, trial: usize, slow: usize, fast: usize) -> (i32, i3
     (if stored { STORE_LEVEL } else { 1 }, asked.min(NOISY_DICTIONARY_LEVEL))
 }
 
+/// The levels (of the data pages, of the dictionary page) of a chunk of `data_pages` data
+/// pages at `asked`, judged on the start of the first data page `first` when there are two or
+/// more (see [`compress_all`]); with `first` compressed at its level when that start was all
+/// of it.
+fn judge_levels(z: &mut Zstd, first: &[u8], asked: i32, data_pages: usize) -> Result<((i32, i32), Option<Bytes>)> {
+    if asked <= 1 || data_pages < 2 {
+        return Ok(((asked, asked), None));
+    }
+    let whole = first.len() <= LEVEL_TRIAL_BYTES;
+    let trial = &first[..first.len().min(LEVEL_TRIAL_BYTES)];
+    let slow = z.compress(trial, asked)?;
+    let fast = z.compress(trial, 1)?;
+    let levels = judged_levels(asked, trial.len(), slow.len(), fast.len());
+    Ok((levels, whole.then_some(if levels.0 == asked { slow } else { fast })))
+}
+
+/// A chunk's pages (the dictionary page first), compressed as [`compress_all`] compresses
+/// them. Where this thread alone compresses them ([`with_compress_threads`] 1: a column worker
+/// while other columns wait for one, as the seed-scale metrics' workers do), each data page
+/// is compressed as it comes and its uncompressed bytes dropped, rather than all of them held
+/// to the chunk's end (the seed-scale `l2_distance` column's 9.6 MB, fresh memory: page faults
+/// of its critical write); the dictionary page waits for the first data page, which sets the
+/// levels. Elsewhere the pages are held and compressed side by side at the end.
+pub(super) struct PageCompressor {
+    level: ZstdLevel,
+    /// Data pages the chunk will have (the levels are judged on the first of two or more).
+    data_pages: usize,
+    /// This thread's context, where pages are compressed as they come.
+    z: Option<Zstd>,
+    /// Uncompressed pages not compressed yet.
+    held: Vec<Vec<u8>>,
+    /// (data pages, dictionary page), once judged.
+    levels: Option<(i32, i32)>,
+    compressed: Vec<Bytes>,
+    /// Each page's uncompressed size, in order.
+    plain_lens: Vec<usize>,
+}
+
+impl PageCompressor {
+    pub(super) fn new(level: ZstdLevel, data_pages: usize) -> Result<PageCompressor> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let alone = cores == 1 || COMPRESS_THREADS.get() == 1;
+        Ok(PageCompressor {
+            level,
+            data_pages,
+            z: alone.then(Zstd::take).transpose()?,
+            held: Vec::new(),
+            levels: None,
+            compressed: Vec::new(),
+            plain_lens: Vec::new(),
+        })
+    }
+
+    /// The next page, uncompressed (the dictionary page first).
+    pub(super) fn push(&mut self, page: Vec<u8>) -> Result<()> {
+        self.plain_lens.push(page.len());
+        let Some(z) = self.z.as_mut().filter(|_| self.plain_lens.len() > 1) else {
+            self.held.push(page);
+            return Ok(());
+        };
+        match self.levels {
+            Some((level, _)) => self.compressed.push(z.compress(&page, level)?),
+            None => {
+                let asked = self.level.compression_level();
+                let ((level, dictionary_level), first) = judge_levels(z, &page, asked, self.data_pages)?;
+                for dictionary in self.held.drain(..) {
+                    self.compressed.push(z.compress(&dictionary, dictionary_level)?);
+                }
+                self.compressed.push(match first {
+                    Some(bytes) => bytes,
+                    None => z.compress(&page, level)?,
+                });
+                self.levels = Some((level, dictionary_level));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pages compressed, and each page's uncompressed size.
+    pub(super) fn finish(mut self) -> Result<(Vec<Bytes>, Vec<usize>)> {
+        debug_assert_eq!(self.plain_lens.len(), self.data_pages + 1, "pages pushed");
+        let compressed = match self.z.as_mut() {
+            None => compress_all(&self.held, self.level)?,
+            Some(z) => {
+                // A dictionary page without data pages.
+                for dictionary in self.held.drain(..) {
+                    self.compressed.push(z.compress(&dictionary, self.level.compression_level())?);
+                }
+                self.compressed
+            }
+        };
+        Ok((compressed, self.plain_lens))
+    }
+}
+
 /// The pages of a chunk (the dictionary page first) compressed with zstd at `level`, side by
 /// side on the machine's cores (or as many threads as [`with_compress_threads`] allows). When
 /// `level` saves less than [`LEVEL_GAIN`] over level 1 on the start of the first data page
@@ -769,19 +864,11 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
     let compress = |z: &mut Zstd, data: &[u8], level: i32| z.compress(data, level);
     let mut z = compressor()?;
     let asked = level.compression_level();
-    let mut level = asked;
-    let mut dictionary_level = asked;
-    // The level is judged on the start of page 1 (the first data page); the page itself is
-    // kept when that start is all of it.
-    let mut first_data = None;
-    if level > 1 && pages.len() > 2 {
-        let whole = pages[1].len() <= LEVEL_TRIAL_BYTES;
-        let trial = &pages[1][..pages[1].len().min(LEVEL_TRIAL_BYTES)];
-        let slow = compress(&mut z, trial, level)?;
-        let fast = compress(&mut z, trial, 1)?;
-        (level, dictionary_level) = judged_levels(asked, trial.len(), slow.len(), fast.len());
-        first_data = whole.then_some(if level == asked { slow } else { fast });
-    }
+    // The level is judged on the start of page 1 (the first data page).
+    let ((level, dictionary_level), first_data) = match pages.get(1) {
+        Some(first) => judge_levels(&mut z, first, asked, pages.len() - 1)?,
+        None => ((asked, asked), None),
+    };
     let todo: Vec<usize> = (0..pages.len())
         .filter(|&i| !(i == 1 && first_data.is_some()))
         .collect();
@@ -1232,7 +1319,11 @@ fn encode_keys<K: Key>(
             len
         }
     };
-    let mut plain_pages = vec![dictionary];
+    let rows = keys.rows();
+    let mut compressor = PageCompressor::new(level, rows.div_ceil(page_rows))?;
+    compressor.push(dictionary)?;
+    // The first error compressing a page (the encoders hand pages over without a result).
+    let mut failed = None;
     let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
     // Per page (with values): its lowest and highest rank, for the boundary order.
     let pages = DataPages {
@@ -1246,7 +1337,9 @@ fn encode_keys<K: Key>(
     };
     let mut page_bounds: Vec<(u32, u32)> = Vec::new();
     let mut add_page = |buf: Vec<u8>, bounds: Option<(u32, u32)>, page_nulls: i64| {
-        plain_pages.push(buf);
+        if let Err(e) = compressor.push(buf) {
+            failed.get_or_insert(e);
+        }
         let nan_count = is_float.then_some(0);
         match bounds {
             None => column_index.append(true, Vec::new(), Vec::new(), page_nulls, nan_count),
@@ -1264,14 +1357,16 @@ fn encode_keys<K: Key>(
         (Keys::Rows(keys), _) => pages.encode::<K, u32>(keys, &mut add_page),
         (Keys::Runs(runs), _) => pages.encode_runs(runs, &mut add_page),
     }
-    let rows = keys.rows();
-    let compressed_pages = compress_all(&plain_pages, level)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let (compressed_pages, plain_lens) = compressor.finish()?;
     let mut rows_before = 0;
-    let pages = plain_pages
-        .iter()
+    let pages = plain_lens
+        .into_iter()
         .zip(compressed_pages)
         .enumerate()
-        .map(|(i, (plain, buf))| {
+        .map(|(i, (plain_len, buf))| {
             let page = if i == 0 {
                 Page::DictionaryPage {
                     buf,
@@ -1284,7 +1379,7 @@ fn encode_keys<K: Key>(
                 rows_before += page_rows;
                 chunk::data_page(buf, page_rows, Encoding::RLE_DICTIONARY)
             };
-            (page, plain.len())
+            (page, plain_len)
         })
         .collect();
     // The chunk's lowest and highest values are those of its rows (a float dictionary may
@@ -1329,6 +1424,22 @@ mod tests {
     #[test]
     fn compression_level_follows_the_first_data_page() {
         let z = |data: &[u8], level| zstd::bulk::compress(data, level).unwrap();
+        // The pages compressed at the end, side by side, and as they come on this thread
+        // alone (a column worker's): the same bytes.
+        let compress_all = |pages: &[Vec<u8>], level: ZstdLevel| -> Result<Vec<Bytes>> {
+            let all = super::compress_all(pages, level)?;
+            let one_by_one = with_compress_threads(1, || -> Result<Vec<Bytes>> {
+                let mut c = PageCompressor::new(level, pages.len() - 1)?;
+                for page in pages {
+                    c.push(page.clone())?;
+                }
+                let (compressed, plain_lens) = c.finish()?;
+                assert_eq!(plain_lens, pages.iter().map(Vec::len).collect::<Vec<_>>());
+                Ok(compressed)
+            })?;
+            assert_eq!(all, one_by_one);
+            Ok(all)
+        };
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut random = |n: usize| -> Vec<u8> {
             (0..n)
@@ -1402,6 +1513,12 @@ mod tests {
         for (page, bytes) in smooth.iter().zip(&got) {
             assert_eq!(bytes.as_ref(), z(page, 9), "smooth pages: level 9");
         }
+        // A dictionary page and one data page: no judging, both at the level asked; a
+        // dictionary page alone.
+        let got = compress_all(&smooth[..2], ZstdLevel::try_new(9).unwrap()).unwrap();
+        assert_eq!(got[1].as_ref(), z(&smooth[1], 9));
+        let got = compress_all(&noisy[..1], ZstdLevel::try_new(9).unwrap()).unwrap();
+        assert_eq!(got[0].as_ref(), z(&noisy[0], 9));
     }
 
     use std::sync::Arc;
