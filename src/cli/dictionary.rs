@@ -860,9 +860,7 @@ impl PageCompressor {
 /// noisy metric's sorted values, whose keys gain nothing) is 5% smaller at level 3 than at
 /// level 1, for the time of one page.
 fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
-    let compressor = Zstd::take;
-    let compress = |z: &mut Zstd, data: &[u8], level: i32| z.compress(data, level);
-    let mut z = compressor()?;
+    let mut z = Zstd::take()?;
     let asked = level.compression_level();
     // The level is judged on the start of page 1 (the first data page).
     let ((level, dictionary_level), first_data) = match pages.get(1) {
@@ -886,7 +884,7 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
     let bytes: usize = todo.iter().map(|&i| pages[i].len()).sum();
     if threads <= 1 || bytes < PARALLEL_COMPRESS_BYTES {
         for &i in &todo {
-            out[i] = Some(compress(&mut z, &pages[i], level_of(i))?);
+            out[i] = Some(z.compress(&pages[i], level_of(i))?);
         }
         return Ok(out.into_iter().flatten().collect());
     }
@@ -901,12 +899,12 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
                 scope.spawn(move || -> Result<Vec<(usize, Bytes)>> {
                     let mut z = match z {
                         Some(z) => z,
-                        None => compressor()?,
+                        None => Zstd::take()?,
                     };
                     todo.iter()
                         .skip(t)
                         .step_by(threads)
-                        .map(|&i| Ok((i, compress(&mut z, &pages[i], level_of(i))?)))
+                        .map(|&i| Ok((i, z.compress(&pages[i], level_of(i))?)))
                         .collect()
                 })
             })
