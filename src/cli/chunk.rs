@@ -131,23 +131,28 @@ struct ChunkWrite {
 }
 
 impl ChunkWrite {
-    fn finish(mut self) -> Chunk {
+    /// The bytes copied so far, as the chunk's next part.
+    fn end_copied(&mut self) {
         let copied = std::mem::take(&mut self.copied);
         self.chunk.push(Bytes::from(copied));
+    }
+
+    fn finish(mut self) -> Chunk {
+        self.end_copied();
         self.chunk
     }
 }
 
 impl Write for ChunkWrite {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let page = self
-            .pages
-            .iter()
-            .position(|p| !buf.is_empty() && p.as_ptr() == buf.as_ptr() && p.len() == buf.len());
+        let page = if buf.is_empty() {
+            None
+        } else {
+            self.pages.iter().position(|p| p.as_ptr() == buf.as_ptr() && p.len() == buf.len())
+        };
         match page {
             Some(i) => {
-                let copied = std::mem::take(&mut self.copied);
-                self.chunk.push(Bytes::from(copied));
+                self.end_copied();
                 self.chunk.push(self.pages.swap_remove(i));
             }
             None => self.copied.extend_from_slice(buf),

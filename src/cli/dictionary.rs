@@ -712,6 +712,16 @@ pub fn with_compress_threads<T>(threads: usize, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// The threads a chunk's pages may be compressed on from this thread: the cores, or fewer
+/// where [`with_compress_threads`] says so.
+fn compress_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match COMPRESS_THREADS.get() {
+        0 => cores,
+        n => n.min(cores),
+    }
+}
+
 /// Pages of fewer bytes than this (all of a chunk's together) are compressed on the calling
 /// thread: threads of their own cost more than they save (the small columns' pages, and the
 /// layout trials' samples, whose threads went mostly to starting and stopping them).
@@ -796,8 +806,7 @@ pub(super) struct PageCompressor {
 
 impl PageCompressor {
     pub(super) fn new(level: ZstdLevel, data_pages: usize) -> Result<PageCompressor> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let alone = cores == 1 || COMPRESS_THREADS.get() == 1;
+        let alone = compress_threads() == 1;
         Ok(PageCompressor {
             level,
             data_pages,
@@ -875,12 +884,7 @@ fn compress_all(pages: &[Vec<u8>], level: ZstdLevel) -> Result<Vec<Bytes>> {
     if let Some(b) = first_data {
         out[1] = Some(b);
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = match COMPRESS_THREADS.get() {
-        0 => cores,
-        n => n.min(cores),
-    }
-    .min(todo.len());
+    let threads = compress_threads().min(todo.len());
     let bytes: usize = todo.iter().map(|&i| pages[i].len()).sum();
     if threads <= 1 || bytes < PARALLEL_COMPRESS_BYTES {
         for &i in &todo {
