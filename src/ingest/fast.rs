@@ -439,8 +439,12 @@ impl DictColumn {
     /// to check), without a scan for the field's end; returns the raw field's length.
     #[inline(always)]
     fn push_repeat_at(&mut self, data: &[u8], at: usize, quoted: bool) -> Option<usize> {
-        let holds = |raw: &[u8]| if quoted { quoted_at(data, at, raw) } else { raw_at(data, at, raw) };
-        self.push_repeat_if(holds).then_some(self.last_raw.len())
+        let repeated = if quoted {
+            self.push_repeat_if(|raw| quoted_at(data, at, raw))
+        } else {
+            self.push_repeat_if(|raw| raw_at(data, at, raw))
+        };
+        repeated.then_some(self.last_raw.len())
     }
 
     /// Appends a row holding the previous row's text again.
@@ -1278,6 +1282,7 @@ fn string_end(data: &[u8], mut from: usize) -> Option<(usize, bool)> {
 
 /// Whether `data` holds `raw` at `at` followed by the closing quote: the same JSON string
 /// body as `raw` (which ended at an unescaped quote: the same bytes scan the same way).
+#[inline(always)]
 fn quoted_at(data: &[u8], at: usize, raw: &[u8]) -> bool {
     raw_at(data, at, raw) && data.get(at + raw.len()) == Some(&b'"')
 }
