@@ -1315,7 +1315,11 @@ impl ColumnJob<'_> {
                             return;
                         };
                         let before = d.keys.len();
-                        if !d.push(batch, |v| round.apply(v)) {
+                        let pushed = match round.rounding {
+                            Some(r) => d.push_rounded(batch, r),
+                            None => d.push(batch, |v| v),
+                        };
+                        if !pushed {
                             // Too many distinct values: plain values from here on, the rows so
                             // far taken back out of the dictionary.
                             values.extend(

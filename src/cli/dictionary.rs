@@ -34,6 +34,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk;
+use crate::cube::Rounding;
 
 /// The key of a row without a value.
 pub const NULL_KEY: u32 = u32::MAX;
@@ -511,9 +512,18 @@ pub struct FloatDictionary {
     /// The slot of bits `b` starts the search at `(b * K) >> shift`.
     shift: u32,
     max_entries: usize,
+    /// With [`push_rounded`](Self::push_rounded): per number of units of the rounding below
+    /// [`DIRECT_UNITS`], its entry's key + 1 (0: none yet).
+    direct: Vec<u32>,
 }
 
 const EMPTY_SLOT: u64 = u64::MAX;
+
+/// Rounded values of fewer units than this (26.2144 at 4 decimals, where most of a metric's
+/// values lie) find their key in [`FloatDictionary::direct`], 1 MiB, rather than in the hash
+/// table: a noisy metric's table (the seed-scale `l2_distance`'s: 258k entries, 4 MiB of
+/// slots) missed the caches on most rows.
+const DIRECT_UNITS: usize = 1 << 18;
 
 /// How many rows ahead a random lookup into a large table ([`FloatDictionary::push`]'s slots,
 /// [`encode_chunk`]'s ranks) is prefetched: about one memory latency of lookups.
@@ -546,6 +556,7 @@ impl FloatDictionary {
             used: 0,
             shift: 32 - 12,
             max_entries,
+            direct: Vec::new(),
         }
     }
 
@@ -602,39 +613,84 @@ impl FloatDictionary {
             if let Some(ahead) = values.get(n + PREFETCH_AHEAD) {
                 prefetch(&self.slots[Self::slot_of(ahead.to_bits(), self.shift)]);
             }
-            if v.is_nan() {
-                self.keys.push(NULL_KEY);
-                continue;
-            }
-            let bits = v.to_bits();
-            let key = match self.find(bits) {
-                Some(key) => key,
-                None => {
-                    // A new value: its rounded value may be known (under its own bits).
-                    let r = round(v);
-                    let rounded = r.to_bits();
-                    let known = if rounded == bits { None } else { self.find(rounded) };
-                    let key = match known {
-                        Some(key) => key,
-                        None => {
-                            if self.values.len() >= self.max_entries {
-                                return false;
-                            }
-                            let key = self.values.len() as u32;
-                            self.values.push(r);
-                            self.insert(rounded, key);
-                            key
-                        }
-                    };
-                    if rounded != bits {
-                        self.insert(bits, key);
-                    }
-                    key
-                }
+            let Some(key) = self.key_of(v, &round) else {
+                return false;
             };
             self.keys.push(key);
         }
         true
+    }
+
+    /// [`push`](Self::push) rounding with `rounding`: the key of a value of fewer than
+    /// [`DIRECT_UNITS`] units is found by its units, without hashing. Values, keys and their
+    /// order come out as `push` gives them: values of the same units are the values that
+    /// round to the same value, and none outside the direct table rounds to one inside it.
+    pub fn push_rounded(&mut self, values: &[f32], rounding: Rounding) -> bool {
+        self.keys.reserve(values.len());
+        if self.direct.is_empty() {
+            self.direct = vec![0; DIRECT_UNITS];
+        }
+        let round = |v: f32| rounding.to_f32(f64::from(v));
+        for &v in values {
+            let units = rounding.units(f64::from(v)).and_then(|m| usize::try_from(m).ok());
+            let key = match units.filter(|&m| m < DIRECT_UNITS) {
+                Some(m) => match self.direct[m] {
+                    0 => {
+                        let Some(key) = self.new_entry(rounding.of_units(m as i64)) else {
+                            return false;
+                        };
+                        self.direct[m] = key + 1;
+                        key
+                    }
+                    k => k - 1,
+                },
+                None => match self.key_of(v, &round) {
+                    Some(key) => key,
+                    None => return false,
+                },
+            };
+            self.keys.push(key);
+        }
+        true
+    }
+
+    /// The key of `v` ([`NULL_KEY`] for NaN) by the hash table, a new entry when its rounded
+    /// value is new; `None` when that would exceed the dictionary's size.
+    #[inline(always)]
+    fn key_of(&mut self, v: f32, round: &impl Fn(f32) -> f32) -> Option<u32> {
+        if v.is_nan() {
+            return Some(NULL_KEY);
+        }
+        let bits = v.to_bits();
+        if let Some(key) = self.find(bits) {
+            return Some(key);
+        }
+        // A new value: its rounded value may be known (under its own bits).
+        let r = round(v);
+        let rounded = r.to_bits();
+        let known = if rounded == bits { None } else { self.find(rounded) };
+        let key = match known {
+            Some(key) => key,
+            None => {
+                let key = self.new_entry(r)?;
+                self.insert(rounded, key);
+                key
+            }
+        };
+        if rounded != bits {
+            self.insert(bits, key);
+        }
+        Some(key)
+    }
+
+    /// The key of a new entry `r`; `None` when the dictionary is full.
+    fn new_entry(&mut self, r: f32) -> Option<u32> {
+        if self.values.len() >= self.max_entries {
+            return None;
+        }
+        let key = self.values.len() as u32;
+        self.values.push(r);
+        Some(key)
     }
 
     /// Double the table.
@@ -1938,6 +1994,54 @@ mod tests {
         let mut d = FloatDictionary::new(2);
         assert!(d.push(&[0.12, 0.26, 0.14], round));
         assert!(!d.push(&[0.5], round));
+    }
+
+    /// By units and by hash alike: the entries are the rounded values in order of first
+    /// appearance, each row keyed to its value's rounded entry.
+    #[test]
+    fn float_dictionary_by_units_keys_as_by_hash() {
+        let r = Rounding::new(4);
+        // By hand, to 4 decimals (ties to even on x × 10^4): 0.12344 → 0.1234, 0.12346 and
+        // 0.12345 → 0.1235 (1234.5 is a tie only in decimal; its float64 product is just
+        // above), -0.00004 → 0 (as 0.00001), 30.00006 → 30.0001 (past the direct table:
+        // hashed), -2.5 → -2.5 (negative: hashed), NaN → no key.
+        let mut d = FloatDictionary::new(100);
+        assert!(d.push_rounded(&[0.12344, 0.12346, f32::NAN, -0.00004, 0.00001, 0.12345, 30.00006, -2.5, 0.1234], r));
+        assert_eq!(d.values, [0.1234, 0.1235, 0.0, 30.0001, -2.5]);
+        assert_eq!(d.keys, [0, 1, NULL_KEY, 2, 2, 1, 3, 4, 0]);
+        // Against the hash path, on values across every magnitude and sign, in batches.
+        let mut bits: u32 = 12345;
+        let mut values: Vec<f32> = Vec::new();
+        for i in 0..60_000 {
+            bits = bits.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let unit = (bits >> 8) as f32 / (1 << 24) as f32;
+            values.push(match i % 6 {
+                0 => unit * 30.0,
+                1 => unit,
+                2 => -unit * 5.0,
+                3 => unit * 1e6,
+                4 => f32::from_bits(bits),
+                _ => (unit * 300.0 * 10_000.0).round() / 10_000.0,
+            });
+        }
+        let mut by_units = FloatDictionary::new(1 << 20);
+        let mut by_hash = FloatDictionary::new(1 << 20);
+        for batch in values.chunks(7_000) {
+            assert!(by_units.push_rounded(batch, r));
+            assert!(by_hash.push(batch, |v| r.to_f32(f64::from(v))));
+        }
+        assert!(by_units.values.iter().zip(&by_hash.values).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_eq!(by_units.values.len(), by_hash.values.len());
+        assert_eq!(by_units.keys, by_hash.keys);
+        // Both refuse the same new value past their limit.
+        let limit = by_hash.values.len() / 2;
+        let (mut a, mut b) = (FloatDictionary::new(limit), FloatDictionary::new(limit));
+        let ok_a: Vec<bool> = values.chunks(7_000).map(|c| a.push_rounded(c, r)).collect();
+        let ok_b: Vec<bool> = values.chunks(7_000).map(|c| b.push(c, |v| r.to_f32(f64::from(v)))).collect();
+        assert_eq!(ok_a, ok_b);
+        assert!(ok_a.contains(&false));
+        assert_eq!(a.values.len(), b.values.len());
+        assert_eq!(a.keys, b.keys);
     }
 
     #[test]

@@ -214,6 +214,21 @@ impl Rounding {
     pub fn to_f32(&self, x: f64) -> f32 {
         self.apply(x) as f32
     }
+
+    /// The number `m` of units of `10^-d` that `x` rounds to: [`to_f32`](Self::to_f32) of
+    /// `x` is [`of_units`](Self::of_units) of `m`. `None` where `x × 10^d` is not finite or
+    /// is 2^51 or more in magnitude.
+    #[inline]
+    pub fn units(&self, x: f64) -> Option<i64> {
+        let y = x * self.scale;
+        (y.abs() < 2_251_799_813_685_248.0).then(|| round_ties_even(y) as i64)
+    }
+
+    /// The value of `units` units of `10^-d`, as [`to_f32`](Self::to_f32) gives it.
+    #[inline]
+    pub fn of_units(&self, units: i64) -> f32 {
+        (units as f64 / self.scale) as f32
+    }
 }
 
 /// `y` rounded to an integer, ties to even. Below 2^51 in magnitude, adding and subtracting
