@@ -1002,10 +1002,7 @@ impl CubeBuilder {
                     if self.prompt_acc[p as usize].tokens[pos] < 0 {
                         self.note_token(p, pos, r, token.as_ref(), &mut token_codes);
                     }
-                    let b = match self.group_blocks[group].get(v as usize) {
-                        Some(&b) if b != u32::MAX => b as usize,
-                        _ => self.new_block(group, Block { prompt: p, step: s, variant: v, layer: l }, stride),
-                    };
+                    let b = self.block_in(group, Block { prompt: p, step: s, variant: v, layer: l }, stride);
                     cell.push(b * stride + pos);
                 }
                 for r in row..end {
@@ -1077,10 +1074,7 @@ impl CubeBuilder {
                             g
                         }
                     };
-                    let b = match self.group_blocks[group].get(v as usize) {
-                        Some(&b) if b != u32::MAX => b as usize,
-                        _ => self.new_block(group, Block { prompt: p, step: s, variant: v, layer: l }, stride),
-                    };
+                    let b = self.block_in(group, Block { prompt: p, step: s, variant: v, layer: l }, stride);
                     prev_block = last_block;
                     last_block = Some((block_key, b));
                     b
@@ -1128,6 +1122,15 @@ impl CubeBuilder {
             self.group_blocks.push(Vec::new());
         }
         g
+    }
+
+    /// The id of `block`, of the rows of `group`: its variant's block there, made when new.
+    #[inline]
+    fn block_in(&mut self, group: usize, block: Block, stride: usize) -> usize {
+        match self.group_blocks[group].get(block.variant as usize) {
+            Some(&b) if b != u32::MAX => b as usize,
+            _ => self.new_block(group, block, stride),
+        }
     }
 
     /// A new block in `group` for `block` (its variant's slot there empty), with room in the
